@@ -1,0 +1,8 @@
+//! rolegate: an authorization sidecar for customer-messaging and CRM backends.
+//!
+//! The pure core is [`policy`] (documents and their compiler) and [`engine`] (decisions); the
+//! edges around it are the command line, the server, the sources and telemetry.
+
+pub mod engine;
+pub mod policy;
+pub mod suggest;
