@@ -8,7 +8,7 @@ pub mod document;
 pub mod lint;
 pub mod parse;
 pub mod when;
-mod yaml;
+pub(crate) mod yaml;
 
 pub use compile::compile;
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};

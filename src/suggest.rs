@@ -5,7 +5,7 @@ pub fn closest<'a, I>(name: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = (name.chars().count() / 3).max(1);
+    let limit = (name.chars().count() + 2) / 3;
     candidates
         .into_iter()
         .map(|c| (distance(name, c), c))
