@@ -1,1 +1,196 @@
-fn main(){}
+//! Criterion benches of `decide` and of compiling large tenants (ISSUE: engine benches).
+//! Run: `cargo bench --bench engine`. Figures go to BENCHMARKS.md.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use rolegate::engine::{Attrs, Context, Request, Resource, Snapshot, Value, decide};
+use rolegate::policy;
+
+/// Counts live heap bytes so the bench can report memory per member.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const UNITS: usize = 100;
+
+/// A service-desk tenant: 100 units in a 3-level tree, agents on relation scope, team admins on
+/// their units, outsourced agents with a deny and a mask rule.
+fn desk_yaml(name: &str, members: usize) -> String {
+    let mut s = format!(
+        "tenant: {name}
+schema:
+  conversation: [view, reply, assign, transfer, close, export]
+  customer: [view, edit, export]
+  settings: [view, edit]
+roles:
+  agent: {{allow: [conversation.view, conversation.reply, conversation.close, customer.view]}}
+  team_admin: {{extends: [agent], allow: [conversation.assign, conversation.transfer, settings.view]}}
+  admin: {{allow: [\"*\"], except: [settings.edit], requestable: [settings.edit, customer.export]}}
+rules:
+  - {{id: outsourced-no-export, effect: deny, actions: [\"*.export\"], when: {{principal: {{employment: outsourced}}}}, alert: true}}
+  - {{id: outsourced-mask, effect: mask, fields: [phone, email], actions: [customer.view, conversation.view], when: {{principal: {{employment: outsourced}}}}}}
+units:
+"
+    );
+    for u in 0..UNITS {
+        let parent = match u {
+            0 => String::new(),
+            1..=9 => ", parent: u0".to_owned(),
+            _ => format!(", parent: u{}", u % 9 + 1),
+        };
+        let _ = writeln!(s, "  - {{id: u{u}{parent}}}");
+    }
+    s.push_str("members:\n");
+    for m in 0..members {
+        let unit = m % UNITS;
+        let (role, scope) = match m % 50 {
+            0 => ("team_admin", "own_units"),
+            1 => ("admin", "tenant"),
+            _ => ("agent", "{relation: assignee}"),
+        };
+        let employment = if m % 10 == 3 {
+            "outsourced"
+        } else {
+            "employee"
+        };
+        let _ = writeln!(
+            s,
+            "  - {{id: m{m}, units: [u{unit}], attrs: {{employment: {employment}, level: {}}}, bindings: [{{role: {role}, scope: {scope}}}]}}",
+            m % 3
+        );
+    }
+    s
+}
+
+fn compile(name: &str, members: usize) -> rolegate::engine::Tenant {
+    let (doc, diags) = policy::parse_str("bench.yaml", &desk_yaml(name, members), None);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    policy::compile(&doc.unwrap(), None, 1).unwrap()
+}
+
+fn req(tenant: &str, principal: &str, action: &str, unit: &str, attrs: &[(&str, &str)]) -> Request {
+    let kind = action.split('.').next().unwrap();
+    Request {
+        tenant: tenant.into(),
+        principal: principal.into(),
+        action: action.into(),
+        resource: Resource {
+            kind: kind.into(),
+            id: "c-42".into(),
+            unit: unit.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+                .collect::<Attrs>(),
+        },
+        context: Context::default(),
+    }
+}
+
+/// The five common cases, for tenant `t`.
+fn cases(t: &str) -> Vec<(&'static str, Request)> {
+    vec![
+        (
+            "allow_relation",
+            req(t, "m7", "conversation.reply", "u57", &[("assignee", "m7")]),
+        ),
+        // m50 is a team admin of u50, a child of u5; the resource sits in u50.
+        (
+            "allow_unit_subtree",
+            req(
+                t,
+                "m50",
+                "conversation.assign",
+                "u50",
+                &[("assignee", "m8")],
+            ),
+        ),
+        (
+            "deny_by_rule",
+            req(t, "m13", "customer.export", "u13", &[("assignee", "m13")]),
+        ),
+        (
+            "no_grant",
+            req(t, "m7", "conversation.view", "u57", &[("assignee", "m8")]),
+        ),
+        (
+            "allow_with_mask",
+            req(t, "m13", "customer.view", "u13", &[("assignee", "m13")]),
+        ),
+    ]
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+
+    let mut one = Snapshot::default();
+    one.insert(Arc::new(compile("desk", 10_000)));
+
+    // 10k tenants of 100 members each: 10k tenants of 10k members would need tens of GB.
+    let mut many = Snapshot::default();
+    for i in 0..10_000 {
+        many.insert(Arc::new(compile(&format!("desk-{i}"), 100)));
+    }
+
+    for (label, snapshot, tenant) in [
+        ("1_tenant", &one, "desk"),
+        ("10k_tenants", &many, "desk-4711"),
+    ] {
+        let mut g = c.benchmark_group(format!("decide/{label}"));
+        for (name, request) in cases(tenant) {
+            let d = decide(snapshot, &request.query(), now).unwrap();
+            let expect_allow = name.starts_with("allow");
+            assert_eq!(d.allowed, expect_allow, "{name}: {d:?}");
+            g.bench_function(name, |b| {
+                b.iter(|| decide(black_box(snapshot), black_box(&request.query()), now))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let text = desk_yaml("big", 100_000);
+    let mut g = c.benchmark_group("load_100k_members");
+    g.sample_size(10);
+    g.bench_function("parse", |b| {
+        b.iter(|| policy::parse_str("big.yaml", black_box(&text), None))
+    });
+    let (doc, _) = policy::parse_str("big.yaml", &text, None);
+    let doc = doc.unwrap();
+    g.bench_function("compile", |b| {
+        b.iter(|| policy::compile(black_box(&doc), None, 1).unwrap())
+    });
+    g.finish();
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let tenant = policy::compile(&doc, None, 1).unwrap();
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "memory: compiled tenant of 100000 members holds {bytes} bytes = {} bytes/member",
+        bytes / 100_000
+    );
+    drop(tenant);
+}
+
+criterion_group!(benches, bench_decide, bench_compile);
+criterion_main!(benches);

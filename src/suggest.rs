@@ -5,7 +5,7 @@ pub fn closest<'a, I>(name: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = (name.chars().count() + 2) / 3;
+    let limit = name.chars().count().div_ceil(3);
     candidates
         .into_iter()
         .map(|c| (distance(name, c), c))
@@ -19,7 +19,9 @@ pub fn hint<'a, I>(name: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
-    closest(name, candidates).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default()
+    closest(name, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
 }
 
 fn distance(a: &str, b: &str) -> usize {
@@ -43,7 +45,10 @@ mod tests {
     #[test]
     fn suggests_a_near_name_and_not_a_far_one() {
         assert_eq!(closest("alow", ["allow", "extends"]), Some("allow"));
-        assert_eq!(closest("conversation.replay", ["conversation.reply"]), Some("conversation.reply"));
+        assert_eq!(
+            closest("conversation.replay", ["conversation.reply"]),
+            Some("conversation.reply")
+        );
         assert_eq!(closest("zzz", ["allow"]), None);
     }
 }

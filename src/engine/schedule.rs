@@ -39,7 +39,13 @@ fn seconds_of_day(t: Time) -> u32 {
 
 fn time_of(secs: u32) -> Time {
     // INVARIANT: `secs < 86400`, checked when the document loads.
-    Time::new((secs / 3600) as i8, (secs / 60 % 60) as i8, (secs % 60) as i8, 0).unwrap_or(Time::MIN)
+    Time::new(
+        (secs / 3600) as i8,
+        (secs / 60 % 60) as i8,
+        (secs % 60) as i8,
+        0,
+    )
+    .unwrap_or(Time::MIN)
 }
 
 impl Schedule {
@@ -72,7 +78,11 @@ impl Schedule {
         let mut day = today.yesterday().ok()?;
         for _ in 0..9 {
             if self.listed(day) {
-                let end_day = if self.overnight() { day.tomorrow().ok()? } else { day };
+                let end_day = if self.overnight() {
+                    day.tomorrow().ok()?
+                } else {
+                    day
+                };
                 for edge in [day.to_datetime(from), end_day.to_datetime(to)] {
                     if let Some(ts) = self.instant(edge).filter(|ts| *ts > now) {
                         best = Some(best.map_or(ts, |b| b.min(ts)));
@@ -121,9 +131,15 @@ mod tests {
     #[test]
     fn next_edge_is_the_end_inside_and_the_next_start_outside() {
         let s = shanghai_office_hours();
-        assert_eq!(s.next_edge(ts("2026-11-26T02:00:00Z")), Some(ts("2026-11-26T10:00:00Z")));
+        assert_eq!(
+            s.next_edge(ts("2026-11-26T02:00:00Z")),
+            Some(ts("2026-11-26T10:00:00Z"))
+        );
         // Friday 20:00 local -> Monday 09:00 local.
-        assert_eq!(s.next_edge(ts("2026-11-27T12:00:00Z")), Some(ts("2026-11-30T01:00:00Z")));
+        assert_eq!(
+            s.next_edge(ts("2026-11-27T12:00:00Z")),
+            Some(ts("2026-11-30T01:00:00Z"))
+        );
     }
 
     #[test]
@@ -138,6 +154,9 @@ mod tests {
         assert!(s.contains(ts("2026-11-27T23:00:00Z"))); // Friday night
         assert!(s.contains(ts("2026-11-28T05:00:00Z"))); // Saturday early, started Friday
         assert!(!s.contains(ts("2026-11-27T05:00:00Z"))); // Friday early, Thursday not listed
-        assert_eq!(s.next_edge(ts("2026-11-27T23:00:00Z")), Some(ts("2026-11-28T06:00:00Z")));
+        assert_eq!(
+            s.next_edge(ts("2026-11-27T23:00:00Z")),
+            Some(ts("2026-11-28T06:00:00Z"))
+        );
     }
 }

@@ -131,7 +131,11 @@ impl Lit {
         } else {
             (None, None)
         };
-        Lit { text: text.to_owned(), num, flag }
+        Lit {
+            text: text.to_owned(),
+            num,
+            flag,
+        }
     }
 
     /// Equality of the attribute with the literal; a list attribute matches when it holds the
@@ -142,7 +146,7 @@ impl Lit {
             Value::Int(i) => self.num == Some(*i as f64),
             Value::Number(n) => self.num == Some(*n),
             Value::Flag(b) => self.flag == Some(*b),
-            Value::List(l) => l.iter().any(|v| *v == self.text),
+            Value::List(l) => l.contains(&self.text),
         }
     }
 }
