@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: cargo tests (unit, differential, integration against
+# real servers) and the bundled example policies' own tests. Installs what it needs by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=never
+echo "== cargo test"
+cargo test --all-targets --locked
+
+echo "== rolegate validate examples && rolegate test examples"
+cargo run --quiet --locked -- validate examples
+cargo run --quiet --locked -- test examples
