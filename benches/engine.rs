@@ -67,11 +67,7 @@ units:
             1 => ("admin", "tenant"),
             _ => ("agent", "{relation: assignee}"),
         };
-        let employment = if m % 10 == 3 {
-            "outsourced"
-        } else {
-            "employee"
-        };
+        let employment = if m % 10 == 3 { "outsourced" } else { "employee" };
         let _ = writeln!(
             s,
             "  - {{id: m{m}, units: [u{unit}], attrs: {{employment: {employment}, level: {}}}, bindings: [{{role: {role}, scope: {scope}}}]}}",
@@ -97,10 +93,7 @@ fn req(tenant: &str, principal: &str, action: &str, unit: &str, attrs: &[(&str, 
             kind: kind.into(),
             id: "c-42".into(),
             unit: unit.into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
-                .collect::<Attrs>(),
+            attrs: attrs.iter().map(|(k, v)| (k.to_string(), Value::Text(v.to_string()))).collect::<Attrs>(),
         },
         context: Context::default(),
     }
@@ -109,33 +102,12 @@ fn req(tenant: &str, principal: &str, action: &str, unit: &str, attrs: &[(&str, 
 /// The five common cases, for tenant `t`.
 fn cases(t: &str) -> Vec<(&'static str, Request)> {
     vec![
-        (
-            "allow_relation",
-            req(t, "m7", "conversation.reply", "u57", &[("assignee", "m7")]),
-        ),
+        ("allow_relation", req(t, "m7", "conversation.reply", "u57", &[("assignee", "m7")])),
         // m50 is a team admin of u50, a child of u5; the resource sits in u50.
-        (
-            "allow_unit_subtree",
-            req(
-                t,
-                "m50",
-                "conversation.assign",
-                "u50",
-                &[("assignee", "m8")],
-            ),
-        ),
-        (
-            "deny_by_rule",
-            req(t, "m13", "customer.export", "u13", &[("assignee", "m13")]),
-        ),
-        (
-            "no_grant",
-            req(t, "m7", "conversation.view", "u57", &[("assignee", "m8")]),
-        ),
-        (
-            "allow_with_mask",
-            req(t, "m13", "customer.view", "u13", &[("assignee", "m13")]),
-        ),
+        ("allow_unit_subtree", req(t, "m50", "conversation.assign", "u50", &[("assignee", "m8")])),
+        ("deny_by_rule", req(t, "m13", "customer.export", "u13", &[("assignee", "m13")])),
+        ("no_grant", req(t, "m7", "conversation.view", "u57", &[("assignee", "m8")])),
+        ("allow_with_mask", req(t, "m13", "customer.view", "u13", &[("assignee", "m13")])),
     ]
 }
 
@@ -151,18 +123,13 @@ fn bench_decide(c: &mut Criterion) {
         many.insert(Arc::new(compile(&format!("desk-{i}"), 100)));
     }
 
-    for (label, snapshot, tenant) in [
-        ("1_tenant", &one, "desk"),
-        ("10k_tenants", &many, "desk-4711"),
-    ] {
+    for (label, snapshot, tenant) in [("1_tenant", &one, "desk"), ("10k_tenants", &many, "desk-4711")] {
         let mut g = c.benchmark_group(format!("decide/{label}"));
         for (name, request) in cases(tenant) {
             let d = decide(snapshot, &request.query(), now).unwrap();
             let expect_allow = name.starts_with("allow");
             assert_eq!(d.allowed, expect_allow, "{name}: {d:?}");
-            g.bench_function(name, |b| {
-                b.iter(|| decide(black_box(snapshot), black_box(&request.query()), now))
-            });
+            g.bench_function(name, |b| b.iter(|| decide(black_box(snapshot), black_box(&request.query()), now)));
         }
         g.finish();
     }
@@ -172,23 +139,16 @@ fn bench_compile(c: &mut Criterion) {
     let text = desk_yaml("big", 100_000);
     let mut g = c.benchmark_group("load_100k_members");
     g.sample_size(10);
-    g.bench_function("parse", |b| {
-        b.iter(|| policy::parse_str("big.yaml", black_box(&text), None))
-    });
+    g.bench_function("parse", |b| b.iter(|| policy::parse_str("big.yaml", black_box(&text), None)));
     let (doc, _) = policy::parse_str("big.yaml", &text, None);
     let doc = doc.unwrap();
-    g.bench_function("compile", |b| {
-        b.iter(|| policy::compile(black_box(&doc), None, 1).unwrap())
-    });
+    g.bench_function("compile", |b| b.iter(|| policy::compile(black_box(&doc), None, 1).unwrap()));
     g.finish();
 
     let before = LIVE.load(Ordering::Relaxed);
     let tenant = policy::compile(&doc, None, 1).unwrap();
     let bytes = LIVE.load(Ordering::Relaxed) - before;
-    println!(
-        "memory: compiled tenant of 100000 members holds {bytes} bytes = {} bytes/member",
-        bytes / 100_000
-    );
+    println!("memory: compiled tenant of 100000 members holds {bytes} bytes = {} bytes/member", bytes / 100_000);
     drop(tenant);
 }
 

@@ -78,10 +78,7 @@ impl CheckArgs {
             bail!("--resource must be `KIND:ID`, got `{}`", self.resource);
         };
         let client_ip = match &self.ip {
-            Some(ip) => Some(
-                ip.parse()
-                    .with_context(|| format!("--ip: invalid IP address `{ip}`"))?,
-            ),
+            Some(ip) => Some(ip.parse().with_context(|| format!("--ip: invalid IP address `{ip}`"))?),
             None => None,
         };
         Ok(Request {
@@ -94,19 +91,14 @@ impl CheckArgs {
                 unit: self.unit.clone(),
                 attrs: attrs(&self.attrs, "--attr")?,
             },
-            context: Context {
-                client_ip,
-                attrs: attrs(&self.ctx, "--ctx")?,
-            },
+            context: Context { client_ip, attrs: attrs(&self.ctx, "--ctx")? },
         })
     }
 
     /// The instant to decide at.
     pub fn now(&self) -> anyhow::Result<Timestamp> {
         match &self.now {
-            Some(s) => s
-                .parse()
-                .with_context(|| format!("--now: invalid RFC 3339 instant `{s}`")),
+            Some(s) => s.parse().with_context(|| format!("--now: invalid RFC 3339 instant `{s}`")),
             None => Ok(Timestamp::now()),
         }
     }
@@ -115,15 +107,10 @@ impl CheckArgs {
 fn attrs(items: &[String], flag: &str) -> anyhow::Result<Attrs> {
     let mut out = Attrs::default();
     for item in items {
-        let Some((k, v)) = item.split_once('=') else {
-            bail!("{flag} must be `name=value`, got `{item}`")
-        };
+        let Some((k, v)) = item.split_once('=') else { bail!("{flag} must be `name=value`, got `{item}`") };
         let value = match v.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
             Some(list) => crate::engine::Value::List(
-                list.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
+                list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
             ),
             None => scalar_value(v, true),
         };
@@ -145,8 +132,8 @@ impl Cli {
 
 /// Loads every good tenant of `dir` into a snapshot; also returns the load report.
 pub fn load_snapshot(dir: &Path) -> anyhow::Result<(Snapshot, policy::Loaded)> {
-    let mut loaded = policy::load_dir(dir, Timestamp::now(), |_| 1)
-        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut loaded =
+        policy::load_dir(dir, Timestamp::now(), |_| 1).with_context(|| format!("cannot read {}", dir.display()))?;
     let mut snapshot = Snapshot::default();
     for t in &mut loaded.tenants {
         if let Some(tenant) = t.tenant.take() {
@@ -163,17 +150,18 @@ fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
         println!("{d}");
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
+    // Files that could not even be read as a document name no tenant; count them apart.
+    let mut broken: Vec<&str> = loaded.other.iter().filter(|d| d.is_error()).map(|d| &*d.file).collect();
+    broken.sort_unstable();
+    broken.dedup();
     println!(
-        "{} tenants loaded, {} failed; {errors} errors, {} warnings",
+        "{} tenants loaded, {} failed, {} other files with errors; {errors} errors, {} warnings",
         snapshot.len(),
         loaded.tenants.len() - snapshot.len(),
+        broken.len(),
         diags.len() - errors
     );
-    Ok(if errors > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn test(dir: &Path) -> anyhow::Result<ExitCode> {
@@ -187,24 +175,14 @@ fn test(dir: &Path) -> anyhow::Result<ExitCode> {
         println!("FAIL {f}");
     }
     let failed = outcome.failures.len() + usize::from(loaded.error_count() > 0);
-    println!(
-        "{} passed, {} failed",
-        outcome.passed,
-        outcome.failures.len()
-    );
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    println!("{} passed, {} failed", outcome.passed, outcome.failures.len());
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let request = args.request()?;
     let now = args.now()?;
-    let Some(dir) = &args.policies else {
-        bail!("give --policies DIR")
-    };
+    let Some(dir) = &args.policies else { bail!("give --policies DIR") };
     let (snapshot, loaded) = load_snapshot(dir)?;
     for d in loaded.diagnostics().iter().filter(|d| d.is_error()) {
         eprintln!("{d}");

@@ -16,11 +16,7 @@ pub use dir::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, par
 pub use document::Document;
 
 /// Parses one document from text. `template` is `Some(name)` for a template.
-pub fn parse_str(
-    file: &str,
-    text: &str,
-    template: Option<&str>,
-) -> (Option<Document>, Vec<Diagnostic>) {
+pub fn parse_str(file: &str, text: &str, template: Option<&str>) -> (Option<Document>, Vec<Diagnostic>) {
     let mut report = Report::new(std::sync::Arc::from(file));
     let doc = parse::document(&mut report, text, template);
     (doc, report.diags)

@@ -19,9 +19,7 @@ pub fn hint<'a, I>(name: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
-    closest(name, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
+    closest(name, candidates).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default()
 }
 
 fn distance(a: &str, b: &str) -> usize {
@@ -45,10 +43,7 @@ mod tests {
     #[test]
     fn suggests_a_near_name_and_not_a_far_one() {
         assert_eq!(closest("alow", ["allow", "extends"]), Some("allow"));
-        assert_eq!(
-            closest("conversation.replay", ["conversation.reply"]),
-            Some("conversation.reply")
-        );
+        assert_eq!(closest("conversation.replay", ["conversation.reply"]), Some("conversation.reply"));
         assert_eq!(closest("zzz", ["allow"]), None);
     }
 }

@@ -34,22 +34,13 @@ impl Rng {
         &items[self.below(items.len())]
     }
     fn subset<T: Clone>(&mut self, items: &[T], percent: u64) -> Vec<T> {
-        items
-            .iter()
-            .filter(|_| self.chance(percent))
-            .cloned()
-            .collect()
+        items.iter().filter(|_| self.chance(percent)).cloned().collect()
     }
 }
 
 const BASE: &str = "2026-11-23T00:00:00Z"; // a Monday
-const ACTIONS: &[&str] = &[
-    "conversation.view",
-    "conversation.reply",
-    "conversation.export",
-    "customer.view",
-    "customer.export",
-];
+const ACTIONS: &[&str] =
+    &["conversation.view", "conversation.reply", "conversation.export", "customer.view", "customer.export"];
 const PATTERNS: &[&str] = &[
     "*",
     "conversation.*",
@@ -87,17 +78,7 @@ fn quoted(items: &[&str]) -> Vec<String> {
 fn when(rng: &mut Rng, depth: usize) -> String {
     let mut clauses = Vec::new();
     let n = 1 + rng.below(2);
-    let keys = [
-        "principal",
-        "resource",
-        "context",
-        "ip",
-        "relation",
-        "in_unit",
-        "schedule",
-        "any",
-        "not",
-    ];
+    let keys = ["principal", "resource", "context", "ip", "relation", "in_unit", "schedule", "any", "not"];
     let mut used = Vec::new();
     for _ in 0..n {
         let mut k = *rng.pick(&keys);
@@ -113,11 +94,7 @@ fn when(rng: &mut Rng, depth: usize) -> String {
                 0 => "principal: {employment: outsourced}".to_owned(),
                 1 => "principal: {level: {lt: 2}}".to_owned(),
                 2 => format!("principal: {{units: u{}}}", rng.below(UNITS)),
-                _ => format!(
-                    "principal: {{id: [m{}, m{}]}}",
-                    rng.below(MEMBERS),
-                    rng.below(MEMBERS)
-                ),
+                _ => format!("principal: {{id: [m{}, m{}]}}", rng.below(MEMBERS), rng.below(MEMBERS)),
             },
             "resource" => match rng.below(4) {
                 0 => "resource: {sensitivity: [high, critical]}".to_owned(),
@@ -130,8 +107,7 @@ fn when(rng: &mut Rng, depth: usize) -> String {
             "relation" => format!("relation: {}", rng.pick(&["assignee", "admins"])),
             "in_unit" => format!("in_unit: u{}", rng.below(UNITS)),
             "schedule" => {
-                let mut days: Vec<String> =
-                    rng.subset(DAYS, 60).iter().map(|d| d.to_string()).collect();
+                let mut days: Vec<String> = rng.subset(DAYS, 60).iter().map(|d| d.to_string()).collect();
                 if days.is_empty() {
                     days.push("mon".into());
                 }
@@ -140,16 +116,9 @@ fn when(rng: &mut Rng, depth: usize) -> String {
                 if to == from {
                     to = (from + 7) % 24;
                 }
-                let days = if rng.chance(20) {
-                    String::new()
-                } else {
-                    format!(", days: {}", list(&days))
-                };
+                let days = if rng.chance(20) { String::new() } else { format!(", days: {}", list(&days)) };
                 let to_min = rng.pick(&["00", "30"]);
-                format!(
-                    "schedule: {{tz: {}{days}, from: \"{from:02}:00\", to: \"{to:02}:{to_min}\"}}",
-                    rng.pick(ZONES)
-                )
+                format!("schedule: {{tz: {}{days}, from: \"{from:02}:00\", to: \"{to:02}:{to_min}\"}}", rng.pick(ZONES))
             }
             "any" => format!("any: [{}, {}]", when(rng, depth + 1), when(rng, depth + 1)),
             _ => format!("not: {}", when(rng, depth + 1)),
@@ -190,25 +159,16 @@ fn binding(rng: &mut Rng, roles: usize, explicit_id: &mut usize) -> String {
 }
 
 fn role(rng: &mut Rng, i: usize, lower_roles: &[String]) -> String {
-    let mut f = vec![format!(
-        "allow: {}",
-        list(&quoted(&rng.subset(PATTERNS, 20)))
-    )];
+    let mut f = vec![format!("allow: {}", list(&quoted(&rng.subset(PATTERNS, 20))))];
     let ext = rng.subset(lower_roles, 30);
     if !ext.is_empty() {
         f.push(format!("extends: {}", list(&ext)));
     }
     if rng.chance(30) {
-        f.push(format!(
-            "except: {}",
-            list(&quoted(&rng.subset(PATTERNS, 15)))
-        ));
+        f.push(format!("except: {}", list(&quoted(&rng.subset(PATTERNS, 15)))));
     }
     if rng.chance(40) {
-        f.push(format!(
-            "requestable: {}",
-            list(&quoted(&rng.subset(PATTERNS, 20)))
-        ));
+        f.push(format!("requestable: {}", list(&quoted(&rng.subset(PATTERNS, 20)))));
     }
     format!("  r{i}: {{{}}}\n", f.join(", "))
 }
@@ -219,10 +179,7 @@ fn rule(rng: &mut Rng, id: usize) -> String {
     if actions.is_empty() {
         actions.push(*rng.pick(PATTERNS));
     }
-    let mut s = format!(
-        "  - {{id: rule{id}, effect: {effect}, actions: {}",
-        list(&quoted(&actions))
-    );
+    let mut s = format!("  - {{id: rule{id}, effect: {effect}, actions: {}", list(&quoted(&actions)));
     if effect == "mask" {
         let _ = write!(
             s,
@@ -255,9 +212,7 @@ fn tenant(rng: &mut Rng) -> (String, Option<String>) {
     if use_tpl {
         doc.push_str("template: base\nschema:\n  customer: [view, export]\nroles:\n");
     } else {
-        doc.push_str(
-            "schema:\n  conversation: [view, reply, export]\n  customer: [view, export]\nroles:\n",
-        );
+        doc.push_str("schema:\n  conversation: [view, reply, export]\n  customer: [view, export]\nroles:\n");
     }
     let names: Vec<String> = (0..roles).map(|i| format!("r{i}")).collect();
     for i in 0..roles {
@@ -274,11 +229,7 @@ fn tenant(rng: &mut Rng) -> (String, Option<String>) {
     }
     doc.push_str("units:\n");
     for u in 0..UNITS {
-        let parent = if u > 0 && rng.chance(75) {
-            format!(", parent: u{}", rng.below(u))
-        } else {
-            String::new()
-        };
+        let parent = if u > 0 && rng.chance(75) { format!(", parent: u{}", rng.below(u)) } else { String::new() };
         let _ = writeln!(doc, "  - {{id: u{u}{parent}}}");
     }
     doc.push_str("members:\n");
@@ -290,27 +241,15 @@ fn tenant(rng: &mut Rng) -> (String, Option<String>) {
         if rng.chance(15) {
             f.push(format!("expires: \"{}\"", instant(rng)));
         }
-        let units: Vec<String> = (0..UNITS)
-            .filter(|_| rng.chance(25))
-            .map(|u| format!("u{u}"))
-            .collect();
+        let units: Vec<String> = (0..UNITS).filter(|_| rng.chance(25)).map(|u| format!("u{u}")).collect();
         f.push(format!("units: {}", list(&units)));
-        f.push(format!(
-            "attrs: {{employment: {}, level: {}}}",
-            rng.pick(&["outsourced", "employee"]),
-            rng.below(3)
-        ));
-        let bindings: Vec<String> = (0..rng.below(4))
-            .map(|_| binding(rng, roles, &mut explicit_id))
-            .collect();
+        f.push(format!("attrs: {{employment: {}, level: {}}}", rng.pick(&["outsourced", "employee"]), rng.below(3)));
+        let bindings: Vec<String> = (0..rng.below(4)).map(|_| binding(rng, roles, &mut explicit_id)).collect();
         f.push(format!("bindings: {}", list(&bindings)));
         let _ = writeln!(doc, "  - {{{}}}", f.join(", "));
     }
-    let everyone: Vec<String> = (0..rng.below(3))
-        .map(|_| binding(rng, roles, &mut explicit_id))
-        .collect();
-    let (tpl_everyone, doc_everyone) =
-        everyone.split_at(if use_tpl { everyone.len() / 2 } else { 0 });
+    let everyone: Vec<String> = (0..rng.below(3)).map(|_| binding(rng, roles, &mut explicit_id)).collect();
+    let (tpl_everyone, doc_everyone) = everyone.split_at(if use_tpl { everyone.len() / 2 } else { 0 });
     if !doc_everyone.is_empty() {
         let _ = writeln!(doc, "everyone: {}", list(doc_everyone));
     }
@@ -329,11 +268,7 @@ fn tenant(rng: &mut Rng) -> (String, Option<String>) {
 }
 
 fn request(rng: &mut Rng) -> (Request, Timestamp) {
-    let action = if rng.chance(3) {
-        "conversation.delete".to_owned()
-    } else {
-        rng.pick(ACTIONS).to_string()
-    };
+    let action = if rng.chance(3) { "conversation.delete".to_owned() } else { rng.pick(ACTIONS).to_string() };
     let mut kind = action.split('.').next().unwrap().to_owned();
     if rng.chance(3) {
         kind = "customer".into();
@@ -347,16 +282,10 @@ fn request(rng: &mut Rng) -> (Request, Timestamp) {
         attrs.insert("admins", Value::List(vec![member(rng), member(rng)]));
     }
     if rng.chance(40) {
-        attrs.insert(
-            "sensitivity",
-            Value::Text(rng.pick(&["high", "low"]).to_string()),
-        );
+        attrs.insert("sensitivity", Value::Text(rng.pick(&["high", "low"]).to_string()));
     }
     if rng.chance(30) {
-        attrs.insert(
-            "tags",
-            Value::List(rng.subset(&["vip".to_owned(), "new".to_owned()], 50)),
-        );
+        attrs.insert("tags", Value::List(rng.subset(&["vip".to_owned(), "new".to_owned()], 50)));
     }
     if rng.chance(30) {
         attrs.insert("admin_count", Value::Int(rng.below(12) as i64));
@@ -365,13 +294,8 @@ fn request(rng: &mut Rng) -> (Request, Timestamp) {
     if rng.chance(60) {
         ctx.insert("active", Value::Int(rng.below(5) as i64));
     }
-    let ip = [
-        None,
-        Some("10.1.2.3"),
-        Some("192.168.1.1"),
-        Some("2001:db8::7"),
-    ][rng.below(4)]
-    .map(|s| s.parse().unwrap());
+    let ip =
+        [None, Some("10.1.2.3"), Some("192.168.1.1"), Some("2001:db8::7")][rng.below(4)].map(|s| s.parse().unwrap());
     let unit = match rng.below(UNITS + 2) {
         u if u < UNITS => format!("u{u}"),
         u if u == UNITS => String::new(),
@@ -382,16 +306,8 @@ fn request(rng: &mut Rng) -> (Request, Timestamp) {
         tenant: tenant.into(),
         principal: member(rng),
         action,
-        resource: Resource {
-            kind,
-            id: "r1".into(),
-            unit,
-            attrs,
-        },
-        context: Context {
-            client_ip: ip,
-            attrs: ctx,
-        },
+        resource: Resource { kind, id: "r1".into(), unit, attrs },
+        context: Context { client_ip: ip, attrs: ctx },
     };
     // A third of the instants fall on whole hours, where windows and schedules start and end.
     let now = if rng.chance(33) {
@@ -406,28 +322,19 @@ fn check(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
     let (doc_text, tpl_text) = tenant(&mut rng);
     let (doc, diags) = policy::parse_str("t.yaml", &doc_text, None);
-    let tpl = tpl_text
-        .as_ref()
-        .map(|t| policy::parse_str("templates/base.yaml", t, Some("base")));
+    let tpl = tpl_text.as_ref().map(|t| policy::parse_str("templates/base.yaml", t, Some("base")));
     let repro = |extra: &str| {
         format!(
             "seed {seed}\n--- t.yaml\n{doc_text}\n--- templates/base.yaml\n{}\n{extra}",
             tpl_text.clone().unwrap_or_default()
         )
     };
-    if diags.iter().any(|d| d.is_error())
-        || tpl
-            .as_ref()
-            .is_some_and(|(_, d)| d.iter().any(|d| d.is_error()))
-    {
-        return Err(repro(&format!(
-            "generated document does not parse: {diags:?}"
-        )));
+    if diags.iter().any(|d| d.is_error()) || tpl.as_ref().is_some_and(|(_, d)| d.iter().any(|d| d.is_error())) {
+        return Err(repro(&format!("generated document does not parse: {diags:?}")));
     }
     let doc = doc.ok_or_else(|| repro("no document"))?;
     let tpl_doc = tpl.and_then(|(d, _)| d);
-    let tenant = policy::compile(&doc, tpl_doc.as_ref(), 1)
-        .map_err(|d| repro(&format!("compile failed: {d:?}")))?;
+    let tenant = policy::compile(&doc, tpl_doc.as_ref(), 1).map_err(|d| repro(&format!("compile failed: {d:?}")))?;
     let mut snapshot = Snapshot::default();
     snapshot.insert(Arc::new(tenant));
     for _ in 0..16 {
@@ -449,19 +356,14 @@ fn check(seed: u64) -> Result<(), String> {
             _ => false,
         };
         if !same {
-            return Err(repro(&format!(
-                "now: {now}\nrequest: {req:#?}\nengine:    {fast:?}\nreference: {slow:?}"
-            )));
+            return Err(repro(&format!("now: {now}\nrequest: {req:#?}\nengine:    {fast:?}\nreference: {slow:?}")));
         }
     }
     Ok(())
 }
 
 fn cases() -> u32 {
-    std::env::var("ROLEGATE_DIFF_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000)
+    std::env::var("ROLEGATE_DIFF_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000)
 }
 
 proptest! {
@@ -484,9 +386,7 @@ fn generated_tenants_exercise_every_reason() {
         let mut rng = Rng(seed);
         let (doc_text, tpl_text) = tenant(&mut rng);
         let (doc, _) = policy::parse_str("t.yaml", &doc_text, None);
-        let tpl = tpl_text
-            .as_ref()
-            .and_then(|t| policy::parse_str("b.yaml", t, Some("base")).0);
+        let tpl = tpl_text.as_ref().and_then(|t| policy::parse_str("b.yaml", t, Some("base")).0);
         let tenant = policy::compile(&doc.unwrap(), tpl.as_ref(), 1).unwrap();
         let mut snapshot = Snapshot::default();
         snapshot.insert(Arc::new(tenant));
@@ -525,10 +425,7 @@ fn generated_tenants_exercise_every_reason() {
         "requestable",
         "valid_until",
     ] {
-        assert!(
-            seen.contains(want),
-            "the generator never produced {want}; saw {seen:?}"
-        );
+        assert!(seen.contains(want), "the generator never produced {want}; saw {seen:?}");
     }
     assert!(errors > 0, "the generator never produced a caller error");
 }

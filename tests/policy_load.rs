@@ -163,7 +163,9 @@ rules:
     let doc = doc.unwrap();
     let tenant = policy::compile(&doc, None, 1).unwrap();
     let warnings: Vec<String> = policy::lint::lint(&doc, None, &tenant, now()).iter().map(|d| d.to_string()).collect();
-    for want in ["role `unused` is never bound", "binding expired", "always denied by a rule", "member `idle` has no binding"] {
+    for want in
+        ["role `unused` is never bound", "binding expired", "always denied by a rule", "member `idle` has no binding"]
+    {
         assert!(warnings.iter().any(|w| w.contains(want)), "missing `{want}` in {warnings:#?}");
     }
 }

@@ -27,9 +27,7 @@ impl BitSet {
     /// True when `i` is in the set.
     #[inline]
     pub fn contains(&self, i: u32) -> bool {
-        self.0
-            .get(i as usize / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.0.get(i as usize / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Adds every member of `other`.
@@ -48,11 +46,10 @@ impl BitSet {
 
     /// Iterates the members in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.iter().enumerate().flat_map(|(wi, w)| {
-            (0..64u32)
-                .filter(move |b| w & (1 << b) != 0)
-                .map(move |b| wi as u32 * 64 + b)
-        })
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, w)| (0..64u32).filter(move |b| w & (1 << b) != 0).map(move |b| wi as u32 * 64 + b))
     }
 
     /// True when the set is empty.

@@ -49,10 +49,7 @@ impl Cond {
             Clause::Not(c) => c.has_schedule,
             _ => false,
         });
-        Cond {
-            clauses: clauses.into_boxed_slice(),
-            has_schedule,
-        }
+        Cond { clauses: clauses.into_boxed_slice(), has_schedule }
     }
 
     /// True when every clause holds.
@@ -89,15 +86,10 @@ impl Clause {
             Clause::Principal(tests) => tests.iter().all(|(k, t)| principal_test(env, k, t)),
             Clause::Resource(tests) => tests.iter().all(|(k, t)| resource_test(env, k, t)),
             Clause::Context(tests) => tests.iter().all(|(k, t)| context_test(env, k, t)),
-            Clause::Ip(nets) => env
-                .context
-                .client_ip
-                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
-            Clause::Relation(attr) => env
-                .resource
-                .attrs
-                .get(attr)
-                .is_some_and(|v| v.is_or_contains(&env.member.id)),
+            Clause::Ip(nets) => {
+                env.context.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip.to_canonical())))
+            }
+            Clause::Relation(attr) => env.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&env.member.id)),
             Clause::InUnit(u) => env.res_unit.is_some_and(|r| env.tenant.unit_covers(*u, r)),
             Clause::Schedule(s) => s.contains(env.now),
             Clause::Any(cs) => cs.iter().any(|c| c.holds(env)),
@@ -111,10 +103,7 @@ fn principal_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
     match key {
         "id" => test.eval(Some(&Value::Text(m.id.to_string()))),
         "units" => {
-            let names = m
-                .units
-                .iter()
-                .filter_map(|u| env.tenant.unit_names.get(*u as usize));
+            let names = m.units.iter().filter_map(|u| env.tenant.unit_names.get(*u as usize));
             test.eval(Some(&Value::List(names.map(|n| n.to_string()).collect())))
         }
         _ => test.eval(m.attrs.get(key)),
@@ -134,12 +123,7 @@ fn resource_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
 
 fn context_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
     match key {
-        "client_ip" => test.eval(
-            env.context
-                .client_ip
-                .map(|ip| Value::Text(ip.to_string()))
-                .as_ref(),
-        ),
+        "client_ip" => test.eval(env.context.client_ip.map(|ip| Value::Text(ip.to_string())).as_ref()),
         _ => test.eval(env.context.attrs.get(key)),
     }
 }

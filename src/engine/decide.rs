@@ -223,11 +223,7 @@ pub(crate) struct Env<'a> {
 }
 
 /// Decides `query` on `snapshot` at `now`: DESIGN §3, steps 1–7.
-pub fn decide(
-    snapshot: &Snapshot,
-    query: &Query<'_>,
-    now: Timestamp,
-) -> Result<Decision, RequestError> {
+pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
     match snapshot.tenant(query.tenant) {
         Some(tenant) => tenant.decide(query, now),
         None => Ok(Decision::deny(Reason::UnknownTenant)),
@@ -244,10 +240,7 @@ impl Tenant {
                 hint: suggest::hint(action, self.action_names()),
             });
         };
-        let expected = self
-            .action_kind
-            .get(id as usize)
-            .and_then(|k| self.kinds.get(*k as usize));
+        let expected = self.action_kind.get(id as usize).and_then(|k| self.kinds.get(*k as usize));
         match expected {
             Some(k) if **k == *kind => Ok(id),
             _ => Err(RequestError::KindMismatch {
@@ -274,14 +267,7 @@ impl Tenant {
             "" => None,
             name => self.units.get(name).copied(),
         };
-        let env = Env {
-            tenant: self,
-            member,
-            resource: q.resource,
-            context: q.context,
-            res_unit,
-            now,
-        };
+        let env = Env { tenant: self, member, resource: q.resource, context: q.context, res_unit, now };
         Ok(self.decide_active(action, &env))
     }
 
@@ -306,10 +292,7 @@ impl Tenant {
             if let Some(w) = &rule.when {
                 w.edges(now, &mut bound);
             }
-            if denied.is_none()
-                && granted.is_some()
-                && rule.when.as_ref().is_none_or(|w| w.holds(env))
-            {
+            if denied.is_none() && granted.is_some() && rule.when.as_ref().is_none_or(|w| w.holds(env)) {
                 d.mask.extend(rule.fields.iter().cloned());
                 d.review |= rule.effect == super::snapshot::Effect::Review;
                 d.alert |= rule.alert;
@@ -379,15 +362,8 @@ impl Tenant {
         (granted, requestable)
     }
 
-    fn rules_for<'t>(
-        &'t self,
-        index: &'t [Box<[u32]>],
-        action: ActionId,
-    ) -> impl Iterator<Item = &'t Rule> {
-        let ids: &[u32] = index
-            .get(action as usize)
-            .map(|ids| &ids[..])
-            .unwrap_or_default();
+    fn rules_for<'t>(&'t self, index: &'t [Box<[u32]>], action: ActionId) -> impl Iterator<Item = &'t Rule> {
+        let ids: &[u32] = index.get(action as usize).map(|ids| &ids[..]).unwrap_or_default();
         ids.iter().filter_map(|i| self.rules.get(*i as usize))
     }
 
@@ -395,14 +371,8 @@ impl Tenant {
         match scope {
             Scope::Tenant => true,
             Scope::Unit(u) => env.res_unit.is_some_and(|r| self.unit_covers(*u, r)),
-            Scope::OwnUnits => env
-                .res_unit
-                .is_some_and(|r| env.member.units.iter().any(|u| self.unit_covers(*u, r))),
-            Scope::Relation(attr) => env
-                .resource
-                .attrs
-                .get(attr)
-                .is_some_and(|v| v.is_or_contains(&env.member.id)),
+            Scope::OwnUnits => env.res_unit.is_some_and(|r| env.member.units.iter().any(|u| self.unit_covers(*u, r))),
+            Scope::Relation(attr) => env.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&env.member.id)),
         }
     }
 }

@@ -23,10 +23,7 @@ pub struct Schedule {
 
 impl PartialEq for Schedule {
     fn eq(&self, other: &Self) -> bool {
-        self.tz_name == other.tz_name
-            && self.days == other.days
-            && self.from == other.from
-            && self.to == other.to
+        self.tz_name == other.tz_name && self.days == other.days && self.from == other.from && self.to == other.to
     }
 }
 
@@ -39,13 +36,7 @@ fn seconds_of_day(t: Time) -> u32 {
 
 fn time_of(secs: u32) -> Time {
     // INVARIANT: `secs < 86400`, checked when the document loads.
-    Time::new(
-        (secs / 3600) as i8,
-        (secs / 60 % 60) as i8,
-        (secs % 60) as i8,
-        0,
-    )
-    .unwrap_or(Time::MIN)
+    Time::new((secs / 3600) as i8, (secs / 60 % 60) as i8, (secs % 60) as i8, 0).unwrap_or(Time::MIN)
 }
 
 impl Schedule {
@@ -78,25 +69,36 @@ impl Schedule {
         let mut day = today.yesterday().ok()?;
         for _ in 0..9 {
             if self.listed(day) {
-                let end_day = if self.overnight() {
-                    day.tomorrow().ok()?
-                } else {
-                    day
-                };
+                let end_day = if self.overnight() { day.tomorrow().ok()? } else { day };
                 for edge in [day.to_datetime(from), end_day.to_datetime(to)] {
-                    if let Some(ts) = self.instant(edge).filter(|ts| *ts > now) {
-                        best = Some(best.map_or(ts, |b| b.min(ts)));
+                    for ts in self.instants(edge) {
+                        best = earliest_after(best, ts, now);
                     }
                 }
             }
             day = day.tomorrow().ok()?;
         }
+        // A local time skipped by a clock change has no instant of its own: the window flips at
+        // the transition itself. A transition can also replay a window, so it is an edge too.
+        let horizon = now.checked_add(jiff::SignedDuration::from_hours(24 * 9)).ok()?;
+        if let Some(t) = self.tz.following(now).next().map(|t| t.timestamp()).filter(|t| *t < horizon) {
+            best = earliest_after(best, t, now);
+        }
         best
     }
 
-    fn instant(&self, local: DateTime) -> Option<Timestamp> {
-        self.tz.to_ambiguous_timestamp(local).compatible().ok()
+    /// Every instant a local time maps to: two in a repeated hour, the neighbours of a gap.
+    fn instants(&self, local: DateTime) -> impl Iterator<Item = Timestamp> {
+        let amb = self.tz.to_ambiguous_timestamp(local);
+        [amb.earlier().ok(), amb.later().ok()].into_iter().flatten()
     }
+}
+
+fn earliest_after(best: Option<Timestamp>, ts: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    if ts <= now {
+        return best;
+    }
+    Some(best.map_or(ts, |b| b.min(ts)))
 }
 
 #[cfg(test)]
@@ -131,15 +133,41 @@ mod tests {
     #[test]
     fn next_edge_is_the_end_inside_and_the_next_start_outside() {
         let s = shanghai_office_hours();
-        assert_eq!(
-            s.next_edge(ts("2026-11-26T02:00:00Z")),
-            Some(ts("2026-11-26T10:00:00Z"))
-        );
+        assert_eq!(s.next_edge(ts("2026-11-26T02:00:00Z")), Some(ts("2026-11-26T10:00:00Z")));
         // Friday 20:00 local -> Monday 09:00 local.
-        assert_eq!(
-            s.next_edge(ts("2026-11-27T12:00:00Z")),
-            Some(ts("2026-11-30T01:00:00Z"))
-        );
+        assert_eq!(s.next_edge(ts("2026-11-27T12:00:00Z")), Some(ts("2026-11-30T01:00:00Z")));
+    }
+
+    #[test]
+    fn a_window_ending_in_a_skipped_hour_ends_at_the_clock_change() {
+        // 2030-03-10: Toronto skips 02:00-03:00 (07:00Z). A 17:00-02:30 shift ends at 07:00Z.
+        let s = Schedule {
+            tz_name: "America/Toronto".into(),
+            tz: TimeZone::get("America/Toronto").unwrap(),
+            days: EVERY_DAY,
+            from: 17 * 3600,
+            to: 2 * 3600 + 1800,
+        };
+        assert!(s.contains(ts("2030-03-10T06:45:00Z")));
+        assert!(!s.contains(ts("2030-03-10T07:00:00Z")));
+        assert_eq!(s.next_edge(ts("2030-03-10T06:45:00Z")), Some(ts("2030-03-10T07:00:00Z")));
+    }
+
+    #[test]
+    fn a_window_inside_a_repeated_hour_is_bounded_by_its_second_start() {
+        // 2030-11-03: Toronto repeats 01:00-02:00. A 01:10-01:40 window happens twice.
+        let s = Schedule {
+            tz_name: "America/Toronto".into(),
+            tz: TimeZone::get("America/Toronto").unwrap(),
+            days: EVERY_DAY,
+            from: 3600 + 600,
+            to: 3600 + 2400,
+        };
+        let after_first = ts("2030-11-03T05:45:00Z"); // 01:45 EDT
+        assert!(!s.contains(after_first));
+        let edge = s.next_edge(after_first).unwrap();
+        assert!(edge <= ts("2030-11-03T06:10:00Z"), "{edge}"); // 01:10 EST at the latest
+        assert!(s.contains(ts("2030-11-03T06:15:00Z")));
     }
 
     #[test]
@@ -154,9 +182,6 @@ mod tests {
         assert!(s.contains(ts("2026-11-27T23:00:00Z"))); // Friday night
         assert!(s.contains(ts("2026-11-28T05:00:00Z"))); // Saturday early, started Friday
         assert!(!s.contains(ts("2026-11-27T05:00:00Z"))); // Friday early, Thursday not listed
-        assert_eq!(
-            s.next_edge(ts("2026-11-27T23:00:00Z")),
-            Some(ts("2026-11-28T06:00:00Z"))
-        );
+        assert_eq!(s.next_edge(ts("2026-11-27T23:00:00Z")), Some(ts("2026-11-28T06:00:00Z")));
     }
 }

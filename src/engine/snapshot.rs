@@ -172,10 +172,7 @@ impl Tenant {
     /// True when unit `outer` is `inner` or one of its ancestors.
     #[inline]
     pub(crate) fn unit_covers(&self, outer: UnitId, inner: UnitId) -> bool {
-        match (
-            self.unit_span.get(outer as usize),
-            self.unit_span.get(inner as usize),
-        ) {
+        match (self.unit_span.get(outer as usize), self.unit_span.get(inner as usize)) {
             (Some(&(start, end)), Some(&(pos, _))) => start <= pos && pos < end,
             _ => false,
         }

@@ -131,11 +131,7 @@ impl Lit {
         } else {
             (None, None)
         };
-        Lit {
-            text: text.to_owned(),
-            num,
-            flag,
-        }
+        Lit { text: text.to_owned(), num, flag }
     }
 
     /// Equality of the attribute with the literal; a list attribute matches when it holds the

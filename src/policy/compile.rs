@@ -11,11 +11,7 @@ use crate::engine::{Binding, BitSet, Clause, Cond, Effect, Member, Role, Rule, S
 use crate::suggest;
 
 /// Compiles a tenant document with its template (when it names one) at `revision`.
-pub fn compile(
-    doc: &Document,
-    template: Option<&Document>,
-    revision: u64,
-) -> Result<Tenant, Vec<Diagnostic>> {
+pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {
     let mut cx = Cx::new(doc, template);
     cx.schema();
     cx.units();
@@ -43,11 +39,7 @@ pub fn compile(
         everyone,
         rules: cx.rules,
         denies: cx.denies.into_iter().map(Vec::into_boxed_slice).collect(),
-        obligations: cx
-            .obligations
-            .into_iter()
-            .map(Vec::into_boxed_slice)
-            .collect(),
+        obligations: cx.obligations.into_iter().map(Vec::into_boxed_slice).collect(),
     })
 }
 
@@ -75,9 +67,7 @@ struct Cx<'d> {
 
 impl<'d> Cx<'d> {
     fn new(doc: &'d Document, tpl: Option<&'d Document>) -> Self {
-        let tpl_file = tpl
-            .map(|t| t.file.clone())
-            .unwrap_or_else(|| doc.file.clone());
+        let tpl_file = tpl.map(|t| t.file.clone()).unwrap_or_else(|| doc.file.clone());
         Cx {
             doc_src: doc,
             tpl_src: tpl,
@@ -102,18 +92,11 @@ impl<'d> Cx<'d> {
 
     /// The template first, then the tenant document: the merge order of DESIGN §5.
     fn layers(&self) -> impl Iterator<Item = (&'d Document, bool)> + use<'d> {
-        self.tpl_src
-            .map(|t| (t, true))
-            .into_iter()
-            .chain(std::iter::once((self.doc_src, false)))
+        self.tpl_src.map(|t| (t, true)).into_iter().chain(std::iter::once((self.doc_src, false)))
     }
 
     fn report(&mut self, from_template: bool) -> &mut Report {
-        if from_template {
-            &mut self.tpl
-        } else {
-            &mut self.doc
-        }
+        if from_template { &mut self.tpl } else { &mut self.doc }
     }
 
     fn schema(&mut self) {
@@ -128,17 +111,12 @@ impl<'d> Cx<'d> {
                     let name = format!("{}.{}", kind.name.value, verb.value);
                     if seen.contains(&verb.value.as_str()) {
                         let msg = format!("duplicate verb `{}`", verb.value);
-                        self.report(is_tpl).error(
-                            verb.at,
-                            format!("schema.{}", kind.name.value),
-                            msg,
-                        );
+                        self.report(is_tpl).error(verb.at, format!("schema.{}", kind.name.value), msg);
                         continue;
                     }
                     seen.push(&verb.value);
                     if !self.actions.contains_key(name.as_str()) {
-                        self.actions
-                            .insert(name.as_str().into(), self.action_names.len() as u32);
+                        self.actions.insert(name.as_str().into(), self.action_names.len() as u32);
                         self.action_names.push(Arc::from(name));
                         self.action_kind.push(kid);
                     }
@@ -164,12 +142,7 @@ impl<'d> Cx<'d> {
                         set.insert(i as u32);
                     }
                 }
-                if *set == before
-                    && !self
-                        .action_names
-                        .iter()
-                        .any(|n| n.ends_with(&format!(".{verb}")))
-                {
+                if *set == before && !self.action_names.iter().any(|n| n.ends_with(&format!(".{verb}"))) {
                     let msg = format!("no kind of the schema has the verb `{verb}` in `{p}`");
                     self.report(is_tpl).error(pat.at, path, msg);
                 }
@@ -184,19 +157,14 @@ impl<'d> Cx<'d> {
                 }
                 None => {
                     let hint = suggest::hint(kind, self.kinds.iter().map(|k| k.as_ref()));
-                    self.report(is_tpl).error(
-                        pat.at,
-                        path,
-                        format!("unknown kind `{kind}` in `{p}`{hint}"),
-                    );
+                    self.report(is_tpl).error(pat.at, path, format!("unknown kind `{kind}` in `{p}`{hint}"));
                 }
             },
             _ => match self.actions.get(p) {
                 Some(a) => set.insert(*a),
                 None => {
                     let hint = suggest::hint(p, self.action_names.iter().map(|a| a.as_ref()));
-                    self.report(is_tpl)
-                        .error(pat.at, path, format!("unknown action `{p}`{hint}"));
+                    self.report(is_tpl).error(pat.at, path, format!("unknown action `{p}`{hint}"));
                 }
             },
         }
@@ -214,18 +182,13 @@ impl<'d> Cx<'d> {
         let units = &self.doc_src.units;
         for (i, u) in units.iter().enumerate() {
             if self.units.contains_key(u.id.value.as_str()) {
-                self.doc.error(
-                    u.id.at,
-                    format!("units[{i}].id"),
-                    format!("duplicate unit `{}`", u.id.value),
-                );
+                self.doc.error(u.id.at, format!("units[{i}].id"), format!("duplicate unit `{}`", u.id.value));
                 continue;
             }
             self.units.insert(u.id.value.as_str().into(), i as u32);
         }
         // Only the first definition of a duplicated id takes part in the tree.
-        let first =
-            |i: usize, u: &UnitDoc| self.units.get(u.id.value.as_str()) == Some(&(i as u32));
+        let first = |i: usize, u: &UnitDoc| self.units.get(u.id.value.as_str()) == Some(&(i as u32));
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); units.len()];
         let mut roots = Vec::new();
         for (i, u) in units.iter().enumerate().filter(|(i, u)| first(*i, u)) {
@@ -234,13 +197,8 @@ impl<'d> Cx<'d> {
                 Some(p) => match self.units.get(p.value.as_str()) {
                     Some(&pi) => children[pi as usize].push(i as u32),
                     None => {
-                        let hint =
-                            suggest::hint(&p.value, units.iter().map(|u| u.id.value.as_str()));
-                        self.doc.error(
-                            p.at,
-                            format!("units[{i}].parent"),
-                            format!("unknown unit `{}`{hint}", p.value),
-                        );
+                        let hint = suggest::hint(&p.value, units.iter().map(|u| u.id.value.as_str()));
+                        self.doc.error(p.at, format!("units[{i}].parent"), format!("unknown unit `{}`{hint}", p.value));
                         roots.push(i as u32);
                     }
                 },
@@ -271,10 +229,7 @@ impl<'d> Cx<'d> {
             }
         }
         self.unit_span = span;
-        self.unit_names = units
-            .iter()
-            .map(|u| Arc::from(u.id.value.as_str()))
-            .collect();
+        self.unit_names = units.iter().map(|u| Arc::from(u.id.value.as_str())).collect();
     }
 
     fn unit(&mut self, name: &Spanned<String>, path: String, is_tpl: bool) -> Option<u32> {
@@ -282,10 +237,7 @@ impl<'d> Cx<'d> {
         if id.is_none() {
             let hint = suggest::hint(&name.value, self.unit_names.iter().map(|u| u.as_ref()));
             let msg = if is_tpl {
-                format!(
-                    "unknown unit `{}`: tenant `{}` has no such unit",
-                    name.value, self.doc_src.name.value
-                )
+                format!("unknown unit `{}`: tenant `{}` has no such unit", name.value, self.doc_src.name.value)
             } else {
                 format!("unknown unit `{}`{hint}", name.value)
             };
@@ -326,13 +278,8 @@ impl<'d> Cx<'d> {
             .iter()
             .zip(done)
             .map(|((doc, _), sets)| {
-                let (allow, requestable) =
-                    sets.unwrap_or_else(|| (BitSet::with_len(n), BitSet::with_len(n)));
-                Role {
-                    name: Arc::from(doc.name.value.as_str()),
-                    allow,
-                    requestable,
-                }
+                let (allow, requestable) = sets.unwrap_or_else(|| (BitSet::with_len(n), BitSet::with_len(n)));
+                Role { name: Arc::from(doc.name.value.as_str()), allow, requestable }
             })
             .collect();
     }
@@ -357,15 +304,8 @@ impl<'d> Cx<'d> {
         for (k, parent) in role.extends.iter().enumerate() {
             let path = format!("roles.{}.extends[{k}]", role.name.value);
             let Some(&p) = self.role_ids.get(parent.value.as_str()) else {
-                let hint = suggest::hint(
-                    &parent.value,
-                    docs.iter().map(|(d, _)| d.name.value.as_str()),
-                );
-                self.report(is_tpl).error(
-                    parent.at,
-                    path,
-                    format!("unknown role `{}`{hint}", parent.value),
-                );
+                let hint = suggest::hint(&parent.value, docs.iter().map(|(d, _)| d.name.value.as_str()));
+                self.report(is_tpl).error(parent.at, path, format!("unknown role `{}`{hint}", parent.value));
                 continue;
             };
             let p = p as usize;
@@ -392,32 +332,19 @@ impl<'d> Cx<'d> {
         let id = self.role_ids.get(name.value.as_str()).copied();
         if id.is_none() {
             let hint = suggest::hint(&name.value, self.roles.iter().map(|r| r.name.as_ref()));
-            self.report(is_tpl).error(
-                name.at,
-                path,
-                format!("unknown role `{}`{hint}", name.value),
-            );
+            self.report(is_tpl).error(name.at, path, format!("unknown role `{}`{hint}", name.value));
         }
         id
     }
 
     fn unique_id(&mut self, id: &'d Spanned<String>, path: String, is_tpl: bool) {
         if self.ids.insert(&id.value, ()).is_some() {
-            let msg = format!(
-                "duplicate id `{}` (binding and rule ids must be unique in a tenant)",
-                id.value
-            );
+            let msg = format!("duplicate id `{}` (binding and rule ids must be unique in a tenant)", id.value);
             self.report(is_tpl).error(id.at, path, msg);
         }
     }
 
-    fn binding(
-        &mut self,
-        b: &'d BindingDoc,
-        path: &str,
-        default_id: String,
-        is_tpl: bool,
-    ) -> Option<Binding> {
+    fn binding(&mut self, b: &'d BindingDoc, path: &str, default_id: String, is_tpl: bool) -> Option<Binding> {
         let id = match &b.id {
             Some(id) => {
                 self.unique_id(id, format!("{path}.id"), is_tpl);
@@ -430,26 +357,13 @@ impl<'d> Cx<'d> {
             ScopeDoc::Tenant => Some(Scope::Tenant),
             ScopeDoc::OwnUnits => Some(Scope::OwnUnits),
             ScopeDoc::Relation(attr) => Some(Scope::Relation(attr.as_str().into())),
-            ScopeDoc::Unit(u) => self
-                .unit(u, format!("{path}.scope.unit"), is_tpl)
-                .map(Scope::Unit),
+            ScopeDoc::Unit(u) => self.unit(u, format!("{path}.scope.unit"), is_tpl).map(Scope::Unit),
         };
-        let when = b
-            .when
-            .as_ref()
-            .and_then(|w| self.when(w, is_tpl))
-            .map(Box::new);
+        let when = b.when.as_ref().and_then(|w| self.when(w, is_tpl)).map(Box::new);
         if b.when.is_some() && when.is_none() {
             return None;
         }
-        Some(Binding {
-            id,
-            role: role?,
-            scope: scope?,
-            from: b.from,
-            until: b.until,
-            when,
-        })
+        Some(Binding { id, role: role?, scope: scope?, from: b.from, until: b.until, when })
     }
 
     fn when(&mut self, w: &WhenDoc, is_tpl: bool) -> Option<Cond> {
@@ -462,13 +376,10 @@ impl<'d> Cx<'d> {
                 ClauseDoc::Context(t) => Some(Clause::Context(tests(t))),
                 ClauseDoc::Ip(nets) => Some(Clause::Ip(nets.clone().into_boxed_slice())),
                 ClauseDoc::Relation(a) => Some(Clause::Relation(a.as_str().into())),
-                ClauseDoc::InUnit(u, path) => {
-                    self.unit(u, path.clone(), is_tpl).map(Clause::InUnit)
-                }
+                ClauseDoc::InUnit(u, path) => self.unit(u, path.clone(), is_tpl).map(Clause::InUnit),
                 ClauseDoc::Schedule(s) => Some(Clause::Schedule(s.clone())),
                 ClauseDoc::Any(ws) => {
-                    let inner: Option<Vec<Cond>> =
-                        ws.iter().map(|w| self.when(w, is_tpl)).collect();
+                    let inner: Option<Vec<Cond>> = ws.iter().map(|w| self.when(w, is_tpl)).collect();
                     inner.map(|v| Clause::Any(v.into_boxed_slice()))
                 }
                 ClauseDoc::Not(w) => self.when(w, is_tpl).map(|c| Clause::Not(Box::new(c))),
@@ -488,11 +399,7 @@ impl<'d> Cx<'d> {
         for (i, m) in doc.members.iter().enumerate() {
             let path = format!("members[{i}]");
             if out.contains_key(m.id.value.as_str()) {
-                self.doc.error(
-                    m.id.at,
-                    format!("{path}.id"),
-                    format!("duplicate member `{}`", m.id.value),
-                );
+                self.doc.error(m.id.at, format!("{path}.id"), format!("duplicate member `{}`", m.id.value));
                 continue;
             }
             let units: Vec<u32> = m
@@ -506,12 +413,7 @@ impl<'d> Cx<'d> {
                 .iter()
                 .enumerate()
                 .filter_map(|(k, b)| {
-                    self.binding(
-                        b,
-                        &format!("{path}.bindings[{k}]"),
-                        format!("{}#{k}", m.id.value),
-                        false,
-                    )
+                    self.binding(b, &format!("{path}.bindings[{k}]"), format!("{}#{k}", m.id.value), false)
                 })
                 .collect();
             let member = Member {
@@ -532,12 +434,7 @@ impl<'d> Cx<'d> {
         let mut index = 0;
         for (layer, is_tpl) in self.layers() {
             for (k, b) in layer.everyone.iter().enumerate() {
-                out.extend(self.binding(
-                    b,
-                    &format!("everyone[{k}]"),
-                    format!("everyone#{index}"),
-                    is_tpl,
-                ));
+                out.extend(self.binding(b, &format!("everyone[{k}]"), format!("everyone#{index}"), is_tpl));
                 index += 1;
             }
         }
@@ -550,20 +447,12 @@ impl<'d> Cx<'d> {
                 let path = format!("rules[{k}]");
                 self.unique_id(&r.id, format!("{path}.id"), is_tpl);
                 let actions = self.patterns(&r.actions, &format!("{path}.actions"), is_tpl);
-                let Some(when) = r
-                    .when
-                    .as_ref()
-                    .map(|w| self.when(w, is_tpl))
-                    .map_or(Some(None), |c| c.map(Some))
+                let Some(when) = r.when.as_ref().map(|w| self.when(w, is_tpl)).map_or(Some(None), |c| c.map(Some))
                 else {
                     continue;
                 };
                 let idx = self.rules.len() as u32;
-                let index = if r.effect == Effect::Deny {
-                    &mut self.denies
-                } else {
-                    &mut self.obligations
-                };
+                let index = if r.effect == Effect::Deny { &mut self.denies } else { &mut self.obligations };
                 for a in actions.iter() {
                     if let Some(list) = index.get_mut(a as usize) {
                         list.push(idx);
@@ -590,7 +479,5 @@ enum Visit {
 }
 
 fn tests(t: &[(String, crate::engine::Test)]) -> Box<[(Box<str>, crate::engine::Test)]> {
-    t.iter()
-        .map(|(k, v)| (k.as_str().into(), v.clone()))
-        .collect()
+    t.iter().map(|(k, v)| (k.as_str().into(), v.clone())).collect()
 }

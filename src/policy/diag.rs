@@ -78,10 +78,7 @@ pub struct Report {
 impl Report {
     /// A report on `file`.
     pub fn new(file: Arc<str>) -> Self {
-        Report {
-            file,
-            diags: Vec::new(),
-        }
+        Report { file, diags: Vec::new() }
     }
 
     /// Records an error.
@@ -95,13 +92,7 @@ impl Report {
     }
 
     fn push(&mut self, severity: Severity, at: Loc, key: String, message: String) {
-        self.diags.push(Diagnostic {
-            file: self.file.clone(),
-            at,
-            severity,
-            key,
-            message,
-        });
+        self.diags.push(Diagnostic { file: self.file.clone(), at, severity, key, message });
     }
 
     /// True when an error was recorded.

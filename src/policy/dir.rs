@@ -47,10 +47,7 @@ pub fn scan(dir: &Path) -> io::Result<Listing> {
 
 fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
     if depth > 32 {
-        return Err(io::Error::other(format!(
-            "{}: directories nested deeper than 32 levels",
-            dir.display()
-        )));
+        return Err(io::Error::other(format!("{}: directories nested deeper than 32 levels", dir.display())));
     }
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -65,10 +62,7 @@ fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
             walk(&path, out, depth + 1)?;
             continue;
         }
-        let Some(stem) = name
-            .strip_suffix(".yaml")
-            .or_else(|| name.strip_suffix(".yml"))
-        else {
+        let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
             continue;
         };
         if stem.ends_with("_test") {
@@ -76,10 +70,7 @@ fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
             continue;
         }
         let in_templates = dir.file_name().is_some_and(|d| d == "templates");
-        out.documents.push(PolicyFile {
-            path,
-            template: in_templates.then(|| stem.to_owned()),
-        });
+        out.documents.push(PolicyFile { path, template: in_templates.then(|| stem.to_owned()) });
     }
     Ok(())
 }
@@ -101,11 +92,7 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
     let mut report = Report::new(label);
     let text = match std::fs::metadata(&file.path) {
         Ok(m) if m.len() > MAX_FILE_BYTES => {
-            report.error(
-                Loc::default(),
-                "",
-                format!("file is larger than {MAX_FILE_BYTES} bytes"),
-            );
+            report.error(Loc::default(), "", format!("file is larger than {MAX_FILE_BYTES} bytes"));
             None
         }
         Ok(_) => match std::fs::read_to_string(&file.path) {
@@ -121,11 +108,7 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
         }
     };
     let doc = text.and_then(|t| parse::document(&mut report, &t, file.template.as_deref()));
-    Parsed {
-        file: file.clone(),
-        doc,
-        diags: report.diags,
-    }
+    Parsed { file: file.clone(), doc, diags: report.diags }
 }
 
 /// The outcome for one tenant.
@@ -155,12 +138,7 @@ pub struct Loaded {
 impl Loaded {
     /// Every finding, sorted by file and position.
     pub fn diagnostics(&self) -> Vec<&Diagnostic> {
-        let mut all: Vec<&Diagnostic> = self
-            .tenants
-            .iter()
-            .flat_map(|t| &t.diags)
-            .chain(&self.other)
-            .collect();
+        let mut all: Vec<&Diagnostic> = self.tenants.iter().flat_map(|t| &t.diags).chain(&self.other).collect();
         all.sort();
         all.dedup();
         all
@@ -173,22 +151,14 @@ impl Loaded {
 }
 
 /// Reads, parses and compiles every tenant under `dir`.
-pub fn load_dir(
-    dir: &Path,
-    now: Timestamp,
-    revision: impl FnMut(&str) -> u64,
-) -> io::Result<Loaded> {
+pub fn load_dir(dir: &Path, now: Timestamp, revision: impl FnMut(&str) -> u64) -> io::Result<Loaded> {
     let listing = scan(dir)?;
     let parsed: Vec<Parsed> = listing.documents.iter().map(parse_file).collect();
     Ok(assemble(&parsed, now, revision))
 }
 
 /// Groups parsed files into tenants with their templates and compiles each.
-pub fn assemble(
-    parsed: &[Parsed],
-    now: Timestamp,
-    mut revision: impl FnMut(&str) -> u64,
-) -> Loaded {
+pub fn assemble(parsed: &[Parsed], now: Timestamp, mut revision: impl FnMut(&str) -> u64) -> Loaded {
     let mut out = Loaded::default();
     let mut templates: BTreeMap<&str, &Parsed> = BTreeMap::new();
     let mut tenants: BTreeMap<&str, Vec<&Parsed>> = BTreeMap::new();
@@ -197,10 +167,7 @@ pub fn assemble(
             (Some(stem), _) => {
                 if let Some(prev) = templates.insert(stem, p) {
                     let mut r = Report::new(Arc::from(p.file.path.display().to_string()));
-                    let msg = format!(
-                        "template `{stem}` is also defined in {}",
-                        prev.file.path.display()
-                    );
+                    let msg = format!("template `{stem}` is also defined in {}", prev.file.path.display());
                     r.error(Loc { line: 1, col: 1 }, "", msg);
                     out.other.extend(r.diags);
                 }
@@ -211,8 +178,7 @@ pub fn assemble(
     }
     let mut used_templates = Vec::new();
     for (name, files) in tenants {
-        out.tenants
-            .push(tenant(name, &files, &templates, now, &mut revision));
+        out.tenants.push(tenant(name, &files, &templates, now, &mut revision));
         used_templates.extend(out.tenants.last().and_then(|t| t.template.clone()));
     }
     for (stem, p) in &templates {
@@ -242,16 +208,9 @@ fn tenant(
     if files.len() > 1 {
         for p in files {
             let mut r = Report::new(Arc::from(p.file.path.display().to_string()));
-            let others: Vec<_> = files
-                .iter()
-                .filter(|o| o.file != p.file)
-                .map(|o| o.file.path.display().to_string())
-                .collect();
-            r.error(
-                doc.name.at,
-                "tenant",
-                format!("tenant `{name}` is also defined in {}", others.join(", ")),
-            );
+            let others: Vec<_> =
+                files.iter().filter(|o| o.file != p.file).map(|o| o.file.path.display().to_string()).collect();
+            r.error(doc.name.at, "tenant", format!("tenant `{name}` is also defined in {}", others.join(", ")));
             outcome.diags.extend(r.diags);
         }
         return outcome;
@@ -270,11 +229,7 @@ fn tenant(
             None => {
                 let mut r = Report::new(Arc::from(main.file.path.display().to_string()));
                 let hint = crate::suggest::hint(&t.value, templates.keys().copied());
-                r.error(
-                    t.at,
-                    "template",
-                    format!("unknown template `{}`{hint}", t.value),
-                );
+                r.error(t.at, "template", format!("unknown template `{}`{hint}", t.value));
                 outcome.diags.extend(r.diags);
                 return outcome;
             }
@@ -282,9 +237,7 @@ fn tenant(
     };
     match compile::compile(doc, template, revision(name)) {
         Ok(tenant) => {
-            outcome
-                .diags
-                .extend(lint::lint(doc, template, &tenant, now));
+            outcome.diags.extend(lint::lint(doc, template, &tenant, now));
             if !outcome.diags.iter().any(Diagnostic::is_error) {
                 outcome.tenant = Some(tenant);
             }

@@ -9,48 +9,14 @@ use super::when;
 use super::yaml::{self, index, key, sloc};
 use crate::engine::{Attrs, Effect, Value};
 
-const TENANT_KEYS: &[&str] = &[
-    "tenant",
-    "template",
-    "description",
-    "schema",
-    "roles",
-    "units",
-    "members",
-    "everyone",
-    "rules",
-];
+const TENANT_KEYS: &[&str] =
+    &["tenant", "template", "description", "schema", "roles", "units", "members", "everyone", "rules"];
 const TEMPLATE_KEYS: &[&str] = &["description", "schema", "roles", "everyone", "rules"];
 const ROLE_KEYS: &[&str] = &["allow", "extends", "except", "requestable", "description"];
 const UNIT_KEYS: &[&str] = &["id", "parent", "description"];
-const MEMBER_KEYS: &[&str] = &[
-    "id",
-    "status",
-    "expires",
-    "units",
-    "attrs",
-    "bindings",
-    "description",
-];
-const BINDING_KEYS: &[&str] = &[
-    "id",
-    "role",
-    "scope",
-    "from",
-    "until",
-    "when",
-    "description",
-];
-const RULE_KEYS: &[&str] = &[
-    "id",
-    "effect",
-    "actions",
-    "when",
-    "fields",
-    "alert",
-    "message",
-    "description",
-];
+const MEMBER_KEYS: &[&str] = &["id", "status", "expires", "units", "attrs", "bindings", "description"];
+const BINDING_KEYS: &[&str] = &["id", "role", "scope", "from", "until", "when", "description"];
+const RULE_KEYS: &[&str] = &["id", "effect", "actions", "when", "fields", "alert", "message", "description"];
 /// Member attribute names the conditions reserve.
 const RESERVED_ATTRS: &[&str] = &["id", "units"];
 
@@ -58,22 +24,11 @@ const RESERVED_ATTRS: &[&str] = &["id", "units"];
 /// Returns `None` when the document is unusable; `report` holds every error found.
 pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) -> Option<Document> {
     let root = yaml::parse(report, text)?;
-    let kind = if template_name.is_some() {
-        DocKind::Template
-    } else {
-        DocKind::Tenant
-    };
-    let allowed = if template_name.is_some() {
-        TEMPLATE_KEYS
-    } else {
-        TENANT_KEYS
-    };
+    let kind = if template_name.is_some() { DocKind::Template } else { DocKind::Tenant };
+    let allowed = if template_name.is_some() { TEMPLATE_KEYS } else { TENANT_KEYS };
     let map = yaml::mapping(report, &root, "", allowed)?;
     let name = match template_name {
-        Some(stem) => Spanned {
-            value: stem.to_owned(),
-            at: Loc { line: 1, col: 1 },
-        },
+        Some(stem) => Spanned { value: stem.to_owned(), at: Loc { line: 1, col: 1 } },
         None => match map.get_node("tenant") {
             Some(n) => yaml::string(report, n, "tenant")?,
             None => {
@@ -86,9 +41,7 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
         file: report.file.clone(),
         kind,
         name,
-        template: map
-            .get_node("template")
-            .and_then(|n| yaml::string(report, n, "template")),
+        template: map.get_node("template").and_then(|n| yaml::string(report, n, "template")),
         schema: Vec::new(),
         roles: Vec::new(),
         units: Vec::new(),
@@ -118,28 +71,14 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
 }
 
 /// Parses every element of a list, keeping the good ones.
-fn each<T>(
-    r: &mut Report,
-    node: &Node,
-    path: &str,
-    f: fn(&mut Report, &Node, &str) -> Option<T>,
-) -> Vec<T> {
+fn each<T>(r: &mut Report, node: &Node, path: &str, f: fn(&mut Report, &Node, &str) -> Option<T>) -> Vec<T> {
     let Some(seq) = yaml::sequence(r, node, path) else {
         return Vec::new();
     };
-    seq.iter()
-        .enumerate()
-        .filter_map(|(i, n)| f(r, n, &index(path, i)))
-        .collect()
+    seq.iter().enumerate().filter_map(|(i, n)| f(r, n, &index(path, i))).collect()
 }
 
-fn required<'n>(
-    r: &mut Report,
-    map: &'n MarkedMappingNode,
-    node: &Node,
-    path: &str,
-    k: &str,
-) -> Option<&'n Node> {
+fn required<'n>(r: &mut Report, map: &'n MarkedMappingNode, node: &Node, path: &str, k: &str) -> Option<&'n Node> {
     let n = map.get_node(k);
     if n.is_none() {
         r.error(yaml::loc(node), path, format!("missing key `{k}`"));
@@ -149,65 +88,35 @@ fn required<'n>(
 
 fn schema(r: &mut Report, node: &Node) -> Vec<SchemaKind> {
     let Some(map) = node.as_mapping() else {
-        r.error(
-            yaml::loc(node),
-            "schema",
-            "expected a mapping of resource kinds to their verbs",
-        );
+        r.error(yaml::loc(node), "schema", "expected a mapping of resource kinds to their verbs");
         return Vec::new();
     };
     let mut kinds = Vec::new();
     for (k, v) in map.iter() {
         let path = key("schema", k.as_str());
         if !is_name(k.as_str()) {
-            r.error(
-                sloc(k),
-                &path,
-                format!(
-                    "invalid kind name `{}` (letters, digits, `_` and `-` only)",
-                    k.as_str()
-                ),
-            );
+            r.error(sloc(k), &path, format!("invalid kind name `{}` (letters, digits, `_` and `-` only)", k.as_str()));
             continue;
         }
         let verbs = yaml::strings(r, v, &path);
         for verb in &verbs {
             if !is_name(&verb.value) {
-                r.error(
-                    verb.at,
-                    &path,
-                    format!(
-                        "invalid verb `{}` (letters, digits, `_` and `-` only)",
-                        verb.value
-                    ),
-                );
+                r.error(verb.at, &path, format!("invalid verb `{}` (letters, digits, `_` and `-` only)", verb.value));
             }
         }
-        kinds.push(SchemaKind {
-            name: Spanned {
-                value: k.as_str().to_owned(),
-                at: sloc(k),
-            },
-            verbs,
-        });
+        kinds.push(SchemaKind { name: Spanned { value: k.as_str().to_owned(), at: sloc(k) }, verbs });
     }
     kinds
 }
 
 /// Names of kinds, verbs and attributes: no dots or wildcards, so patterns stay unambiguous.
 pub(crate) fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 fn roles(r: &mut Report, node: &Node) -> Vec<RoleDoc> {
     let Some(map) = node.as_mapping() else {
-        r.error(
-            yaml::loc(node),
-            "roles",
-            "expected a mapping of role names to roles",
-        );
+        r.error(yaml::loc(node), "roles", "expected a mapping of role names to roles");
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -216,16 +125,10 @@ fn roles(r: &mut Report, node: &Node) -> Vec<RoleDoc> {
         let Some(m) = yaml::mapping(r, v, &path, ROLE_KEYS) else {
             continue;
         };
-        let mut list = |field: &str| {
-            m.get_node(field)
-                .map(|n| yaml::strings(r, n, &key(&path, field)))
-                .unwrap_or_default()
-        };
+        let mut list =
+            |field: &str| m.get_node(field).map(|n| yaml::strings(r, n, &key(&path, field))).unwrap_or_default();
         out.push(RoleDoc {
-            name: Spanned {
-                value: k.as_str().to_owned(),
-                at: sloc(k),
-            },
+            name: Spanned { value: k.as_str().to_owned(), at: sloc(k) },
             allow: list("allow"),
             extends: list("extends"),
             except: list("except"),
@@ -239,9 +142,7 @@ fn unit(r: &mut Report, node: &Node, path: &str) -> Option<UnitDoc> {
     let m = yaml::mapping(r, node, path, UNIT_KEYS)?;
     let id_node = required(r, m, node, path, "id")?;
     let id = yaml::string(r, id_node, &key(path, "id"))?;
-    let parent = m
-        .get_node("parent")
-        .and_then(|n| yaml::string(r, n, &key(path, "parent")));
+    let parent = m.get_node("parent").and_then(|n| yaml::string(r, n, &key(path, "parent")));
     Some(UnitDoc { id, parent })
 }
 
@@ -249,10 +150,7 @@ fn member(r: &mut Report, node: &Node, path: &str) -> Option<MemberDoc> {
     let m = yaml::mapping(r, node, path, MEMBER_KEYS)?;
     let id_node = required(r, m, node, path, "id")?;
     let id = yaml::string(r, id_node, &key(path, "id"))?;
-    let status = match m
-        .get_node("status")
-        .and_then(|n| yaml::string(r, n, &key(path, "status")))
-    {
+    let status = match m.get_node("status").and_then(|n| yaml::string(r, n, &key(path, "status"))) {
         None => Status::Active,
         Some(s) if s.value == "active" => Status::Active,
         Some(s) if s.value == "disabled" => Status::Disabled,
@@ -260,61 +158,28 @@ fn member(r: &mut Report, node: &Node, path: &str) -> Option<MemberDoc> {
             r.error(
                 s.at,
                 key(path, "status"),
-                format!(
-                    "unknown status `{}` (expected `active` or `disabled`)",
-                    s.value
-                ),
+                format!("unknown status `{}` (expected `active` or `disabled`)", s.value),
             );
             Status::Active
         }
     };
-    let expires = m
-        .get_node("expires")
-        .and_then(|n| yaml::instant(r, n, &key(path, "expires")));
-    let units = m
-        .get_node("units")
-        .map(|n| yaml::strings(r, n, &key(path, "units")))
-        .unwrap_or_default();
-    let attrs = m
-        .get_node("attrs")
-        .map(|n| attrs(r, n, &key(path, "attrs")))
-        .unwrap_or_default();
-    let bindings = m
-        .get_node("bindings")
-        .map(|n| each(r, n, &key(path, "bindings"), binding))
-        .unwrap_or_default();
-    Some(MemberDoc {
-        id,
-        status,
-        expires,
-        units,
-        attrs,
-        bindings,
-    })
+    let expires = m.get_node("expires").and_then(|n| yaml::instant(r, n, &key(path, "expires")));
+    let units = m.get_node("units").map(|n| yaml::strings(r, n, &key(path, "units"))).unwrap_or_default();
+    let attrs = m.get_node("attrs").map(|n| attrs(r, n, &key(path, "attrs"))).unwrap_or_default();
+    let bindings = m.get_node("bindings").map(|n| each(r, n, &key(path, "bindings"), binding)).unwrap_or_default();
+    Some(MemberDoc { id, status, expires, units, attrs, bindings })
 }
 
 fn attrs(r: &mut Report, node: &Node, path: &str) -> Attrs {
     let Some(map) = node.as_mapping() else {
-        r.error(
-            yaml::loc(node),
-            path,
-            "expected a mapping of attribute names to values",
-        );
+        r.error(yaml::loc(node), path, "expected a mapping of attribute names to values");
         return Attrs::default();
     };
     let mut out = Attrs::default();
     for (k, v) in map.iter() {
         let p = key(path, k.as_str());
         if RESERVED_ATTRS.contains(&k.as_str()) {
-            r.error(
-                sloc(k),
-                &p,
-                format!(
-                    "`{}` is reserved: it is the member's own {}",
-                    k.as_str(),
-                    k.as_str()
-                ),
-            );
+            r.error(sloc(k), &p, format!("`{}` is reserved: it is the member's own {}", k.as_str(), k.as_str()));
             continue;
         }
         let value = match v {
@@ -323,12 +188,7 @@ fn attrs(r: &mut Report, node: &Node, path: &str) -> Attrs {
                 continue;
             }
             Node::Scalar(s) => scalar_value(s.as_str(), s.may_coerce()),
-            Node::Sequence(_) => Value::List(
-                yaml::strings(r, v, &p)
-                    .into_iter()
-                    .map(|s| s.value)
-                    .collect(),
-            ),
+            Node::Sequence(_) => Value::List(yaml::strings(r, v, &p).into_iter().map(|s| s.value).collect()),
             Node::Mapping(_) => {
                 r.error(yaml::loc(v), &p, "expected a value or a list of values");
                 continue;
@@ -345,11 +205,7 @@ pub(crate) fn scalar_value(s: &str, coerce: bool) -> Value {
         if let Ok(i) = s.parse::<i64>() {
             return Value::Int(i);
         }
-        if let Ok(n) = s
-            .parse::<f64>()
-            .map_err(drop)
-            .and_then(|n| if n.is_finite() { Ok(n) } else { Err(()) })
-        {
+        if let Ok(n) = s.parse::<f64>().map_err(drop).and_then(|n| if n.is_finite() { Ok(n) } else { Err(()) }) {
             return Value::Number(n);
         }
         match s {
@@ -363,36 +219,19 @@ pub(crate) fn scalar_value(s: &str, coerce: bool) -> Value {
 
 fn binding(r: &mut Report, node: &Node, path: &str) -> Option<BindingDoc> {
     let m = yaml::mapping(r, node, path, BINDING_KEYS)?;
-    let id = m
-        .get_node("id")
-        .and_then(|n| yaml::string(r, n, &key(path, "id")));
-    let role =
-        required(r, m, node, path, "role").and_then(|n| yaml::string(r, n, &key(path, "role")));
+    let id = m.get_node("id").and_then(|n| yaml::string(r, n, &key(path, "id")));
+    let role = required(r, m, node, path, "role").and_then(|n| yaml::string(r, n, &key(path, "role")));
     let scope = required(r, m, node, path, "scope").and_then(|n| scope(r, n, &key(path, "scope")));
-    let from = m
-        .get_node("from")
-        .and_then(|n| yaml::instant(r, n, &key(path, "from")));
-    let until = m
-        .get_node("until")
-        .and_then(|n| yaml::instant(r, n, &key(path, "until")));
+    let from = m.get_node("from").and_then(|n| yaml::instant(r, n, &key(path, "from")));
+    let until = m.get_node("until").and_then(|n| yaml::instant(r, n, &key(path, "until")));
     if let (Some(f), Some(u), Some(n)) = (from, until, m.get_node("until"))
         && u <= f
     {
         let msg = format!("`until` ({u}) must be after `from` ({f})");
         r.error(yaml::loc(n), key(path, "until"), msg);
     }
-    let when = m
-        .get_node("when")
-        .and_then(|n| when::parse(r, n, &key(path, "when")));
-    Some(BindingDoc {
-        at: yaml::loc(node),
-        id,
-        role: role?,
-        scope: scope?,
-        from,
-        until,
-        when,
-    })
+    let when = m.get_node("when").and_then(|n| when::parse(r, n, &key(path, "when")));
+    Some(BindingDoc { at: yaml::loc(node), id, role: role?, scope: scope?, from, until, when })
 }
 
 fn scope(r: &mut Report, node: &Node, path: &str) -> Option<ScopeDoc> {
@@ -403,11 +242,7 @@ fn scope(r: &mut Report, node: &Node, path: &str) -> Option<ScopeDoc> {
             "own_units" => Some(ScopeDoc::OwnUnits),
             other => {
                 let hint = crate::suggest::hint(other, ["tenant", "own_units"]);
-                r.error(
-                    sloc(s),
-                    path,
-                    format!("unknown scope `{other}`{hint}; {EXPECTED}"),
-                );
+                r.error(sloc(s), path, format!("unknown scope `{other}`{hint}; {EXPECTED}"));
                 None
             }
         },
@@ -429,24 +264,18 @@ fn scope(r: &mut Report, node: &Node, path: &str) -> Option<ScopeDoc> {
 fn rule(r: &mut Report, node: &Node, path: &str) -> Option<RuleDoc> {
     let m = yaml::mapping(r, node, path, RULE_KEYS)?;
     let id = required(r, m, node, path, "id").and_then(|n| yaml::string(r, n, &key(path, "id")));
-    let effect =
-        required(r, m, node, path, "effect").and_then(|n| yaml::string(r, n, &key(path, "effect")));
+    let effect = required(r, m, node, path, "effect").and_then(|n| yaml::string(r, n, &key(path, "effect")));
     let effect = effect.and_then(|e| match e.value.as_str() {
         "deny" => Some(Effect::Deny),
         "mask" => Some(Effect::Mask),
         "review" => Some(Effect::Review),
         other => {
             let hint = crate::suggest::hint(other, ["deny", "mask", "review"]);
-            r.error(
-                e.at,
-                key(path, "effect"),
-                format!("unknown effect `{other}`{hint}"),
-            );
+            r.error(e.at, key(path, "effect"), format!("unknown effect `{other}`{hint}"));
             None
         }
     });
-    let actions =
-        required(r, m, node, path, "actions").map(|n| yaml::strings(r, n, &key(path, "actions")));
+    let actions = required(r, m, node, path, "actions").map(|n| yaml::strings(r, n, &key(path, "actions")));
     let fields: Vec<String> = m
         .get_node("fields")
         .map(|n| yaml::strings(r, n, &key(path, "fields")))
@@ -456,39 +285,15 @@ fn rule(r: &mut Report, node: &Node, path: &str) -> Option<RuleDoc> {
         .collect();
     match (effect, m.get_node("fields")) {
         (Some(Effect::Mask), _) if fields.is_empty() => {
-            r.error(
-                yaml::loc(node),
-                key(path, "fields"),
-                "a `mask` rule needs at least one field",
-            );
+            r.error(yaml::loc(node), key(path, "fields"), "a `mask` rule needs at least one field");
         }
         (Some(Effect::Deny | Effect::Review), Some(n)) => {
-            r.error(
-                yaml::loc(n),
-                key(path, "fields"),
-                "only `mask` rules take `fields`",
-            );
+            r.error(yaml::loc(n), key(path, "fields"), "only `mask` rules take `fields`");
         }
         _ => {}
     }
-    let when = m
-        .get_node("when")
-        .and_then(|n| when::parse(r, n, &key(path, "when")));
-    let alert = m
-        .get_node("alert")
-        .and_then(|n| yaml::boolean(r, n, &key(path, "alert")))
-        .unwrap_or(false);
-    let message = m
-        .get_node("message")
-        .and_then(|n| yaml::string(r, n, &key(path, "message")))
-        .map(|s| s.value);
-    Some(RuleDoc {
-        id: id?,
-        effect: effect?,
-        actions: actions?,
-        when,
-        fields,
-        alert,
-        message,
-    })
+    let when = m.get_node("when").and_then(|n| when::parse(r, n, &key(path, "when")));
+    let alert = m.get_node("alert").and_then(|n| yaml::boolean(r, n, &key(path, "alert"))).unwrap_or(false);
+    let message = m.get_node("message").and_then(|n| yaml::string(r, n, &key(path, "message"))).map(|s| s.value);
+    Some(RuleDoc { id: id?, effect: effect?, actions: actions?, when, fields, alert, message })
 }

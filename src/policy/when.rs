@@ -9,17 +9,7 @@ use super::document::{ClauseDoc, WhenDoc};
 use super::yaml::{self, index, key};
 use crate::engine::{EVERY_DAY, Lit, Op, Schedule, Test};
 
-const WHEN_KEYS: &[&str] = &[
-    "principal",
-    "resource",
-    "context",
-    "ip",
-    "relation",
-    "in_unit",
-    "schedule",
-    "any",
-    "not",
-];
+const WHEN_KEYS: &[&str] = &["principal", "resource", "context", "ip", "relation", "in_unit", "schedule", "any", "not"];
 const OP_KEYS: &[&str] = &["lt", "le", "gt", "ge", "contains", "present"];
 const SCHEDULE_KEYS: &[&str] = &["tz", "days", "from", "to"];
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -28,11 +18,7 @@ const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 pub fn parse(r: &mut Report, node: &Node, path: &str) -> Option<WhenDoc> {
     let map = yaml::mapping(r, node, path, WHEN_KEYS)?;
     if map.is_empty() {
-        r.error(
-            yaml::loc(node),
-            path,
-            "an empty `when` always holds; remove it or add a condition",
-        );
+        r.error(yaml::loc(node), path, "an empty `when` always holds; remove it or add a condition");
         return None;
     }
     let before = r.diags.len();
@@ -64,21 +50,13 @@ fn any(r: &mut Report, node: &Node, path: &str) -> Option<Vec<WhenDoc>> {
         r.error(yaml::loc(node), path, "`any` needs at least one condition");
         return None;
     }
-    let parsed: Vec<_> = seq
-        .iter()
-        .enumerate()
-        .map(|(i, n)| parse(r, n, &index(path, i)))
-        .collect();
+    let parsed: Vec<_> = seq.iter().enumerate().map(|(i, n)| parse(r, n, &index(path, i))).collect();
     parsed.into_iter().collect()
 }
 
 fn tests(r: &mut Report, node: &Node, path: &str) -> Option<Vec<(String, Test)>> {
     let Some(map) = node.as_mapping() else {
-        r.error(
-            yaml::loc(node),
-            path,
-            "expected a mapping of attribute names to tests",
-        );
+        r.error(yaml::loc(node), path, "expected a mapping of attribute names to tests");
         return None;
     };
     let mut out = Vec::new();
@@ -106,14 +84,8 @@ fn test(r: &mut Report, node: &Node, path: &str) -> Option<Test> {
     match node {
         Node::Scalar(_) => lit(r, node, path).map(Test::Equals),
         Node::Sequence(seq) => {
-            let lits: Vec<_> = seq
-                .iter()
-                .enumerate()
-                .map(|(i, n)| lit(r, n, &index(path, i)))
-                .collect();
-            lits.into_iter()
-                .collect::<Option<Vec<_>>>()
-                .map(Test::OneOf)
+            let lits: Vec<_> = seq.iter().enumerate().map(|(i, n)| lit(r, n, &index(path, i))).collect();
+            lits.into_iter().collect::<Option<Vec<_>>>().map(Test::OneOf)
         }
         Node::Mapping(_) => {
             let map = yaml::mapping(r, node, path, OP_KEYS)?;
@@ -132,11 +104,7 @@ fn test(r: &mut Report, node: &Node, path: &str) -> Option<Test> {
                 ops.push(op?);
             }
             if ops.is_empty() {
-                r.error(
-                    yaml::loc(node),
-                    path,
-                    format!("expected one of the operators {}", OP_KEYS.join(", ")),
-                );
+                r.error(yaml::loc(node), path, format!("expected one of the operators {}", OP_KEYS.join(", ")));
                 return None;
             }
             Some(Test::Ops(ops))
@@ -158,10 +126,7 @@ fn networks(r: &mut Report, node: &Node, path: &str) -> Option<Vec<IpNet>> {
                 r.error(
                     item.at,
                     index(path, i),
-                    format!(
-                        "invalid CIDR `{}` (e.g. `203.0.113.0/24` or `2001:db8::/32`)",
-                        item.value
-                    ),
+                    format!("invalid CIDR `{}` (e.g. `203.0.113.0/24` or `2001:db8::/32`)", item.value),
                 );
                 ok = false;
             }
@@ -172,9 +137,7 @@ fn networks(r: &mut Report, node: &Node, path: &str) -> Option<Vec<IpNet>> {
 
 /// Parses a network, accepting a bare address as a single-host network.
 pub fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 fn schedule(r: &mut Report, node: &Node, path: &str) -> Option<Schedule> {
@@ -188,22 +151,17 @@ fn schedule(r: &mut Report, node: &Node, path: &str) -> Option<Schedule> {
         n
     };
     let (tz, from, to) = (need("tz"), need("from"), need("to"));
-    let tz = tz
-        .and_then(|n| yaml::string(r, n, &key(path, "tz")))
-        .and_then(|s| match TimeZone::get(&s.value) {
-            Ok(tz) => Some((s.value, tz)),
-            Err(_) => {
-                r.error(
-                    s.at,
-                    key(path, "tz"),
-                    format!(
-                        "unknown time zone `{}` (expected an IANA name such as `Asia/Shanghai`)",
-                        s.value
-                    ),
-                );
-                None
-            }
-        });
+    let tz = tz.and_then(|n| yaml::string(r, n, &key(path, "tz"))).and_then(|s| match TimeZone::get(&s.value) {
+        Ok(tz) => Some((s.value, tz)),
+        Err(_) => {
+            r.error(
+                s.at,
+                key(path, "tz"),
+                format!("unknown time zone `{}` (expected an IANA name such as `Asia/Shanghai`)", s.value),
+            );
+            None
+        }
+    });
     let from = from.and_then(|n| time_of_day(r, n, &key(path, "from")));
     let to = to.and_then(|n| time_of_day(r, n, &key(path, "to")));
     let days = match map.get_node("days") {
@@ -220,13 +178,7 @@ fn schedule(r: &mut Report, node: &Node, path: &str) -> Option<Schedule> {
         return None;
     }
     let (tz_name, tz) = tz?;
-    Some(Schedule {
-        tz_name,
-        tz,
-        days,
-        from: from?,
-        to: to?,
-    })
+    Some(Schedule { tz_name, tz, days, from: from?, to: to? })
 }
 
 fn days(r: &mut Report, node: &Node, path: &str) -> u8 {
@@ -237,11 +189,7 @@ fn days(r: &mut Report, node: &Node, path: &str) -> u8 {
             None => r.error(
                 d.at,
                 index(path, i),
-                format!(
-                    "unknown day `{}` (expected one of {})",
-                    d.value,
-                    DAYS.join(", ")
-                ),
+                format!("unknown day `{}` (expected one of {})", d.value, DAYS.join(", ")),
             ),
         }
     }
@@ -254,27 +202,14 @@ fn days(r: &mut Report, node: &Node, path: &str) -> u8 {
 /// `HH:MM` or `HH:MM:SS` → seconds after midnight.
 fn time_of_day(r: &mut Report, node: &Node, path: &str) -> Option<u32> {
     let s = yaml::string(r, node, path)?;
-    let parts: Vec<_> = s
-        .value
-        .split(':')
-        .map(|p| p.parse::<u32>().ok().filter(|_| p.len() == 2))
-        .collect();
+    let parts: Vec<_> = s.value.split(':').map(|p| p.parse::<u32>().ok().filter(|_| p.len() == 2)).collect();
     let secs = match parts.as_slice() {
         [Some(h), Some(m)] if *h < 24 && *m < 60 => Some(h * 3600 + m * 60),
-        [Some(h), Some(m), Some(sec)] if *h < 24 && *m < 60 && *sec < 60 => {
-            Some(h * 3600 + m * 60 + sec)
-        }
+        [Some(h), Some(m), Some(sec)] if *h < 24 && *m < 60 && *sec < 60 => Some(h * 3600 + m * 60 + sec),
         _ => None,
     };
     if secs.is_none() {
-        r.error(
-            s.at,
-            path,
-            format!(
-                "invalid time `{}` (expected `HH:MM`, e.g. `09:00`)",
-                s.value
-            ),
-        );
+        r.error(s.at, path, format!("invalid time `{}` (expected `HH:MM`, e.g. `09:00`)", s.value));
     }
     secs
 }

@@ -22,10 +22,7 @@ pub fn parse(report: &mut Report, text: &str) -> Option<Node> {
 
 fn load_error(e: &marked_yaml::LoadError) -> (Loc, String) {
     use marked_yaml::LoadError as E;
-    let mark = |m: &marked_yaml::Marker| Loc {
-        line: m.line() as u32,
-        col: m.column() as u32,
-    };
+    let mark = |m: &marked_yaml::Marker| Loc { line: m.line() as u32, col: m.column() as u32 };
     match e {
         E::TopLevelMustBeMapping(m) => (mark(m), "the document must be a mapping".into()),
         E::TopLevelMustBeSequence(m) => (mark(m), "the document must be a sequence".into()),
@@ -33,42 +30,25 @@ fn load_error(e: &marked_yaml::LoadError) -> (Loc, String) {
         E::MappingKeyMustBeScalar(m) => (mark(m), "mapping keys must be plain strings".into()),
         E::UnexpectedTag(m) => (mark(m), "YAML tags are not supported".into()),
         E::ScanError(m, err) => (mark(m), format!("invalid YAML: {}", err.info())),
-        E::DuplicateKey(d) => (
-            d.key.span().start().map(mark).unwrap_or_default(),
-            format!("duplicate key `{}`", d.key.as_str()),
-        ),
+        E::DuplicateKey(d) => {
+            (d.key.span().start().map(mark).unwrap_or_default(), format!("duplicate key `{}`", d.key.as_str()))
+        }
     }
 }
 
 /// Position of a node.
 pub fn loc(node: &Node) -> Loc {
-    node.span()
-        .start()
-        .map(|m| Loc {
-            line: m.line() as u32,
-            col: m.column() as u32,
-        })
-        .unwrap_or_default()
+    node.span().start().map(|m| Loc { line: m.line() as u32, col: m.column() as u32 }).unwrap_or_default()
 }
 
 /// Position of a scalar.
 pub fn sloc(node: &MarkedScalarNode) -> Loc {
-    node.span()
-        .start()
-        .map(|m| Loc {
-            line: m.line() as u32,
-            col: m.column() as u32,
-        })
-        .unwrap_or_default()
+    node.span().start().map(|m| Loc { line: m.line() as u32, col: m.column() as u32 }).unwrap_or_default()
 }
 
 /// Joins a key path and a child key.
 pub fn key(path: &str, child: &str) -> String {
-    if path.is_empty() {
-        child.to_owned()
-    } else {
-        format!("{path}.{child}")
-    }
+    if path.is_empty() { child.to_owned() } else { format!("{path}.{child}") }
 }
 
 /// Joins a key path and an index.
@@ -77,38 +57,22 @@ pub fn index(path: &str, i: usize) -> String {
 }
 
 /// Expects a mapping whose keys are all in `allowed`; reports each unknown key with a hint.
-pub fn mapping<'n>(
-    r: &mut Report,
-    node: &'n Node,
-    path: &str,
-    allowed: &[&str],
-) -> Option<&'n MarkedMappingNode> {
+pub fn mapping<'n>(r: &mut Report, node: &'n Node, path: &str, allowed: &[&str]) -> Option<&'n MarkedMappingNode> {
     let Some(map) = node.as_mapping() else {
-        r.error(
-            loc(node),
-            path,
-            format!("expected a mapping with keys {}", list(allowed)),
-        );
+        r.error(loc(node), path, format!("expected a mapping with keys {}", list(allowed)));
         return None;
     };
     for k in map.keys() {
         if !allowed.contains(&k.as_str()) {
             let hint = suggest::hint(k.as_str(), allowed.iter().copied());
-            r.error(
-                sloc(k),
-                key(path, k.as_str()),
-                format!("unknown key `{}`{hint}", k.as_str()),
-            );
+            r.error(sloc(k), key(path, k.as_str()), format!("unknown key `{}`{hint}", k.as_str()));
         }
     }
     Some(map)
 }
 
 fn list(keys: &[&str]) -> String {
-    keys.iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// Expects a sequence.
@@ -123,10 +87,7 @@ pub fn sequence<'n>(r: &mut Report, node: &'n Node, path: &str) -> Option<&'n Ma
 /// Expects a non-empty plain string.
 pub fn string(r: &mut Report, node: &Node, path: &str) -> Option<Spanned<String>> {
     match node.as_scalar() {
-        Some(s) if !s.as_str().is_empty() => Some(Spanned {
-            value: s.as_str().to_owned(),
-            at: sloc(s),
-        }),
+        Some(s) if !s.as_str().is_empty() => Some(Spanned { value: s.as_str().to_owned(), at: sloc(s) }),
         Some(s) => {
             r.error(sloc(s), path, "must not be empty");
             None
@@ -143,10 +104,7 @@ pub fn strings(r: &mut Report, node: &Node, path: &str) -> Vec<Spanned<String>> 
     let Some(seq) = sequence(r, node, path) else {
         return Vec::new();
     };
-    seq.iter()
-        .enumerate()
-        .filter_map(|(i, n)| string(r, n, &index(path, i)))
-        .collect()
+    seq.iter().enumerate().filter_map(|(i, n)| string(r, n, &index(path, i))).collect()
 }
 
 /// Expects `true` or `false`.
@@ -164,7 +122,14 @@ pub fn instant(r: &mut Report, node: &Node, path: &str) -> Option<Timestamp> {
     match s.value.parse::<Timestamp>() {
         Ok(ts) => Some(ts),
         Err(_) => {
-            r.error(s.at, path, format!("invalid instant `{}` (expected RFC 3339 with an offset, e.g. `2026-12-31T00:00:00Z`)", s.value));
+            r.error(
+                s.at,
+                path,
+                format!(
+                    "invalid instant `{}` (expected RFC 3339 with an offset, e.g. `2026-12-31T00:00:00Z`)",
+                    s.value
+                ),
+            );
             None
         }
     }
@@ -172,10 +137,7 @@ pub fn instant(r: &mut Report, node: &Node, path: &str) -> Option<Timestamp> {
 
 /// Expects a number.
 pub fn number(r: &mut Report, node: &Node, path: &str) -> Option<f64> {
-    let n = node
-        .as_scalar()
-        .filter(|s| s.may_coerce())
-        .and_then(|s| s.as_str().parse::<f64>().ok());
+    let n = node.as_scalar().filter(|s| s.may_coerce()).and_then(|s| s.as_str().parse::<f64>().ok());
     if n.is_none() {
         r.error(loc(node), path, "expected a number");
     }

@@ -51,22 +51,15 @@ impl<'a> World<'a> {
     }
 
     fn action_exists(&self, action: &str) -> bool {
-        self.layers().iter().any(|d| {
-            d.schema.iter().any(|k| {
-                k.verbs
-                    .iter()
-                    .any(|v| format!("{}.{}", k.name.value, v.value) == action)
-            })
-        })
+        self.layers()
+            .iter()
+            .any(|d| d.schema.iter().any(|k| k.verbs.iter().any(|v| format!("{}.{}", k.name.value, v.value) == action)))
     }
 
     fn role(&self, name: &str) -> Option<&'a RoleDoc> {
         // The tenant's role replaces the template's of the same name.
         let own = self.doc.roles.iter().find(|r| r.name.value == name);
-        own.or_else(|| {
-            self.tpl
-                .and_then(|t| t.roles.iter().find(|r| r.name.value == name))
-        })
+        own.or_else(|| self.tpl.and_then(|t| t.roles.iter().find(|r| r.name.value == name)))
     }
 
     fn role_has(&self, name: &str, action: &str, depth: usize) -> bool {
@@ -77,15 +70,8 @@ impl<'a> World<'a> {
             return false;
         }
         let granted = role.allow.iter().any(|p| pattern_matches(&p.value, action))
-            || role
-                .extends
-                .iter()
-                .any(|e| self.role_has(&e.value, action, depth + 1));
-        granted
-            && !role
-                .except
-                .iter()
-                .any(|p| pattern_matches(&p.value, action))
+            || role.extends.iter().any(|e| self.role_has(&e.value, action, depth + 1));
+        granted && !role.except.iter().any(|p| pattern_matches(&p.value, action))
     }
 
     fn role_requestable(&self, name: &str, action: &str, depth: usize) -> bool {
@@ -95,13 +81,8 @@ impl<'a> World<'a> {
         if depth > 50 {
             return false;
         }
-        role.requestable
-            .iter()
-            .any(|p| pattern_matches(&p.value, action))
-            || role
-                .extends
-                .iter()
-                .any(|e| self.role_requestable(&e.value, action, depth + 1))
+        role.requestable.iter().any(|p| pattern_matches(&p.value, action))
+            || role.extends.iter().any(|e| self.role_requestable(&e.value, action, depth + 1))
     }
 
     /// Walks up the parents of `unit` looking for `ancestor`.
@@ -133,10 +114,7 @@ impl<'a> World<'a> {
         let mut out = Vec::new();
         for d in self.layers() {
             for b in &d.everyone {
-                let id =
-                    b.id.as_ref()
-                        .map(|i| i.value.clone())
-                        .unwrap_or_else(|| format!("everyone#{}", out.len()));
+                let id = b.id.as_ref().map(|i| i.value.clone()).unwrap_or_else(|| format!("everyone#{}", out.len()));
                 out.push((id, b));
             }
         }
@@ -144,10 +122,7 @@ impl<'a> World<'a> {
     }
 
     fn rules(&self) -> Vec<&'a RuleDoc> {
-        self.layers()
-            .into_iter()
-            .flat_map(|d| d.rules.iter())
-            .collect()
+        self.layers().into_iter().flat_map(|d| d.rules.iter()).collect()
     }
 }
 
@@ -188,9 +163,7 @@ fn number_of(v: Option<&Value>) -> Option<f64> {
 fn test_holds(test: &Test, v: Option<&Value>) -> bool {
     match test {
         Test::Equals(lit) => v.map(|v| lit_equals(lit, v)).unwrap_or(false),
-        Test::OneOf(lits) => v
-            .map(|v| lits.iter().any(|l| lit_equals(l, v)))
-            .unwrap_or(false),
+        Test::OneOf(lits) => v.map(|v| lits.iter().any(|l| lit_equals(l, v))).unwrap_or(false),
         Test::Ops(ops) => {
             for op in ops {
                 let ok = match op {
@@ -229,9 +202,7 @@ impl Facts<'_> {
             ClauseDoc::Principal(tests) => tests.iter().all(|(k, t)| {
                 let v = match k.as_str() {
                     "id" => Some(Value::Text(self.member.id.value.clone())),
-                    "units" => Some(Value::List(
-                        self.member.units.iter().map(|u| u.value.clone()).collect(),
-                    )),
+                    "units" => Some(Value::List(self.member.units.iter().map(|u| u.value.clone()).collect())),
                     other => self.member.attrs.get(other).cloned(),
                 };
                 test_holds(t, v.as_ref())
@@ -247,23 +218,17 @@ impl Facts<'_> {
             }),
             ClauseDoc::Context(tests) => tests.iter().all(|(k, t)| {
                 let v = match k.as_str() {
-                    "client_ip" => self
-                        .req
-                        .context
-                        .client_ip
-                        .map(|ip| Value::Text(ip.to_string())),
+                    "client_ip" => self.req.context.client_ip.map(|ip| Value::Text(ip.to_string())),
                     other => self.req.context.attrs.get(other).cloned(),
                 };
                 test_holds(t, v.as_ref())
             }),
             ClauseDoc::Ip(nets) => match self.req.context.client_ip {
-                Some(ip) => nets.iter().any(|n| n.contains(&ip)),
+                Some(ip) => nets.iter().any(|n| n.contains(&ip.to_canonical())),
                 None => false,
             },
             ClauseDoc::Relation(attr) => related(r.attrs.get(attr), &self.member.id.value),
-            ClauseDoc::InUnit(u, _) => {
-                !r.unit.is_empty() && self.world.unit_within(&r.unit, &u.value)
-            }
+            ClauseDoc::InUnit(u, _) => !r.unit.is_empty() && self.world.unit_within(&r.unit, &u.value),
             ClauseDoc::Schedule(s) => schedule_active(s, self.now),
             ClauseDoc::Any(ws) => ws.iter().any(|w| self.when_holds(w)),
             ClauseDoc::Not(w) => !self.when_holds(w),
@@ -276,12 +241,7 @@ impl Facts<'_> {
             ScopeDoc::Tenant => true,
             ScopeDoc::Unit(u) => !r.unit.is_empty() && self.world.unit_within(&r.unit, &u.value),
             ScopeDoc::OwnUnits => {
-                !r.unit.is_empty()
-                    && self
-                        .member
-                        .units
-                        .iter()
-                        .any(|u| self.world.unit_within(&r.unit, &u.value))
+                !r.unit.is_empty() && self.member.units.iter().any(|u| self.world.unit_within(&r.unit, &u.value))
             }
             ScopeDoc::Relation(attr) => related(r.attrs.get(attr), &self.member.id.value),
         }
@@ -315,14 +275,11 @@ fn schedule_active(s: &Schedule, now: Timestamp) -> bool {
     }
 }
 
-fn local_instant(s: &Schedule, d: Date, secs: u32) -> Timestamp {
-    let dt = d.at(
-        (secs / 3600) as i8,
-        ((secs / 60) % 60) as i8,
-        (secs % 60) as i8,
-        0,
-    );
-    s.tz.to_ambiguous_timestamp(dt).compatible().unwrap()
+/// Both readings of a local time (they differ only around a clock change).
+fn local_instants(s: &Schedule, d: Date, secs: u32) -> Vec<Timestamp> {
+    let dt = d.at((secs / 3600) as i8, ((secs / 60) % 60) as i8, (secs % 60) as i8, 0);
+    let amb = s.tz.to_ambiguous_timestamp(dt);
+    vec![amb.earlier().unwrap(), amb.later().unwrap()]
 }
 
 fn schedule_edges(s: &Schedule, now: Timestamp, out: &mut Vec<Timestamp>) {
@@ -332,13 +289,17 @@ fn schedule_edges(s: &Schedule, now: Timestamp, out: &mut Vec<Timestamp>) {
         if !day_listed(s, d) {
             continue;
         }
-        out.push(local_instant(s, d, s.from));
-        let end_day = if s.to <= s.from {
-            d.tomorrow().unwrap()
-        } else {
-            d
-        };
-        out.push(local_instant(s, end_day, s.to));
+        out.extend(local_instants(s, d, s.from));
+        let end_day = if s.to <= s.from { d.tomorrow().unwrap() } else { d };
+        out.extend(local_instants(s, end_day, s.to));
+    }
+    // Clock changes within the horizon flip windows too.
+    let horizon = now + jiff::SignedDuration::from_hours(24 * 9);
+    for t in s.tz.following(now) {
+        if t.timestamp() >= horizon {
+            break;
+        }
+        out.push(t.timestamp());
     }
 }
 
@@ -354,12 +315,7 @@ fn when_edges(w: &WhenDoc, now: Timestamp, out: &mut Vec<Timestamp>) {
 }
 
 /// Decides per DESIGN §3; `Err` for a caller error.
-pub fn decide(
-    doc: &Document,
-    tpl: Option<&Document>,
-    req: &Request,
-    now: Timestamp,
-) -> Result<RefDecision, String> {
+pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timestamp) -> Result<RefDecision, String> {
     let world = World { doc, tpl };
     if req.tenant != doc.name.value {
         return Ok(deny(Reason::UnknownTenant));
@@ -379,22 +335,14 @@ pub fn decide(
     if member.expires.is_some_and(|e| now >= e) {
         return Ok(deny(Reason::PrincipalExpired));
     }
-    let facts = Facts {
-        world: &world,
-        member,
-        req,
-        now,
-    };
+    let facts = Facts { world: &world, member, req, now };
     let action = req.action.as_str();
 
     // Candidate instants for valid_until.
     let mut instants: Vec<Timestamp> = member.expires.into_iter().collect();
 
-    let matching_rules: Vec<&RuleDoc> = world
-        .rules()
-        .into_iter()
-        .filter(|r| r.actions.iter().any(|p| pattern_matches(&p.value, action)))
-        .collect();
+    let matching_rules: Vec<&RuleDoc> =
+        world.rules().into_iter().filter(|r| r.actions.iter().any(|p| pattern_matches(&p.value, action))).collect();
     for r in &matching_rules {
         if let Some(w) = &r.when {
             when_edges(w, now, &mut instants);
@@ -405,14 +353,7 @@ pub fn decide(
         .bindings
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            (
-                b.id.as_ref()
-                    .map(|x| x.value.clone())
-                    .unwrap_or(format!("{}#{i}", member.id.value)),
-                b,
-            )
-        })
+        .map(|(i, b)| (b.id.as_ref().map(|x| x.value.clone()).unwrap_or(format!("{}#{i}", member.id.value)), b))
         .collect();
     bindings.extend(world.everyone());
 
@@ -429,8 +370,7 @@ pub fn decide(
                 when_edges(w, now, &mut instants);
             }
         }
-        let window =
-            b.from.map(|f| f <= now).unwrap_or(true) && b.until.map(|u| now < u).unwrap_or(true);
+        let window = b.from.map(|f| f <= now).unwrap_or(true) && b.until.map(|u| now < u).unwrap_or(true);
         let holds = b.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true);
         if window && covers && holds {
             if has && first_grant.is_none() {
@@ -444,8 +384,7 @@ pub fn decide(
     let valid_until = instants.into_iter().filter(|t| *t > now).min();
 
     for r in &matching_rules {
-        if r.effect == Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true)
-        {
+        if r.effect == Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true) {
             return Ok(RefDecision {
                 rule: Some(r.id.value.clone()),
                 alert: r.alert,
@@ -455,22 +394,12 @@ pub fn decide(
         }
     }
     let Some(rule) = first_grant else {
-        return Ok(RefDecision {
-            requestable,
-            valid_until,
-            ..deny(Reason::NoGrant)
-        });
+        return Ok(RefDecision { requestable, valid_until, ..deny(Reason::NoGrant) });
     };
-    let mut d = RefDecision {
-        allowed: true,
-        reason: Reason::Granted,
-        rule: Some(rule),
-        valid_until,
-        ..deny(Reason::Granted)
-    };
+    let mut d =
+        RefDecision { allowed: true, reason: Reason::Granted, rule: Some(rule), valid_until, ..deny(Reason::Granted) };
     for r in &matching_rules {
-        if r.effect != Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true)
-        {
+        if r.effect != Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true) {
             if r.effect == Effect::Mask {
                 d.mask.extend(r.fields.iter().cloned());
             }
