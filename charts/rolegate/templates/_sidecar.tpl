@@ -2,7 +2,7 @@
 Templates for a host chart that runs rolegate inside its own pod. The host depends on this chart,
 sets `rolegate.mode: sidecar` and calls each with this chart's scope, `.Subcharts.rolegate`:
 
-  annotations: {{ include "rolegate.sidecar.podAnnotations" .Subcharts.rolegate | nindent 8 }}
+  annotations: {{ include "rolegate.sidecar.podAnnotations" .Subcharts.rolegate | nindent 8 }}  (may be empty)
   containers:  {{ include "rolegate.sidecar.container" .Subcharts.rolegate | nindent 8 }}
   volumes:     {{ include "rolegate.sidecar.volumes" .Subcharts.rolegate | nindent 8 }}
   the host container's volumeMounts: {{ include "rolegate.sidecar.socketMount" .Subcharts.rolegate | nindent 12 }}
@@ -28,7 +28,7 @@ sets `rolegate.mode: sidecar` and calls each with this chart's scope, `.Subchart
 
 {{/* For the host container, which reaches rolegate's Unix socket through this directory. */}}
 {{- define "rolegate.sidecar.socketMount" -}}
-{{- include "rolegate.sidecar.assertMode" . }}
+{{- include "rolegate.sidecar.assertMode" . -}}
 - name: rolegate-socket
   mountPath: {{ dir .Values.grpc.socketPath }}
 {{- end }}
@@ -43,11 +43,9 @@ sets `rolegate.mode: sidecar` and calls each with this chart's scope, `.Subchart
 {{- end }}
 {{- end }}
 
-{{/* A mapping, possibly empty, to merge into the host pod's annotations. */}}
+{{/* Annotations for the host pod, empty unless policies.restartOnPolicyChange asks for one. */}}
 {{- define "rolegate.sidecar.podAnnotations" -}}
-{{- if .Values.policies.restartOnPolicyChange }}
+{{- if .Values.policies.restartOnPolicyChange -}}
 checksum/rolegate-policies: {{ include "rolegate.policyChecksum" . }}
-{{- else }}
-{}
 {{- end }}
 {{- end }}
