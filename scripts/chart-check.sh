@@ -7,8 +7,9 @@
 # are installed into .tools/ on the first run. Every values set is rendered with `helm template`
 # (which also enforces values.schema.json and the charts' `fail` checks), then checked by yamllint
 # for duplicate keys, by the strict Kubernetes schemas and, for the ServiceMonitor, by the
-# Prometheus Operator CRD validators. A values file may declare what it must render with
-# `# expect-kinds: A B` and the Kubernetes versions it targets with `# kube-versions: X Y`.
+# Prometheus Operator CRD validators. The chart's README must list every value. A values file
+# may declare what it must render with `# expect-kinds: A B` and the Kubernetes versions it
+# targets with `# kube-versions: X Y`.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,6 +80,9 @@ check_file() {
 }
 
 rolegate="$WORK/charts/rolegate"
+echo "== README values table"
+"$TOOLS/venv/bin/python" "$CHECK/values-doc.py" "$rolegate/values.yaml" "$rolegate/values.schema.json" \
+  "$rolegate/README.md" || fail "README.md does not match values.yaml"
 check defaults "$rolegate" "$STANDALONE_KINDS" "$DEFAULT_KUBE"
 check standalone "$rolegate" "$STANDALONE_KINDS" "$DEFAULT_KUBE" --set mode=standalone
 check sidecar "$rolegate" "ConfigMap" "$DEFAULT_KUBE" --set mode=sidecar
