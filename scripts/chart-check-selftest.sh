@@ -81,6 +81,9 @@ expect_failure sidecar-typo "'mountPath' is a required property" \
   rolegate/templates/_sidecar.tpl "  mountPath: {{ dir .Values.grpc.socketPath }}" \
   "  mountPth: {{ dir .Values.grpc.socketPath }}"
 
+expect_failure broken-notes "NOTES.txt" \
+  rolegate/templates/NOTES.txt ".svc:{{ .Values.grpc.port }}" ".svc:{{ .Values.grpc.nope.port }}"
+
 expect_failure undocumented-value "\`otel.samplerArg\` is a value but the README does not list it" \
   rolegate/README.md $'| `otel.samplerArg` |' $'| `otel.samplerArgument` |'
 

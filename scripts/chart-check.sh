@@ -64,6 +64,17 @@ check() {
   if ! "$TOOLS/venv/bin/yamllint" --no-warnings -f parsable -c "$CHECK/yamllint.yaml" "$out"; then
     fail "$name: yamllint"
   fi
+  # helm template leaves NOTES.txt out, and an install would be the first to trip over it; so
+  # render it wrapped in a YAML string.
+  if [[ -f "$chart/templates/NOTES.txt" ]]; then
+    rm -rf "$WORK/notes" && cp -r "$chart" "$WORK/notes"
+    { echo '{{- define "chart-check.notes" }}'; cat "$chart/templates/NOTES.txt"
+      echo '{{- end }}notes: {{ include "chart-check.notes" . | toJson }}'; } >"$WORK/notes/templates/notes.txt"
+    if ! "$HELM" template "$name" "$WORK/notes" --namespace rolegate --kube-version "${kube%% *}" "$@" \
+      --show-only templates/notes.txt >"$WORK/out/$name.notes" 2>"$log"; then
+      cat "$log"; fail "$name: NOTES.txt"
+    fi
+  fi
   local versions=()
   for v in $kube; do versions+=(--kube "$v"); done
   if ! "$TOOLS/venv/bin/python" "$CHECK/validate.py" "${versions[@]}" \
