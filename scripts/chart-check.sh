@@ -11,6 +11,7 @@
 # may declare what it must render with `# expect-kinds: A B` and the Kubernetes versions it
 # targets with `# kube-versions: X Y`.
 set -euo pipefail
+shopt -s nullglob
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$REPO/.tools"
@@ -108,7 +109,7 @@ for example in "$WORK"/charts/examples/*/; do
   fi
   check "$name" "$example" "$EXAMPLE_KINDS" "$DEFAULT_KUBE"
   for f in "$example"ci/*.yaml; do
-    [[ -e "$f" ]] && check_file "$name-$(basename "$f" .yaml)" "$example" "$f"
+    check_file "$name-$(basename "$f" .yaml)" "$example" "$f"
   done
 done
 
