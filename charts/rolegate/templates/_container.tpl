@@ -1,0 +1,163 @@
+{{/*
+The rolegate container and its volumes, shared by the standalone Deployment and by host charts
+that run rolegate as a sidecar. The container's securityContext carries the whole hardening, so
+it holds in a host pod whose own securityContext this chart does not control.
+*/}}
+{{- define "rolegate.container" -}}
+{{- $prefix := include "rolegate.portPrefix" . -}}
+- name: {{ eq .Values.mode "sidecar" | ternary .Values.sidecar.containerName "rolegate" }}
+  image: {{ include "rolegate.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if and (eq .Values.mode "sidecar") .Values.sidecar.native }}
+  restartPolicy: Always
+  {{- end }}
+  args:
+    - serve
+    {{- with .Values.extraArgs }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  env:
+    {{- include "rolegate.env" . | nindent 4 }}
+  ports:
+    {{- if include "rolegate.grpcOverTcp" . }}
+    - name: {{ $prefix }}grpc
+      containerPort: {{ .Values.grpc.port }}
+      protocol: TCP
+    {{- end }}
+    - name: {{ $prefix }}admin
+      containerPort: {{ .Values.admin.port }}
+      protocol: TCP
+  startupProbe:
+    {{- include "rolegate.probe" (list . "startup") | nindent 4 }}
+  readinessProbe:
+    {{- include "rolegate.probe" (list . "readiness") | nindent 4 }}
+  livenessProbe:
+    {{- include "rolegate.probe" (list . "liveness") | nindent 4 }}
+  {{- with .Values.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    {{- /* Never a subPath: the kubelet does not update subPath mounts, and rolegate reloads on
+    the ConfigMap's symlink swap. */}}
+    - name: rolegate-policies
+      mountPath: {{ .Values.policies.mountPath }}
+      readOnly: true
+    {{- if include "rolegate.usesSocket" . }}
+    - name: rolegate-socket
+      mountPath: {{ dir .Values.grpc.socketPath }}
+    {{- end }}
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{- define "rolegate.env" -}}
+- name: ROLEGATE_POLICIES
+  value: {{ .Values.policies.mountPath | quote }}
+- name: ROLEGATE_LISTEN
+  value: {{ include "rolegate.listen" . | quote }}
+- name: ROLEGATE_ADMIN_LISTEN
+  value: {{ include "rolegate.adminListen" . | quote }}
+- name: ROLEGATE_LOG
+  value: {{ .Values.logLevel | quote }}
+- name: ROLEGATE_DECISION_LOG
+  value: {{ .Values.decisionLog | quote }}
+{{- with .Values.otel }}
+{{- if .endpoint }}
+{{- /* Declared before OTEL_RESOURCE_ATTRIBUTES, which refers to them. */}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ default (include "rolegate.fullname" $) .serviceName | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- if .samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- end }}
+{{- $attrs := list "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.node.name=$(NODE_NAME)" }}
+{{- range $key, $value := .resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%v" $key $value) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Called with (list scope "startup"|"readiness"|"liveness"). */}}
+{{- define "rolegate.probe" -}}
+{{- $ := index . 0 }}
+{{- $kind := index . 1 }}
+{{- if eq (include "rolegate.probeType" $) "grpc" -}}
+grpc:
+  port: {{ $.Values.grpc.port }}
+{{- else -}}
+httpGet:
+  {{- /* Liveness must not depend on policies: a restart cannot fix a bad document. */}}
+  path: {{ eq $kind "liveness" | ternary "/healthz" "/readyz" }}
+  port: {{ include "rolegate.portPrefix" $ }}admin
+{{- end }}
+{{ toYaml (index $.Values.probes $kind) }}
+{{- end }}
+
+{{- define "rolegate.volumes" -}}
+- name: rolegate-policies
+  projected:
+    sources:
+      {{- if include "rolegate.ownConfigMap" . }}
+      - configMap:
+          name: {{ include "rolegate.policiesConfigMap" . }}
+          {{- with .Values.policies }}
+          {{- if or .tenants .templates }}
+          {{- /* ConfigMap keys cannot hold a `/`, so templates reach their folder here. */}}
+          items:
+            {{- range $file, $_ := .tenants }}
+            - key: {{ $file }}
+              path: {{ $file }}
+            {{- end }}
+            {{- range $name, $_ := .templates }}
+            - key: templates.{{ $name }}.yaml
+              path: templates/{{ $name }}.yaml
+            {{- end }}
+          {{- end }}
+          {{- end }}
+      {{- end }}
+      {{- with .Values.policies.existingConfigMap }}
+      {{- if .name }}
+      - configMap:
+          name: {{ .name }}
+          {{- with .items }}
+          items:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+      {{- end }}
+      {{- end }}
+{{- if include "rolegate.usesSocket" . }}
+- name: rolegate-socket
+  emptyDir: {}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
