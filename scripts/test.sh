@@ -11,3 +11,7 @@ cargo test --all-targets --locked
 echo "== rolegate validate examples && rolegate test examples"
 cargo run --quiet --locked -- validate examples
 cargo run --quiet --locked -- test examples
+
+echo "== Helm chart: render every values set and validate strictly, then prove the check can fail"
+scripts/chart-check.sh
+scripts/chart-check-selftest.sh

@@ -3,8 +3,10 @@
 //! The pure core is [`policy`] (documents and their compiler) and [`engine`] (decisions); the
 //! edges around it are the command line, the server, the sources and telemetry.
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod policy;
+pub mod store;
 pub mod suggest;
 pub mod suite;

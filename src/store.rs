@@ -64,6 +64,11 @@ impl Store {
         self.publish(next);
     }
 
+    /// A receiver that changes on every publish.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
     /// True once a snapshot has been published.
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()
@@ -73,9 +78,8 @@ impl Store {
     /// `wait` for a newer one.
     pub async fn at_least(&self, tenant: &str, min_revision: u64, wait: Duration) -> Result<Arc<Snapshot>, NotReady> {
         let revision = |s: &Snapshot| s.tenant(tenant).map_or(0, |t: &Arc<Tenant>| t.revision);
-        let snapshot = self.load();
-        match &snapshot {
-            Some(s) if min_revision == 0 || revision(s) >= min_revision => return Ok(snapshot.unwrap_or_default()),
+        match self.load() {
+            Some(s) if min_revision == 0 || revision(&s) >= min_revision => return Ok(s),
             None if min_revision == 0 => return Err(NotReady::NoSnapshot),
             _ => {}
         }
