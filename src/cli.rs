@@ -34,14 +34,19 @@ enum Command {
     },
     /// Decide one request and print the decision as JSON.
     Check(Box<CheckArgs>),
+    /// Serve `rolegate.v1.Authorizer` over gRPC.
+    Serve(Box<crate::server::config::RawServe>),
 }
 
 /// Arguments of `rolegate check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Decide locally on this policy directory.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
     pub policies: Option<PathBuf>,
+    /// Ask a running server: `host:port` or `unix:PATH`.
+    #[arg(long)]
+    pub server: Option<String>,
     /// Tenant id.
     #[arg(long)]
     pub tenant: String,
@@ -125,7 +130,11 @@ impl Cli {
         match self.command {
             Command::Validate { dir } => validate(&dir),
             Command::Test { dir } => test(&dir),
-            Command::Check(args) => check(&args),
+            Command::Check(args) => match &args.server {
+                Some(addr) => runtime()?.block_on(check_server(&args, addr)),
+                None => check(&args),
+            },
+            Command::Serve(raw) => serve(&raw),
         }
     }
 }
@@ -197,6 +206,120 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_logging() {
+    let level = std::env::var("ROLEGATE_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
+
+fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
+    let cfg = match raw.resolve() {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_logging();
+    runtime()?.block_on(crate::server::run(cfg, crate::server::shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects a gRPC channel to `host:port` or `unix:PATH`.
+pub async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    use tonic::transport::Endpoint;
+    match addr.strip_prefix("unix:") {
+        Some(path) => {
+            let path = path.to_owned();
+            let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            });
+            Ok(Endpoint::try_from("http://localhost")?.connect_with_connector(connector).await?)
+        }
+        None => {
+            let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+            Ok(Endpoint::try_from(uri)?.connect().await.with_context(|| format!("cannot connect to {addr}"))?)
+        }
+    }
+}
+
+/// The wire form of a request.
+pub fn to_api(req: &Request) -> crate::api::CheckRequest {
+    use crate::api::{self, attr_value::Kind};
+    let attrs = |a: &Attrs| {
+        a.0.iter()
+            .map(|(k, v)| {
+                let kind = match v {
+                    crate::engine::Value::Text(t) => Kind::Text(t.clone()),
+                    crate::engine::Value::Int(i) => Kind::Int(*i),
+                    crate::engine::Value::Flag(b) => Kind::Flag(*b),
+                    crate::engine::Value::Number(n) => Kind::Number(*n),
+                    crate::engine::Value::List(l) => Kind::List(api::StringList { values: l.clone() }),
+                };
+                (k.clone(), api::AttrValue { kind: Some(kind) })
+            })
+            .collect()
+    };
+    api::CheckRequest {
+        tenant: req.tenant.clone(),
+        principal: req.principal.clone(),
+        action: req.action.clone(),
+        resource: Some(api::Resource {
+            kind: req.resource.kind.clone(),
+            id: req.resource.id.clone(),
+            unit: req.resource.unit.clone(),
+            attrs: attrs(&req.resource.attrs),
+        }),
+        context: Some(api::Context {
+            client_ip: req.context.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            attrs: attrs(&req.context.attrs),
+        }),
+        min_revision: 0,
+    }
+}
+
+async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> {
+    if args.now.is_some() {
+        bail!("--now applies only with --policies: a server decides at its own clock");
+    }
+    let request = args.request()?;
+    let mut client = crate::api::authorizer_client::AuthorizerClient::new(connect(addr).await?);
+    match client.check(to_api(&request)).await {
+        Ok(resp) => {
+            let resp = resp.into_inner();
+            let d = resp.decision.unwrap_or_default();
+            let reason = crate::api::Reason::try_from(d.reason).map_or("REASON_UNSPECIFIED", |r| r.as_str_name());
+            let json = serde_json::json!({
+                "allowed": d.allowed,
+                "reason": reason,
+                "rule": (!d.rule.is_empty()).then_some(d.rule),
+                "mask": d.mask,
+                "review": d.review,
+                "requestable": d.requestable,
+                "alert": d.alert,
+                "message": (!d.message.is_empty()).then_some(d.message),
+                "valid_until": d.valid_until.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
+                "revision": resp.revision,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            eprintln!("error: {}: {}", status.code(), status.message());
             Ok(ExitCode::from(2))
         }
     }

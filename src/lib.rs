@@ -4,9 +4,12 @@
 //! edges around it are the command line, the server, the sources and telemetry.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod engine;
 pub mod policy;
+pub mod server;
+pub mod source;
 pub mod store;
 pub mod suggest;
 pub mod suite;

@@ -124,6 +124,8 @@ pub struct TenantOutcome {
     pub tenant: Option<Tenant>,
     /// Errors and warnings of the tenant's document and template.
     pub diags: Vec<Diagnostic>,
+    /// The caller chose not to recompile it: its inputs did not change.
+    pub unchanged: bool,
 }
 
 /// Everything a directory load found.
@@ -154,11 +156,17 @@ impl Loaded {
 pub fn load_dir(dir: &Path, now: Timestamp, revision: impl FnMut(&str) -> u64) -> io::Result<Loaded> {
     let listing = scan(dir)?;
     let parsed: Vec<Parsed> = listing.documents.iter().map(parse_file).collect();
-    Ok(assemble(&parsed, now, revision))
+    let mut revision = revision;
+    Ok(assemble(&parsed, now, |name, _, _| Some(revision(name))))
 }
 
+/// Decides whether a tenant is compiled: `Some(revision)` to compile it at that revision, `None`
+/// to leave it unchanged. It sees the tenant's document and its template.
+pub trait CompileIf: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64> {}
+impl<F: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64>> CompileIf for F {}
+
 /// Groups parsed files into tenants with their templates and compiles each.
-pub fn assemble(parsed: &[Parsed], now: Timestamp, mut revision: impl FnMut(&str) -> u64) -> Loaded {
+pub fn assemble(parsed: &[Parsed], now: Timestamp, mut compile_if: impl CompileIf) -> Loaded {
     let mut out = Loaded::default();
     let mut templates: BTreeMap<&str, &Parsed> = BTreeMap::new();
     let mut tenants: BTreeMap<&str, Vec<&Parsed>> = BTreeMap::new();
@@ -178,7 +186,7 @@ pub fn assemble(parsed: &[Parsed], now: Timestamp, mut revision: impl FnMut(&str
     }
     let mut used_templates = Vec::new();
     for (name, files) in tenants {
-        out.tenants.push(tenant(name, &files, &templates, now, &mut revision));
+        out.tenants.push(tenant(name, &files, &templates, now, &mut compile_if));
         used_templates.extend(out.tenants.last().and_then(|t| t.template.clone()));
     }
     for (stem, p) in &templates {
@@ -194,7 +202,7 @@ fn tenant(
     files: &[&Parsed],
     templates: &BTreeMap<&str, &Parsed>,
     now: Timestamp,
-    revision: &mut impl FnMut(&str) -> u64,
+    compile_if: &mut impl CompileIf,
 ) -> TenantOutcome {
     let main = files[0];
     let mut outcome = TenantOutcome {
@@ -203,6 +211,7 @@ fn tenant(
         template: None,
         tenant: None,
         diags: files.iter().flat_map(|p| p.diags.iter().cloned()).collect(),
+        unchanged: false,
     };
     let Some(doc) = &main.doc else { return outcome };
     if files.len() > 1 {
@@ -222,7 +231,7 @@ fn tenant(
                 outcome.template = Some(t.value.clone());
                 outcome.diags.extend(p.diags.iter().cloned());
                 match &p.doc {
-                    Some(d) => Some(d),
+                    Some(_) => Some(*p),
                     None => return outcome,
                 }
             }
@@ -235,7 +244,12 @@ fn tenant(
             }
         },
     };
-    match compile::compile(doc, template, revision(name)) {
+    let Some(revision) = compile_if(name, main, template) else {
+        outcome.unchanged = true;
+        return outcome;
+    };
+    let template = template.and_then(|p| p.doc.as_ref());
+    match compile::compile(doc, template, revision) {
         Ok(tenant) => {
             outcome.diags.extend(lint::lint(doc, template, &tenant, now));
             if !outcome.diags.iter().any(Diagnostic::is_error) {

@@ -1,0 +1,236 @@
+//! `rolegate serve` configuration: flags, `ROLEGATE_*` environment variables and an optional
+//! YAML file, in that order of precedence. Every bad value is reported at once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::convert::Limits;
+use crate::cache::CacheConfig;
+
+/// A listening address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `host:port`.
+    Tcp(String),
+    /// `unix:/path`.
+    Unix(PathBuf),
+}
+
+/// Resolved server configuration.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Policy directory.
+    pub policies: PathBuf,
+    /// gRPC listeners.
+    pub listen: Vec<Listen>,
+    /// Admin HTTP listener.
+    pub admin_listen: Option<String>,
+    /// How long a request waits for `min_revision`.
+    pub min_revision_wait: Duration,
+    /// Decision cache.
+    pub cache: CacheConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// Calls in flight before shedding with `RESOURCE_EXHAUSTED`.
+    pub max_concurrency: usize,
+    /// Deadline of one call.
+    pub request_timeout: Duration,
+    /// Quiet time before a reload.
+    pub reload_debounce: Duration,
+    /// Rescan interval.
+    pub reload_poll: Duration,
+}
+
+/// Every setting as raw text: from flags or the environment (clap), then the file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RawServe {
+    /// Policy directory.
+    #[arg(long, env = "ROLEGATE_POLICIES")]
+    pub policies: Option<String>,
+    /// Listen address, `host:port` or `unix:PATH`; repeatable [default: 127.0.0.1:50051].
+    #[arg(long, env = "ROLEGATE_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "ROLEGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// A YAML file with any of these settings (keys with `_`, e.g. `min_revision_wait: 100ms`).
+    #[arg(long, env = "ROLEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Wait for `min_revision` up to this long [default: 100ms].
+    #[arg(long, env = "ROLEGATE_MIN_REVISION_WAIT")]
+    pub min_revision_wait: Option<String>,
+    /// Decision cache entries; 0 is off [default: 0].
+    #[arg(long, env = "ROLEGATE_CACHE_CAPACITY")]
+    pub cache_capacity: Option<String>,
+    /// Decision cache entry lifetime [default: 10s].
+    #[arg(long, env = "ROLEGATE_CACHE_TTL")]
+    pub cache_ttl: Option<String>,
+    /// Calls in flight before load shedding [default: 4096].
+    #[arg(long, env = "ROLEGATE_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<String>,
+    /// Deadline of one call [default: 1s].
+    #[arg(long, env = "ROLEGATE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Quiet time after a file change before reloading [default: 100ms].
+    #[arg(long, env = "ROLEGATE_RELOAD_DEBOUNCE")]
+    pub reload_debounce: Option<String>,
+    /// Rescan the policy directory at least this often [default: 30s].
+    #[arg(long, env = "ROLEGATE_RELOAD_POLL")]
+    pub reload_poll: Option<String>,
+}
+
+const FILE_KEYS: &[&str] = &[
+    "policies", "listen", "admin_listen", "min_revision_wait", "cache_capacity", "cache_ttl", "max_concurrency",
+    "request_timeout", "reload_debounce", "reload_poll",
+];
+
+/// Parses `100ms`, `5s`, `2m`.
+pub fn duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+fn read_file(path: &PathBuf, errors: &mut Vec<String>) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("--config: cannot read {}: {e}", path.display()));
+            return out;
+        }
+    };
+    let node = match marked_yaml::parse_yaml(0, &text) {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(format!("{}: invalid YAML: {e:?}", path.display()));
+            return out;
+        }
+    };
+    let Some(map) = node.as_mapping() else { return out };
+    for (k, v) in map.iter() {
+        let line = k.span().start().map_or(0, |m| m.line());
+        if !FILE_KEYS.contains(&k.as_str()) {
+            let hint = crate::suggest::hint(k.as_str(), FILE_KEYS.iter().copied());
+            errors.push(format!("{}:{line}: unknown key `{}`{hint}", path.display(), k.as_str()));
+            continue;
+        }
+        let values = match v {
+            marked_yaml::Node::Scalar(s) => vec![s.as_str().to_owned()],
+            marked_yaml::Node::Sequence(seq) => seq.iter().filter_map(|n| n.as_scalar().map(|s| s.as_str().to_owned())).collect(),
+            marked_yaml::Node::Mapping(_) => {
+                errors.push(format!("{}:{line}: `{}` must be a value", path.display(), k.as_str()));
+                continue;
+            }
+        };
+        out.insert(k.as_str().to_owned(), values);
+    }
+    out
+}
+
+impl RawServe {
+    /// Resolves every setting, reporting all bad values together.
+    pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
+        let mut errors = Vec::new();
+        let file = self.config.as_ref().map(|p| read_file(p, &mut errors)).unwrap_or_default();
+        let pick = |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).and_then(|v| v.first().cloned()));
+        let mut parse_dur = |flag: &Option<String>, key: &str, default: Duration| match pick(flag, key) {
+            None => default,
+            Some(s) => duration(&s).unwrap_or_else(|| {
+                errors.push(format!("{key}: invalid duration `{s}` (e.g. `100ms`, `5s`, `2m`)"));
+                default
+            }),
+        };
+        let min_revision_wait = parse_dur(&self.min_revision_wait, "min_revision_wait", Duration::from_millis(100));
+        let cache_ttl = parse_dur(&self.cache_ttl, "cache_ttl", Duration::from_secs(10));
+        let request_timeout = parse_dur(&self.request_timeout, "request_timeout", Duration::from_secs(1));
+        let reload_debounce = parse_dur(&self.reload_debounce, "reload_debounce", Duration::from_millis(100));
+        let reload_poll = parse_dur(&self.reload_poll, "reload_poll", Duration::from_secs(30));
+        let mut parse_num = |flag: &Option<String>, key: &str, default: u64, min: u64| match pick(flag, key) {
+            None => default,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n >= min => n,
+                _ => {
+                    errors.push(format!("{key}: invalid number `{s}` (at least {min})"));
+                    default
+                }
+            },
+        };
+        let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity", 0, 0);
+        let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency", 4096, 1) as usize;
+        let policies = pick(&self.policies, "policies");
+        if policies.is_none() {
+            errors.push("policies: required (--policies DIR or ROLEGATE_POLICIES)".to_owned());
+        }
+        let raw_listen = if self.listen.is_empty() { file.get("listen").cloned().unwrap_or_default() } else { self.listen.clone() };
+        let raw_listen = if raw_listen.is_empty() { vec!["127.0.0.1:50051".to_owned()] } else { raw_listen };
+        let mut listen = Vec::new();
+        for l in raw_listen {
+            match l.strip_prefix("unix:") {
+                Some("") => errors.push("listen: `unix:` needs a path".to_owned()),
+                Some(p) => listen.push(Listen::Unix(PathBuf::from(p))),
+                None if l.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => listen.push(Listen::Tcp(l)),
+                None => errors.push(format!("listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)")),
+            }
+        }
+        let admin_listen = pick(&self.admin_listen, "admin_listen");
+        if let Some(a) = admin_listen.as_deref().filter(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err())) {
+            errors.push(format!("admin_listen: invalid address `{a}` (expected `host:port`)"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ServeConfig {
+            policies: PathBuf::from(policies.unwrap_or_default()),
+            listen,
+            admin_listen,
+            min_revision_wait,
+            cache: CacheConfig { capacity: cache_capacity, ttl: cache_ttl },
+            limits: Limits::default(),
+            max_concurrency,
+            request_timeout,
+            reload_debounce,
+            reload_poll,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let raw = RawServe {
+            listen: vec!["nowhere".into()],
+            min_revision_wait: Some("fast".into()),
+            max_concurrency: Some("0".into()),
+            ..RawServe::default()
+        };
+        let errors = raw.resolve().unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors.iter().any(|e| e.starts_with("policies:")));
+        assert!(errors.iter().any(|e| e.starts_with("listen:")));
+        assert!(errors.iter().any(|e| e.starts_with("min_revision_wait:")));
+        assert!(errors.iter().any(|e| e.starts_with("max_concurrency:")));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rolegate.yaml");
+        std::fs::write(&file, "policies: /etc/p\nmin_revision_wait: 250ms\nlisten: [unix:/tmp/x.sock, \"127.0.0.1:7000\"]\n").unwrap();
+        let raw = RawServe { config: Some(file), min_revision_wait: Some("50ms".into()), ..RawServe::default() };
+        let cfg = raw.resolve().unwrap();
+        assert_eq!(cfg.min_revision_wait, Duration::from_millis(50));
+        assert_eq!(cfg.policies, PathBuf::from("/etc/p"));
+        assert_eq!(cfg.listen.len(), 2);
+    }
+}
