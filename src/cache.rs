@@ -29,7 +29,14 @@ impl Key {
     pub fn new(query: &Query<'_>, revision: u64) -> Self {
         let mut b = Vec::with_capacity(128);
         b.extend_from_slice(&revision.to_le_bytes());
-        for s in [query.tenant, query.principal, query.action, &query.resource.kind, &query.resource.id, &query.resource.unit] {
+        for s in [
+            query.tenant,
+            query.principal,
+            query.action,
+            &query.resource.kind,
+            &query.resource.id,
+            &query.resource.unit,
+        ] {
             put_str(&mut b, s);
         }
         put_attrs(&mut b, &query.resource.attrs);

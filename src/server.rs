@@ -50,7 +50,11 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
         });
     }
 
-    let authorizer = Authorizer::new(store.clone(), DecisionCache::new(cfg.cache), cfg.limits, cfg.min_revision_wait);
+    let authorizer = Authorizer::new(store.clone(), DecisionCache::new(cfg.cache), cfg.limits, cfg.min_revision_wait)
+        .with_now_header(cfg.allow_now_header);
+    if cfg.allow_now_header {
+        tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
+    }
     let authorizer = AuthorizerServer::new(authorizer)
         .max_decoding_message_size(cfg.limits.max_message_bytes)
         .max_encoding_message_size(cfg.limits.max_message_bytes);
@@ -82,7 +86,8 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
     for listen in &cfg.listen {
         match listen {
             Listen::Tcp(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let listener =
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
                 tracing::info!("listening on {local}");
                 let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -90,7 +95,8 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
             }
             Listen::Unix(path) => {
                 let _ = std::fs::remove_file(path);
-                let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                let listener = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
                 // Group-writable, so a host container sharing the pod's fsGroup can connect.
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;

@@ -48,19 +48,59 @@ pub struct Authorizer {
     cache: Option<DecisionCache>,
     limits: Limits,
     min_revision_wait: Duration,
+    /// Honour the `rolegate-now` header: decide at a caller-given instant (simulations, tests).
+    now_header: bool,
 }
+
+/// The instant a call is decided at, and whether it is the server's clock.
+#[derive(Clone, Copy, Debug)]
+struct When {
+    at: Timestamp,
+    is_clock: bool,
+}
+
+/// Metadata key that sets the decision instant when the server allows it.
+pub const NOW_HEADER: &str = "rolegate-now";
 
 impl Authorizer {
     /// A service over `store`.
     pub fn new(store: Arc<Store>, cache: Option<DecisionCache>, limits: Limits, min_revision_wait: Duration) -> Self {
-        Authorizer { store, cache, limits, min_revision_wait }
+        Authorizer { store, cache, limits, min_revision_wait, now_header: false }
+    }
+
+    /// Lets callers choose the decision instant with the `rolegate-now` header.
+    pub fn with_now_header(mut self, allow: bool) -> Self {
+        self.now_header = allow;
+        self
+    }
+
+    fn now<T>(&self, req: &Request<T>) -> Result<When, CallError> {
+        let clock = When { at: Timestamp::now(), is_clock: true };
+        if !self.now_header {
+            return Ok(clock);
+        }
+        match req.metadata().get(NOW_HEADER).map(|v| v.to_str().unwrap_or_default()) {
+            None => Ok(clock),
+            Some(v) => v.parse().map(|at| When { at, is_clock: false }).map_err(|_| {
+                Invalid { field: NOW_HEADER.into(), message: format!("`{v}` is not an RFC 3339 instant") }.into()
+            }),
+        }
     }
 
     /// Decides one query; `item` names the batch item in errors.
-    fn decide(&self, snapshot: &Snapshot, q: &Query<'_>, now: Timestamp, item: Option<usize>) -> Result<Arc<Decision>, CallError> {
+    fn decide(
+        &self,
+        snapshot: &Snapshot,
+        q: &Query<'_>,
+        now: When,
+        item: Option<usize>,
+    ) -> Result<Arc<Decision>, CallError> {
         let field = || item.map_or_else(|| "action".to_owned(), |i| format!("items[{i}].action"));
         let wrap = |source| CallError::Request { field: field(), source };
-        let Some(cache) = &self.cache else {
+        // A cached answer is valid from when it was made until `valid_until`: only for the clock.
+        let cache = self.cache.as_ref().filter(|_| now.is_clock);
+        let now = now.at;
+        let Some(cache) = cache else {
             return decide(snapshot, q, now).map(Arc::new).map_err(wrap);
         };
         let revision = snapshot.tenant(q.tenant).map_or(0, |t| t.revision);
@@ -73,7 +113,7 @@ impl Authorizer {
         Ok(d)
     }
 
-    async fn check(&self, req: api::CheckRequest) -> Result<api::CheckResponse, CallError> {
+    async fn check(&self, req: api::CheckRequest, now: When) -> Result<api::CheckResponse, CallError> {
         let api::CheckRequest { tenant, principal, action, resource, context, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
@@ -82,13 +122,14 @@ impl Authorizer {
         let resource = l.resource("resource", resource)?;
         let context = l.context("context", context)?;
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
-        let q = Query { tenant: &tenant, principal: &principal, action: &action, resource: &resource, context: &context };
-        let d = self.decide(&snapshot, &q, Timestamp::now(), None)?;
+        let q =
+            Query { tenant: &tenant, principal: &principal, action: &action, resource: &resource, context: &context };
+        let d = self.decide(&snapshot, &q, now, None)?;
         let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
         Ok(api::CheckResponse { decision: Some(convert::decision(&d)), revision })
     }
 
-    async fn check_batch(&self, req: api::CheckBatchRequest) -> Result<api::CheckBatchResponse, CallError> {
+    async fn check_batch(&self, req: api::CheckBatchRequest, now: When) -> Result<api::CheckBatchResponse, CallError> {
         let api::CheckBatchRequest { tenant, principal, context, min_revision, items } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
@@ -106,7 +147,6 @@ impl Authorizer {
         }
         // One snapshot for the whole batch.
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
-        let now = Timestamp::now();
         let mut decisions = Vec::with_capacity(converted.len());
         for (i, (action, resource)) in converted.iter().enumerate() {
             let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
@@ -121,13 +161,15 @@ impl Authorizer {
 #[tonic::async_trait]
 impl authorizer_server::Authorizer for Authorizer {
     async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
-        Ok(Response::new(Authorizer::check(self, request.into_inner()).await?))
+        let now = self.now(&request)?;
+        Ok(Response::new(Authorizer::check(self, request.into_inner(), now).await?))
     }
 
     async fn check_batch(
         &self,
         request: Request<api::CheckBatchRequest>,
     ) -> Result<Response<api::CheckBatchResponse>, Status> {
-        Ok(Response::new(Authorizer::check_batch(self, request.into_inner()).await?))
+        let now = self.now(&request)?;
+        Ok(Response::new(Authorizer::check_batch(self, request.into_inner(), now).await?))
     }
 }
