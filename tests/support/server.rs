@@ -40,10 +40,10 @@ impl Server {
         });
         let addr = loop {
             let line = lines.recv_timeout(Duration::from_secs(20)).expect("server printed no listening line");
-            if let Some(rest) = line.split("listening on ").nth(1).filter(|_| !line.contains("admin")) {
-                if !rest.starts_with("unix:") {
-                    break rest.trim().to_owned();
-                }
+            if let Some(rest) = line.split("listening on ").nth(1).filter(|_| !line.contains("admin"))
+                && !rest.starts_with("unix:")
+            {
+                break rest.trim().to_owned();
             }
         };
         Server { child, addr, lines }
