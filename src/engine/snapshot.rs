@@ -73,7 +73,9 @@ pub struct Tenant {
     pub(crate) unit_span: Vec<(u32, u32)>,
     pub(crate) unit_names: Vec<Arc<str>>,
     pub(crate) roles: Vec<Role>,
-    pub(crate) members: FxHashMap<Box<str>, Member>,
+    /// Keyed by the member's own id; members are shared so that changing one member of a large
+    /// tenant copies pointers, not members.
+    pub(crate) members: FxHashMap<Arc<str>, Arc<Member>>,
     pub(crate) everyone: Vec<Binding>,
     pub(crate) rules: Vec<Rule>,
     /// Per action, the deny rules that name it, in document order.

@@ -10,6 +10,10 @@ use super::document::*;
 use crate::engine::{Binding, BitSet, Clause, Cond, Effect, Member, Role, Rule, Scope, Tenant};
 use crate::suggest;
 
+mod members;
+
+pub use members::{MemberChange, compile_members};
+
 /// Compiles a tenant document with its template (when it names one) at `revision`.
 pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {
     let mut cx = Cx::new(doc, template);
@@ -19,28 +23,7 @@ pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Re
     let members = cx.members();
     let everyone = cx.everyone();
     cx.rules();
-    let mut diags = std::mem::take(&mut cx.tpl.diags);
-    diags.append(&mut cx.doc.diags);
-    if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
-    }
-    Ok(Tenant {
-        name: Arc::from(doc.name.value.as_str()),
-        revision,
-        kinds: cx.kinds,
-        actions: cx.actions,
-        action_names: cx.action_names,
-        action_kind: cx.action_kind,
-        units: cx.units,
-        unit_span: cx.unit_span,
-        unit_names: cx.unit_names,
-        roles: cx.roles,
-        members,
-        everyone,
-        rules: cx.rules,
-        denies: cx.denies.into_iter().map(Vec::into_boxed_slice).collect(),
-        obligations: cx.obligations.into_iter().map(Vec::into_boxed_slice).collect(),
-    })
+    cx.finish(members, everyone, revision)
 }
 
 struct Cx<'d> {
@@ -88,6 +71,37 @@ impl<'d> Cx<'d> {
             denies: Vec::new(),
             obligations: Vec::new(),
         }
+    }
+
+    /// The tenant, unless an error was reported.
+    fn finish(
+        mut self,
+        members: FxHashMap<Arc<str>, Arc<Member>>,
+        everyone: Vec<Binding>,
+        revision: u64,
+    ) -> Result<Tenant, Vec<Diagnostic>> {
+        let mut diags = std::mem::take(&mut self.tpl.diags);
+        diags.append(&mut self.doc.diags);
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
+        Ok(Tenant {
+            name: Arc::from(self.doc_src.name.value.as_str()),
+            revision,
+            kinds: self.kinds,
+            actions: self.actions,
+            action_names: self.action_names,
+            action_kind: self.action_kind,
+            units: self.units,
+            unit_span: self.unit_span,
+            unit_names: self.unit_names,
+            roles: self.roles,
+            members,
+            everyone,
+            rules: self.rules,
+            denies: self.denies.into_iter().map(Vec::into_boxed_slice).collect(),
+            obligations: self.obligations.into_iter().map(Vec::into_boxed_slice).collect(),
+        })
     }
 
     /// The template first, then the tenant document: the merge order of DESIGN §5.
@@ -392,9 +406,9 @@ impl<'d> Cx<'d> {
         ok.then(|| Cond::new(clauses))
     }
 
-    fn members(&mut self) -> FxHashMap<Box<str>, Member> {
+    fn members(&mut self) -> FxHashMap<Arc<str>, Arc<Member>> {
         let doc = self.doc_src;
-        let mut out: FxHashMap<Box<str>, Member> = FxHashMap::default();
+        let mut out: FxHashMap<Arc<str>, Arc<Member>> = FxHashMap::default();
         out.reserve(doc.members.len());
         for (i, m) in doc.members.iter().enumerate() {
             let path = format!("members[{i}]");
@@ -402,31 +416,32 @@ impl<'d> Cx<'d> {
                 self.doc.error(m.id.at, format!("{path}.id"), format!("duplicate member `{}`", m.id.value));
                 continue;
             }
-            let units: Vec<u32> = m
-                .units
-                .iter()
-                .enumerate()
-                .filter_map(|(k, u)| self.unit(u, format!("{path}.units[{k}]"), false))
-                .collect();
-            let bindings: Vec<Binding> = m
-                .bindings
-                .iter()
-                .enumerate()
-                .filter_map(|(k, b)| {
-                    self.binding(b, &format!("{path}.bindings[{k}]"), format!("{}#{k}", m.id.value), false)
-                })
-                .collect();
-            let member = Member {
-                id: Arc::from(m.id.value.as_str()),
-                disabled: m.status == Status::Disabled,
-                expires: m.expires,
-                units: units.into_boxed_slice(),
-                attrs: m.attrs.clone(),
-                bindings: bindings.into_boxed_slice(),
-            };
-            out.insert(m.id.value.as_str().into(), member);
+            let member = self.member(m, &path);
+            out.insert(member.id.clone(), Arc::new(member));
         }
         out
+    }
+
+    /// Resolves one member's units and bindings; errors are reported under `path`.
+    fn member(&mut self, m: &'d MemberDoc, path: &str) -> Member {
+        let units: Vec<u32> =
+            m.units.iter().enumerate().filter_map(|(k, u)| self.unit(u, format!("{path}.units[{k}]"), false)).collect();
+        let bindings: Vec<Binding> = m
+            .bindings
+            .iter()
+            .enumerate()
+            .filter_map(|(k, b)| {
+                self.binding(b, &format!("{path}.bindings[{k}]"), format!("{}#{k}", m.id.value), false)
+            })
+            .collect();
+        Member {
+            id: Arc::from(m.id.value.as_str()),
+            disabled: m.status == Status::Disabled,
+            expires: m.expires,
+            units: units.into_boxed_slice(),
+            attrs: m.attrs.clone(),
+            bindings: bindings.into_boxed_slice(),
+        }
     }
 
     fn everyone(&mut self) -> Vec<Binding> {
