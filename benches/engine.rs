@@ -157,7 +157,8 @@ fn bench_cache(c: &mut Criterion) {
     let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
     let mut one = Snapshot::default();
     one.insert(Arc::new(compile("desk", 10_000)));
-    let cache = DecisionCache::new(CacheConfig { capacity: 100_000, ttl: std::time::Duration::from_secs(60) }).unwrap();
+    let cache =
+        DecisionCache::new(CacheConfig { capacity: 100_000, ttl: std::time::Duration::from_secs(60) }, || ()).unwrap();
     let mut g = c.benchmark_group("cache");
     for (name, request) in cases("desk") {
         let q = request.query();

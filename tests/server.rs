@@ -346,3 +346,27 @@ async fn unix_socket_serves_and_sigterm_finishes_in_flight_calls() {
     assert!(err.message().contains("at least"), "{}", err.message());
     assert!(!sock.exists(), "the socket file is removed on shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_concurrency_limit_are_shed_with_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path(), "active");
+    let server = Server::start(dir.path(), &["--max-concurrency", "1", "--min-revision-wait", "600ms"]);
+    let client = server.client().await;
+    let rev = client.clone().check(reply("rep", 0)).await.unwrap().into_inner().revision;
+    // The first call holds the only slot while it waits for a revision that never comes.
+    let mut holder = client.clone();
+    let held = tokio::spawn(async move { holder.check(reply("rep", rev + 1)).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut shed = 0;
+    for _ in 0..5 {
+        match client.clone().check(reply("rep", 0)).await {
+            Err(e) if e.code() == Code::ResourceExhausted => shed += 1,
+            other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+        }
+    }
+    assert_eq!(shed, 5);
+    assert_eq!(held.await.unwrap().unwrap_err().code(), Code::Unavailable);
+    // Once the slot is free, calls are served again.
+    assert!(client.clone().check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+}

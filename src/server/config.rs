@@ -42,6 +42,12 @@ pub struct ServeConfig {
     pub reload_poll: Duration,
     /// Honour the `rolegate-now` request header.
     pub allow_now_header: bool,
+    /// Where decisions are logged; `None` is off.
+    pub decision_log: Option<crate::telemetry::LogTarget>,
+    /// Share of plain allows logged, in [0, 1]; denies and alerts are always logged.
+    pub decision_log_allow_rate: f64,
+    /// Lines queued for the log writer before new ones are dropped.
+    pub decision_log_queue: usize,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -84,6 +90,15 @@ pub struct RawServe {
     /// tests; never in production).
     #[arg(long, env = "ROLEGATE_ALLOW_NOW_HEADER")]
     pub allow_now_header: bool,
+    /// Decision log: `stdout`, `off` or a file path [default: stdout].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG")]
+    pub decision_log: Option<String>,
+    /// Share of allows logged, 0 to 1; denies and alerts are always logged [default: 0].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG_ALLOW_RATE")]
+    pub decision_log_allow_rate: Option<String>,
+    /// Decision-log lines queued before new ones are dropped [default: 8192].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
+    pub decision_log_queue: Option<String>,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -97,6 +112,9 @@ const FILE_KEYS: &[&str] = &[
     "request_timeout",
     "reload_debounce",
     "reload_poll",
+    "decision_log",
+    "decision_log_allow_rate",
+    "decision_log_queue",
 ];
 
 /// Parses `100ms`, `5s`, `2m`.
@@ -181,6 +199,7 @@ impl RawServe {
             },
         };
         let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity", 0, 0);
+        let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue", 8192, 1) as usize;
         let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency", 4096, 1) as usize;
         let policies = pick(&self.policies, "policies");
         if policies.is_none() {
@@ -201,6 +220,18 @@ impl RawServe {
             }
         }
         let admin_listen = pick(&self.admin_listen, "admin_listen");
+        let log_target = pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
+        let decision_log = crate::telemetry::LogTarget::parse(&log_target);
+        let decision_log_allow_rate = match pick(&self.decision_log_allow_rate, "decision_log_allow_rate") {
+            None => 0.0,
+            Some(s) => match s.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    errors.push(format!("decision_log_allow_rate: invalid rate `{s}` (a number from 0 to 1)"));
+                    0.0
+                }
+            },
+        };
         if let Some(a) =
             admin_listen.as_deref().filter(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
         {
@@ -226,6 +257,9 @@ impl RawServe {
             reload_debounce,
             reload_poll,
             allow_now_header: self.allow_now_header,
+            decision_log,
+            decision_log_allow_rate,
+            decision_log_queue,
         })
     }
 }

@@ -12,19 +12,31 @@ use tonic::transport::Channel;
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The admin HTTP address, when `--admin-listen` was given.
+    pub admin: Option<String>,
     pub lines: mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts the server on `dir` with extra flags and waits for its `listening on` lines.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolegate"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .arg("serve")
             .arg("--policies")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--reload-debounce", "20ms", "--reload-poll", "200ms"])
             .args(extra)
             .env("ROLEGATE_LOG", "info")
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rolegate serve");
@@ -38,15 +50,18 @@ impl Server {
                 }
             }
         });
-        let addr = loop {
+        let wants_admin = extra.contains(&"--admin-listen");
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || (wants_admin && admin.is_none()) {
             let line = lines.recv_timeout(Duration::from_secs(20)).expect("server printed no listening line");
-            if let Some(rest) = line.split("listening on ").nth(1).filter(|_| !line.contains("admin"))
-                && !rest.starts_with("unix:")
-            {
-                break rest.trim().to_owned();
+            let Some(rest) = line.split("listening on ").nth(1).map(str::trim) else { continue };
+            if line.contains("admin listening") {
+                admin = Some(rest.to_owned());
+            } else if !rest.starts_with("unix:") {
+                addr = Some(rest.to_owned());
             }
-        };
-        Server { child, addr, lines }
+        }
+        Server { child, addr: addr.unwrap_or_default(), admin, lines }
     }
 
     pub async fn client(&self) -> AuthorizerClient<Channel> {
