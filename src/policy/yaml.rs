@@ -9,7 +9,8 @@ use crate::suggest;
 
 /// Parses YAML text; a syntax error is reported and yields `None`.
 pub fn parse(report: &mut Report, text: &str) -> Option<Node> {
-    let opts = LoaderOptions::default().error_on_duplicate_keys(true);
+    // Quoted scalars stay text: only a plain `3` or `true` is a number or a boolean.
+    let opts = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
     match marked_yaml::parse_yaml_with_options(0, text, opts) {
         Ok(node) => Some(node),
         Err(e) => {
