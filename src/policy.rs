@@ -10,7 +10,7 @@ pub mod parse;
 pub mod when;
 pub(crate) mod yaml;
 
-pub use compile::compile;
+pub use compile::{MemberChange, compile, compile_members};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
 pub use dir::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
 pub use document::Document;

@@ -2,4 +2,5 @@
 //! publishes the result or keeps the last good snapshot.
 
 pub mod dir;
+pub mod postgres;
 pub mod watch;

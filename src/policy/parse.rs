@@ -146,7 +146,8 @@ fn unit(r: &mut Report, node: &Node, path: &str) -> Option<UnitDoc> {
     Some(UnitDoc { id, parent })
 }
 
-fn member(r: &mut Report, node: &Node, path: &str) -> Option<MemberDoc> {
+/// Parses one member mapping; errors are reported under `path`.
+pub(crate) fn member(r: &mut Report, node: &Node, path: &str) -> Option<MemberDoc> {
     let m = yaml::mapping(r, node, path, MEMBER_KEYS)?;
     let id_node = required(r, m, node, path, "id")?;
     let id = yaml::string(r, id_node, &key(path, "id"))?;

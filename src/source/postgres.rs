@@ -1,0 +1,108 @@
+//! The PostgreSQL source (DESIGN §8): one database is the source of truth for every sidecar.
+//!
+//! A tenant's slow-changing part is its YAML document (a row of `rolegate.tenants`, templates in
+//! `rolegate.templates`); units, members and bindings are rows. Triggers append every write to
+//! `rolegate.change_log` and notify channel `rolegate` in the writer's transaction. A sidecar
+//! loads every tenant, LISTENs, and on each notification reads the tenant's change-log rows after
+//! the last id it applied: member and binding changes recompile only those members, anything else
+//! the whole tenant. A tenant's revision is the id of its last change, the same on every sidecar.
+//!
+//! The submodules: `migrate` (the versioned schema), `rows` (SQL), `build` (rows → documents →
+//! compiled tenants, pure), `follow` (LISTEN, catch-up, reconnects), `health` (staleness), and
+//! `transfer` (`rolegate import` / `rolegate export`).
+
+pub mod build;
+pub mod follow;
+pub mod health;
+pub mod migrate;
+pub mod rows;
+pub mod transfer;
+mod yaml_text;
+
+use std::time::Duration;
+
+pub use follow::{Follower, spawn};
+pub use health::Health;
+
+/// How the sidecar reaches PostgreSQL and follows it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Connection settings parsed from the DSN. Its `Debug` form hides the password.
+    pub pg: tokio_postgres::Config,
+    /// Compare every tenant's revision with the database at least this often: the backstop for
+    /// a lost notification, and the heartbeat behind the staleness metric.
+    pub poll: Duration,
+}
+
+impl Config {
+    /// Parses a DSN (`postgres://user:pass@host:port/db` or `host=… dbname=…`) with the
+    /// connection defaults a sidecar wants: short connect timeout, TCP keepalives that notice a
+    /// dead peer within seconds, and an application name visible in `pg_stat_activity`.
+    pub fn from_dsn(dsn: &str, poll: Duration) -> Result<Config, String> {
+        let dsn = dsn.trim();
+        if !dsn.starts_with("postgres://") && !dsn.starts_with("postgresql://") && !dsn.contains('=') {
+            return Err("expected a PostgreSQL DSN such as `postgres://user@host:5432/db`".to_owned());
+        }
+        let mut pg: tokio_postgres::Config = dsn.parse().map_err(|e| format!("invalid PostgreSQL DSN: {e}"))?;
+        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err("`sslmode=require` is not supported yet: reach PostgreSQL over a trusted network".to_owned());
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(5));
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("rolegate");
+        }
+        pg.keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
+        pg.tcp_user_timeout(Duration::from_secs(10));
+        Ok(Config { pg, poll })
+    }
+
+    /// `host:port/db`, for logs: never the password.
+    pub fn describe(&self) -> String {
+        describe(&self.pg)
+    }
+}
+
+/// `host:port/db` of a connection config, for logs and messages.
+pub fn describe(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or_default())
+}
+
+/// Connects once and drives the connection on a task; `None` from the receiver means the
+/// connection ended. Notifications on channel `rolegate` arrive on the receiver as tenant ids.
+pub async fn connect(
+    pg: &tokio_postgres::Config,
+) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<Option<String>>), tokio_postgres::Error> {
+    let (client, mut connection) = pg.connect(tokio_postgres::NoTls).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if n.channel() == follow::CHANNEL && tx.send(Some(n.payload().to_owned())).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "postgres connection ended");
+                    let _ = tx.send(None);
+                    return;
+                }
+                None => {
+                    let _ = tx.send(None);
+                    return;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}

@@ -1,0 +1,68 @@
+//! How current the PostgreSQL source is, for `/metrics` and logs. A snapshot that did not change
+//! is still current while the follower hears from the database; what goes stale is the
+//! knowledge that nothing changed, so the age counts from the last round that confirmed it.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Connection state and freshness of the source.
+#[derive(Debug)]
+pub struct Health {
+    start: Instant,
+    /// Milliseconds after `start` of the last round that confirmed every committed change was
+    /// applied; 0 before the first.
+    synced: AtomicU64,
+    connected: AtomicBool,
+    connects: AtomicU64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            start: Instant::now(),
+            synced: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Health {
+    /// Records that every change committed so far is applied.
+    pub fn synced(&self) {
+        self.synced.store((self.start.elapsed().as_millis() as u64).max(1), Relaxed);
+    }
+
+    /// Time since the source last knew it held every committed change; `None` before the first
+    /// load.
+    pub fn age(&self) -> Option<Duration> {
+        let at = self.synced.load(Relaxed);
+        (at > 0).then(|| self.start.elapsed().saturating_sub(Duration::from_millis(at)))
+    }
+
+    /// Records the connection going up or down; true when it came up.
+    pub fn set_connected(&self, up: bool) -> bool {
+        let was = self.connected.swap(up, Relaxed);
+        if up && !was {
+            self.connects.fetch_add(1, Relaxed);
+        }
+        up && !was
+    }
+
+    /// True while connected.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    /// Prometheus lines for the connection (the snapshot age is rendered with the other
+    /// snapshot metrics).
+    pub fn render(&self, o: &mut String) -> std::fmt::Result {
+        writeln!(o, "# HELP rolegate_source_connected 1 while the source's database connection is up.")?;
+        writeln!(o, "# TYPE rolegate_source_connected gauge")?;
+        writeln!(o, "rolegate_source_connected{{source=\"postgres\"}} {}", u8::from(self.is_connected()))?;
+        writeln!(o, "# HELP rolegate_source_connects_total Connections established to the source's database.")?;
+        writeln!(o, "# TYPE rolegate_source_connects_total counter")?;
+        writeln!(o, "rolegate_source_connects_total{{source=\"postgres\"}} {}", self.connects.load(Relaxed))
+    }
+}
