@@ -1,4 +1,5 @@
-//! The command line (DESIGN §7): `validate`, `test`, `check` and `serve`.
+//! The command line (DESIGN §7): `validate`, `test`, `check` and `serve`; `migrate`, `import` and
+//! `export` for the PostgreSQL source.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use jiff::Timestamp;
 
 use crate::engine::{Attrs, Context, Request, Resource, Snapshot, decide};
 use crate::policy::{self, parse::scalar_value};
+use crate::source::postgres::transfer as pg;
 use crate::suite;
 
 /// rolegate: authorization decisions for customer-messaging and CRM backends.
@@ -36,6 +38,28 @@ enum Command {
     Check(Box<CheckArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
+    /// Create or upgrade the PostgreSQL schema; safe to run again.
+    Migrate {
+        /// The database, `postgres://user@host:5432/db`.
+        #[arg(long)]
+        dsn: String,
+    },
+    /// Load a policy directory into PostgreSQL, replacing the rows of each tenant in it.
+    Import {
+        /// The policy directory.
+        dir: PathBuf,
+        /// The database, `postgres://user@host:5432/db`.
+        #[arg(long)]
+        to: String,
+    },
+    /// Write the policies held in PostgreSQL as a policy directory.
+    Export {
+        /// The database, `postgres://user@host:5432/db`.
+        #[arg(long)]
+        from: String,
+        /// The directory to write.
+        dir: PathBuf,
+    },
 }
 
 /// Arguments of `rolegate check`.
@@ -135,6 +159,9 @@ impl Cli {
                 None => check(&args),
             },
             Command::Serve(raw) => serve(&raw),
+            Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
+            Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
+            Command::Export { from, dir } => runtime()?.block_on(pg::export_command(&from, &dir)),
         }
     }
 }

@@ -19,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::authorizer_server::AuthorizerServer;
 use crate::cache::DecisionCache;
+use crate::source::postgres;
 use crate::source::watch::{self as dirwatch, WatchConfig};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -38,9 +39,21 @@ pub async fn run(
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 
     let m = metrics.clone();
-    let watch_cfg = WatchConfig { root: cfg.policies.clone(), debounce: cfg.reload_debounce, poll: cfg.reload_poll };
-    dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
-        .context("cannot start the policy directory watcher")?;
+    match &cfg.postgres {
+        Some(pg) => {
+            let health = Arc::new(postgres::Health::default());
+            metrics.follow_postgres(health.clone());
+            tracing::info!("loading policies from postgres {}", pg.describe());
+            postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
+                .context("cannot start the postgres follower")?;
+        }
+        None => {
+            let root = cfg.policies.clone();
+            let watch_cfg = WatchConfig { root, debounce: cfg.reload_debounce, poll: cfg.reload_poll };
+            dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
+                .context("cannot start the policy directory watcher")?;
+        }
+    }
     {
         let (store, health) = (store.clone(), health.clone());
         tokio::spawn(async move {

@@ -20,8 +20,10 @@ pub enum Listen {
 /// Resolved server configuration.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// Policy directory.
+    /// Policy directory (empty when `postgres` is set).
     pub policies: PathBuf,
+    /// Read policies from PostgreSQL instead of a directory.
+    pub postgres: Option<crate::source::postgres::Config>,
     /// gRPC listeners.
     pub listen: Vec<Listen>,
     /// Admin HTTP listener.
@@ -56,6 +58,12 @@ pub struct RawServe {
     /// Policy directory.
     #[arg(long, env = "ROLEGATE_POLICIES")]
     pub policies: Option<String>,
+    /// Read policies from PostgreSQL instead: a DSN, `postgres://user@host:5432/db`.
+    #[arg(long, env = "ROLEGATE_SOURCE")]
+    pub source: Option<String>,
+    /// A file holding the `--source` DSN (a mounted secret).
+    #[arg(long, env = "ROLEGATE_SOURCE_FILE")]
+    pub source_file: Option<PathBuf>,
     /// Listen address, `host:port` or `unix:PATH`; repeatable [default: 127.0.0.1:50051].
     #[arg(long, env = "ROLEGATE_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
@@ -103,6 +111,8 @@ pub struct RawServe {
 
 const FILE_KEYS: &[&str] = &[
     "policies",
+    "source",
+    "source_file",
     "listen",
     "admin_listen",
     "min_revision_wait",
@@ -170,6 +180,29 @@ fn read_file(path: &PathBuf, errors: &mut Vec<String>) -> HashMap<String, Vec<St
 }
 
 impl RawServe {
+    /// The DSN given with `--source`, or read from `--source-file`. Never echoed in errors: it
+    /// may hold a password.
+    fn source_dsn(&self, file: &HashMap<String, Vec<String>>, errors: &mut Vec<String>) -> Option<String> {
+        let from_file = |key: &str| file.get(key).and_then(|v| v.first().cloned());
+        let dsn = self.source.clone().or_else(|| from_file("source"));
+        let path = self.source_file.clone().or_else(|| from_file("source_file").map(PathBuf::from));
+        match (dsn, path) {
+            (Some(_), Some(_)) => {
+                errors.push("source: give either --source or --source-file, not both".to_owned());
+                None
+            }
+            (Some(dsn), None) => Some(dsn),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) => {
+                    errors.push(format!("source_file: cannot read {}: {e}", path.display()));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
     /// Resolves every setting, reporting all bad values together.
     pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
         let mut errors = Vec::new();
@@ -202,9 +235,20 @@ impl RawServe {
         let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue", 8192, 1) as usize;
         let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency", 4096, 1) as usize;
         let policies = pick(&self.policies, "policies");
-        if policies.is_none() {
-            errors.push("policies: required (--policies DIR or ROLEGATE_POLICIES)".to_owned());
+        let dsn = self.source_dsn(&file, &mut errors);
+        match (&policies, &dsn) {
+            (None, None) => errors.push(
+                "policies: required (--policies DIR or ROLEGATE_POLICIES, or --source postgres://… for PostgreSQL)"
+                    .to_owned(),
+            ),
+            (Some(_), Some(_)) => errors.push("source: give either --policies or --source, not both".to_owned()),
+            _ => {}
         }
+        // Polling a database is cheap and bounds how stale a sidecar can be without noticing.
+        let poll = if pick(&self.reload_poll, "reload_poll").is_some() { reload_poll } else { Duration::from_secs(5) };
+        let postgres = dsn.and_then(|dsn| {
+            crate::source::postgres::Config::from_dsn(&dsn, poll).map_err(|e| errors.push(format!("source: {e}"))).ok()
+        });
         let raw_listen =
             if self.listen.is_empty() { file.get("listen").cloned().unwrap_or_default() } else { self.listen.clone() };
         let raw_listen = if raw_listen.is_empty() { vec!["127.0.0.1:50051".to_owned()] } else { raw_listen };
@@ -247,6 +291,7 @@ impl RawServe {
         }
         Ok(ServeConfig {
             policies: PathBuf::from(policies.unwrap_or_default()),
+            postgres,
             listen,
             admin_listen,
             min_revision_wait,

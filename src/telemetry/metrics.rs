@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::engine::Reason;
 use crate::source::dir::ReloadReport;
+use crate::source::postgres::Health;
 use crate::store::Store;
 
 /// The two RPC methods.
@@ -63,6 +65,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     tenants_failed: AtomicU64,
+    /// Set when policies come from PostgreSQL rather than a directory.
+    postgres: OnceLock<Arc<Health>>,
 }
 
 impl Metrics {
@@ -88,13 +92,24 @@ impl Metrics {
         self.latency[method as usize].observe(d);
     }
 
+    /// Reports the PostgreSQL source's connection and freshness instead of the directory's.
+    pub fn follow_postgres(&self, health: Arc<Health>) {
+        let _ = self.postgres.set(health);
+    }
+
+    /// The `source` label: where the served policies come from.
+    fn source(&self) -> &'static str {
+        if self.postgres.get().is_some() { "postgres" } else { "dir" }
+    }
+
     /// Records one reload and logs its findings with file, line and key.
     pub fn record_reload(&self, report: &ReloadReport) {
+        let source = self.source();
         for d in &report.errors {
-            tracing::error!(rolegate.source = "dir", "{d}");
+            tracing::error!(rolegate.source = source, "{d}");
         }
         if let Some(e) = &report.unreadable {
-            tracing::error!(rolegate.source = "dir", "{e}");
+            tracing::error!(rolegate.source = source, "{e}");
         }
         for (tenant, revision) in &report.applied {
             tracing::info!(rolegate.tenant = %tenant, rolegate.revision = revision, "tenant loaded");
@@ -175,12 +190,13 @@ impl Metrics {
         for (name, help, v) in counters {
             writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed))?;
         }
+        let source = self.source();
         writeln!(o, "# HELP rolegate_reloads_total Policy reloads, by source and result.")?;
         writeln!(o, "# TYPE rolegate_reloads_total counter")?;
-        writeln!(o, "rolegate_reloads_total{{source=\"dir\",result=\"ok\"}} {}", self.reloads_ok.load(Relaxed))?;
+        writeln!(o, "rolegate_reloads_total{{source=\"{source}\",result=\"ok\"}} {}", self.reloads_ok.load(Relaxed))?;
         writeln!(
             o,
-            "rolegate_reloads_total{{source=\"dir\",result=\"failed\"}} {}",
+            "rolegate_reloads_total{{source=\"{source}\",result=\"failed\"}} {}",
             self.reloads_failed.load(Relaxed)
         )?;
         writeln!(
@@ -188,22 +204,38 @@ impl Metrics {
             "# HELP rolegate_tenant_load_failures_total Tenant documents rejected (the last good snapshot kept serving)."
         )?;
         writeln!(o, "# TYPE rolegate_tenant_load_failures_total counter")?;
-        writeln!(o, "rolegate_tenant_load_failures_total{{source=\"dir\"}} {}", self.tenants_failed.load(Relaxed))?;
+        writeln!(
+            o,
+            "rolegate_tenant_load_failures_total{{source=\"{source}\"}} {}",
+            self.tenants_failed.load(Relaxed)
+        )?;
         let snapshot = store.load();
         let revision = snapshot.as_ref().and_then(|s| s.tenants().map(|t| t.revision).max()).unwrap_or(0);
-        let age = store.age().map_or(-1.0, |a| a.as_secs_f64());
+        // A database source is current while it hears from the database, published or not.
+        let age = match self.postgres.get() {
+            Some(health) => health.age(),
+            None => store.age(),
+        };
+        let age = age.map_or(-1.0, |a| a.as_secs_f64());
         writeln!(o, "# HELP rolegate_snapshot_revision Highest tenant revision in the served snapshot.")?;
         writeln!(
             o,
-            "# TYPE rolegate_snapshot_revision gauge\nrolegate_snapshot_revision{{source=\"dir\"}} {revision}"
+            "# TYPE rolegate_snapshot_revision gauge\nrolegate_snapshot_revision{{source=\"{source}\"}} {revision}"
         )?;
-        writeln!(o, "# HELP rolegate_snapshot_age_seconds Seconds since the snapshot was last published (-1: never).")?;
         writeln!(
             o,
-            "# TYPE rolegate_snapshot_age_seconds gauge\nrolegate_snapshot_age_seconds{{source=\"dir\"}} {age}"
+            "# HELP rolegate_snapshot_age_seconds Seconds since the snapshot was last published or, from a database, \
+             last known current (-1: never)."
+        )?;
+        writeln!(
+            o,
+            "# TYPE rolegate_snapshot_age_seconds gauge\nrolegate_snapshot_age_seconds{{source=\"{source}\"}} {age}"
         )?;
         writeln!(o, "# HELP rolegate_tenants Tenants in the served snapshot.")?;
         writeln!(o, "# TYPE rolegate_tenants gauge\nrolegate_tenants {}", snapshot.map_or(0, |s| s.len()))?;
+        if let Some(health) = self.postgres.get() {
+            health.render(o)?;
+        }
         writeln!(o, "# HELP rolegate_ready 1 once a snapshot is loaded.")?;
         writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_loaded()))
     }
