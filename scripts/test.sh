@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: cargo tests (unit, differential, integration against
-# real servers) and the bundled example policies' own tests. Installs what it needs by itself.
+# real servers and a real PostgreSQL) and the bundled example policies' own tests. Installs what it
+# needs by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
+
+echo "== PostgreSQL for the source tests (scripts/pg.sh: private port and data directory)"
+scripts/pg.sh start >/dev/null
+trap 'scripts/pg.sh clean' EXIT
+eval "$(scripts/pg.sh env)"
+export ROLEGATE_REQUIRE_PG=1
+
 echo "== cargo test"
 cargo test --all-targets --locked
 

@@ -344,4 +344,29 @@ mod tests {
         assert_eq!(cfg.policies, PathBuf::from("/etc/p"));
         assert_eq!(cfg.listen.len(), 2);
     }
+
+    #[test]
+    fn the_postgres_dsn_comes_from_a_flag_or_a_secret_file_and_is_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("dsn");
+        std::fs::write(&secret, "postgres://rolegate:s3cret@db:6432/policies\n").unwrap();
+        let cfg = RawServe { source_file: Some(secret.clone()), ..RawServe::default() }.resolve().unwrap();
+        let pg = cfg.postgres.expect("a postgres source");
+        assert_eq!(pg.describe(), "db:6432/policies");
+        assert_eq!(pg.poll, Duration::from_secs(5));
+
+        let both = RawServe {
+            policies: Some("/etc/p".into()),
+            source: Some("postgres://rolegate:s3cret@db/policies".into()),
+            ..RawServe::default()
+        };
+        let errors = both.resolve().unwrap_err();
+        assert_eq!(errors, ["source: give either --policies or --source, not both"]);
+        let not_a_dsn = RawServe { source: Some("/etc/policies".into()), ..RawServe::default() };
+        let errors = not_a_dsn.resolve().unwrap_err();
+        assert!(errors[0].starts_with("source: expected a PostgreSQL DSN"), "{errors:?}");
+        let twice =
+            RawServe { source: Some("postgres://db/p".into()), source_file: Some(secret), ..RawServe::default() };
+        assert!(twice.resolve().unwrap_err().iter().all(|e| !e.contains("s3cret")));
+    }
 }

@@ -25,15 +25,25 @@ impl Server {
 
     /// Like `start`, with extra environment variables.
     pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let flags = ["--policies", dir, "--reload-debounce", "20ms", "--reload-poll", "200ms"];
+        Self::launch(&flags, extra, env)
+    }
+
+    /// Starts the server on a PostgreSQL DSN with extra flags.
+    pub fn start_postgres(dsn: &str, extra: &[&str]) -> Server {
+        Self::launch(&["--source", dsn], extra, &[])
+    }
+
+    fn launch(source: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolegate"));
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd
             .arg("serve")
-            .arg("--policies")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--reload-debounce", "20ms", "--reload-poll", "200ms"])
+            .args(source)
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("ROLEGATE_LOG", "info")
             .stdout(Stdio::null())
@@ -62,6 +72,32 @@ impl Server {
             }
         }
         Server { child, addr: addr.unwrap_or_default(), admin, lines }
+    }
+
+    /// The Prometheus text of `/metrics` (needs `--admin-listen`).
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let admin = self.admin.as_deref().expect("started with --admin-listen");
+        let mut conn = tokio::net::TcpStream::connect(admin).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.unwrap();
+        body
+    }
+
+    /// Waits until the server reports SERVING.
+    pub async fn ready(&self) {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let channel = rolegate::cli::connect(&self.addr).await.expect("connect");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        for _ in 0..400 {
+            let ask = tonic_health::pb::HealthCheckRequest { service: "rolegate.v1.Authorizer".into() };
+            if health.check(ask).await.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server never became SERVING");
     }
 
     pub async fn client(&self) -> AuthorizerClient<Channel> {

@@ -263,10 +263,8 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The tenant's document followed by its rows as `units:` and `members:`.
 fn render(tenant: &str, document: &str, rows: &TenantRows) -> String {
-    let mut out = document.to_owned();
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
+    let mut out = document.trim_end().to_owned();
+    out.push('\n');
     let units: Vec<&UnitRow> = rows.units.iter().filter(|u| u.tenant == tenant).collect();
     if !units.is_empty() {
         out.push_str("\nunits:\n");

@@ -139,8 +139,8 @@ pub fn json_flow(json: &str) -> String {
 }
 
 /// The document without its top-level `units:` and `members:` sections, which the database
-/// holds as rows. Comments and layout of the rest stay as written; comment lines just above the
-/// next kept key stay with it.
+/// holds as rows. The rest keeps its comments and layout; blank and comment lines just above a
+/// section go with it.
 pub fn without_rows(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut skipping = false;
@@ -160,14 +160,12 @@ pub fn without_rows(text: &str) -> String {
                     out.push_str(line);
                 }
             }
-            None if skipping => {
-                if line.trim().is_empty() || line.starts_with('#') {
-                    held.push(line);
-                } else {
-                    held.clear();
-                }
+            None if line.trim().is_empty() || line.starts_with('#') => held.push(line),
+            None if skipping => held.clear(),
+            None => {
+                out.extend(held.drain(..));
+                out.push_str(line);
             }
-            None => out.push_str(line),
         }
     }
     out.extend(held);
@@ -211,6 +209,8 @@ mod tests {
     fn rows_sections_are_cut_and_the_rest_kept_with_comments() {
         let text = "# head\ntenant: t\nunits:\n  - {id: a}\n\n# about members\nmembers:\n  - id: m\n# top comment inside\n    units: [a]\n\n# the rules\nrules: []\n";
         assert_eq!(without_rows(text), "# head\ntenant: t\n\n# the rules\nrules: []\n");
+        let rendered = "tenant: t\nrules: []\n\nunits:\n  - {id: a}\n\nmembers:\n  - id: m\n";
+        assert_eq!(without_rows(rendered), "tenant: t\nrules: []\n");
         assert_eq!(without_rows("tenant: t\nmembers: [{id: m}]\n"), "tenant: t\n");
     }
 }

@@ -1,0 +1,480 @@
+//! The PostgreSQL source against a real PostgreSQL and the real `rolegate serve`: every example
+//! scenario served from the database, export and import round trips, a revocation reaching two
+//! sidecars, `min_revision` with the writer's change id, concurrent writes during a stream of
+//! checks, a row that fails validation, a database unreachable at start, and a database stopped
+//! and restarted under two sidecars. Needs `ROLEGATE_TEST_PG` (see `support::pg`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rolegate::api::{self, attr_value::Kind};
+use rolegate::cli::{load_snapshot, to_api};
+use rolegate::engine::decide;
+use rolegate::{policy, suite};
+use support::pg::{self, Proxy};
+use support::server::Server;
+use tonic::Code;
+
+type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel>;
+
+fn examples() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+}
+
+fn with_now<T>(msg: T, now: &jiff::Timestamp) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert("rolegate-now", now.to_string().parse().unwrap());
+    req
+}
+
+/// `who` replies to a conversation assigned to them.
+fn reply(tenant: &str, who: &str, min_revision: u64) -> api::CheckRequest {
+    let assignee = api::AttrValue { kind: Some(Kind::Text(who.into())) };
+    api::CheckRequest {
+        tenant: tenant.into(),
+        principal: who.into(),
+        action: "conversation.reply".into(),
+        resource: Some(api::Resource {
+            kind: "conversation".into(),
+            id: "c-1".into(),
+            unit: String::new(),
+            attrs: [("assignee".to_owned(), assignee)].into(),
+        }),
+        context: None,
+        min_revision,
+    }
+}
+
+async fn ask(client: &mut Client, tenant: &str, who: &str, min_revision: u64) -> (bool, i32, u64) {
+    let r = client.check(reply(tenant, who, min_revision)).await.expect("check").into_inner();
+    let d = r.decision.unwrap_or_default();
+    (d.allowed, d.reason, r.revision)
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+/// Waits for a log line holding every one of `parts`.
+fn logged(server: &Server, parts: &[&str]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(line) = server.lines.recv_timeout(Duration::from_millis(100))
+            && parts.iter().all(|p| line.contains(p))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_scenario_is_served_from_postgres_as_from_the_files() {
+    let Some(dsn) = pg::database("examples").await else { return };
+    pg::import(examples(), &dsn);
+    let db = pg::connect(&dsn).await;
+    let revisions: HashMap<String, u64> = db
+        .query("SELECT tenant, revision FROM rolegate.tenant_revisions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let server = Server::start_postgres(&dsn, &["--allow-now-header"]);
+    server.ready().await;
+    let mut client = server.client().await;
+    let (snapshot, _) = load_snapshot(examples()).unwrap();
+    let mut checked = 0;
+    for file in &policy::scan(examples()).unwrap().tests {
+        let text = std::fs::read_to_string(file).unwrap();
+        let suite = suite::parse(&file.display().to_string(), &text).unwrap();
+        for case in &suite.cases {
+            let remote = client.check(with_now(to_api(&case.request), &case.now)).await;
+            match decide(&snapshot, &case.request.query(), case.now) {
+                Err(_) => assert_eq!(remote.unwrap_err().code(), Code::InvalidArgument, "{}", case.name),
+                Ok(d) => {
+                    let got = remote.unwrap_or_else(|e| panic!("{}: {e}", case.name)).into_inner();
+                    assert_eq!(got.decision.as_ref(), Some(&rolegate::server::convert::decision(&d)), "{}", case.name);
+                    assert_eq!(got.decision.unwrap().allowed, case.expect == suite::Expect::Allow, "{}", case.name);
+                    let revision = revisions.get(&case.request.tenant).copied().unwrap_or(0);
+                    assert_eq!(got.revision, revision, "{}", case.name);
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} cases");
+}
+
+fn yaml_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let listing = policy::scan(dir).unwrap();
+    let mut files: Vec<(PathBuf, String)> = listing
+        .documents
+        .iter()
+        .map(|f| (f.path.strip_prefix(dir).unwrap().to_owned(), std::fs::read_to_string(&f.path).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_files_pass_the_example_tests_and_import_back_to_the_same_rows() {
+    let Some(dsn) = pg::database("round_trip").await else { return };
+    pg::import(examples(), &dsn);
+    let out = tempfile::tempdir().unwrap();
+    pg::rolegate(&["export", "--from", &dsn, out.path().to_str().unwrap()]);
+    for test in policy::scan(examples()).unwrap().tests {
+        std::fs::copy(&test, out.path().join(test.file_name().unwrap())).unwrap();
+    }
+    let validated = pg::rolegate(&["validate", out.path().to_str().unwrap()]);
+    assert!(validated.contains("4 tenants loaded, 0 failed"), "{validated}");
+    let tested = pg::rolegate(&["test", out.path().to_str().unwrap()]);
+    assert!(tested.trim_end().ends_with(" passed, 0 failed"), "{tested}");
+    assert!(tested.contains("174 passed"), "{tested}");
+
+    // A second trip through another database writes the same files.
+    let again = pg::fresh(&pg::server().unwrap(), "round_trip_again").await;
+    pg::import(out.path(), &again);
+    let out2 = tempfile::tempdir().unwrap();
+    pg::rolegate(&["export", "--from", &again, out2.path().to_str().unwrap()]);
+    assert_eq!(yaml_files(out.path()), yaml_files(out2.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_member_makes_two_sidecars_deny_within_the_bound() {
+    let Some(dsn) = pg::database("revocation").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    // Polls far apart: only the notification can carry the change this fast.
+    let sidecars = [
+        Server::start_postgres(&dsn, &["--reload-poll", "60s"]),
+        Server::start_postgres(&dsn, &["--reload-poll", "60s"]),
+    ];
+    let mut clients = Vec::new();
+    for s in &sidecars {
+        s.ready().await;
+        let mut c = s.client().await;
+        assert!(ask(&mut c, "desk", "rep", 0).await.0);
+        clients.push(c);
+    }
+    let sql = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'";
+    let revision = pg::write(&mut db, "desk", sql).await;
+    let committed = Instant::now();
+    for c in &mut clients {
+        loop {
+            let (allowed, reason, at) = ask(c, "desk", "rep", 0).await;
+            if !allowed {
+                assert_eq!(reason, api::Reason::PrincipalDisabled as i32);
+                assert!(at >= revision, "denied at revision {at}, the change is {revision}");
+                break;
+            }
+            assert!(committed.elapsed() < Duration::from_secs(2), "still allowed 2 s after the commit");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let took = committed.elapsed();
+    eprintln!("both sidecars denied {} ms after the commit", took.as_millis());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_revision_with_the_writers_change_id_reflects_the_change_or_is_unavailable() {
+    let Some(dsn) = pg::database("min_revision").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let server = Server::start_postgres(&dsn, &["--reload-poll", "60s", "--min-revision-wait", "800ms"]);
+    server.ready().await;
+    let mut client = server.client().await;
+
+    // A 24-hour export approval, then at once a check that must see it.
+    let grant = "INSERT INTO rolegate.bindings (tenant, member, id, role, scope, \"from\", until) \
+                 VALUES ('desk', 'other', 'export-approval-7', 'exporter', '\"tenant\"', now() - interval '1 minute', now() + interval '24 hours')";
+    let revision = pg::write(&mut db, "desk", grant).await;
+    let export = api::CheckRequest {
+        action: "customer.export".into(),
+        resource: Some(api::Resource { kind: "customer".into(), id: "cu-1".into(), ..Default::default() }),
+        ..reply("desk", "other", revision)
+    };
+    let r = client.check(export).await.unwrap().into_inner();
+    let d = r.decision.unwrap();
+    assert!(d.allowed && d.rule == "export-approval-7", "{d:?}");
+    assert!(r.revision >= revision);
+    let until = d.valid_until.expect("the grant's end bounds the answer");
+    let hours = (until.seconds - jiff::Timestamp::now().as_second()) as f64 / 3600.0;
+    assert!((23.9..24.1).contains(&hours), "valid for {hours} h");
+
+    // The change id from currval, in the writer's transaction.
+    let tx = db.transaction().await.unwrap();
+    tx.execute("UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'", &[])
+        .await
+        .unwrap();
+    let id: i64 = tx.query_one("SELECT currval('rolegate.change_log_id_seq')", &[]).await.unwrap().get(0);
+    tx.commit().await.unwrap();
+    let (allowed, reason, at) = ask(&mut client, "desk", "rep", id as u64).await;
+    assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32);
+    assert_eq!(at, id as u64);
+
+    let want = at + 1000;
+    let err = client.check(reply("desk", "rep", want)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains(&at.to_string()) && err.message().contains(&want.to_string()), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_during_a_stream_of_checks_give_no_error_and_no_stale_answer() {
+    let Some(dsn) = pg::database("concurrent").await else { return };
+    let db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let server = Server::start_postgres(&dsn, &["--reload-poll", "60s", "--cache-capacity", "1000"]);
+    server.ready().await;
+    let client = server.client().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (mut c, stop) = (client.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (allowed, _, revision) = ask(&mut c, "desk", "rep", 0).await;
+                seen.push((revision, allowed));
+            }
+            seen
+        }));
+    }
+    // Other writes to the same tenant, on their own connection, interleave with the toggles.
+    let noise = {
+        let mut db = pg::connect(&dsn).await;
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let sql = format!(
+                    "INSERT INTO rolegate.members (tenant, id, attrs) VALUES ('desk', 'noise-{i}', '{{\"n\": {i}}}');
+                     UPDATE rolegate.members SET attrs = '{{\"n\": {i}}}' WHERE tenant = 'desk' AND id = 'other';"
+                );
+                pg::write(&mut db, "desk", &sql).await;
+            }
+        })
+    };
+    let mut db = db;
+    let mut toggles: Vec<(u64, bool)> = Vec::new();
+    let mut checker = client.clone();
+    for i in 0..30 {
+        let allowed = i % 2 == 1;
+        let status = if allowed { "active" } else { "disabled" };
+        let sql = format!("UPDATE rolegate.members SET status = '{status}' WHERE tenant = 'desk' AND id = 'rep'");
+        let revision = pg::write(&mut db, "desk", &sql).await;
+        toggles.push((revision, allowed));
+        // The writer's own check at its revision reflects its change.
+        let (now_allowed, _, at) = ask(&mut checker, "desk", "rep", revision).await;
+        assert!(at >= revision);
+        assert_eq!(now_allowed, allowed, "revision {at} answered with a stale status");
+    }
+    noise.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut checked = 0;
+    let mut revisions = std::collections::BTreeSet::new();
+    for reader in readers {
+        for (revision, allowed) in reader.await.unwrap() {
+            // The status at a revision is the one of the last toggle at or before it.
+            let want = toggles.iter().rev().find(|(r, _)| *r <= revision).is_none_or(|(_, a)| *a);
+            assert_eq!(allowed, want, "revision {revision} answered {allowed}; toggles {toggles:?}");
+            revisions.insert(revision);
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} checks over {} revisions", revisions.len());
+    assert!(checked > 100 && revisions.len() > 10, "{checked} checks, {} revisions", revisions.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_fails_validation_keeps_its_tenant_on_the_last_good_snapshot_and_spares_the_others() {
+    let Some(dsn) = pg::database("bad_row").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    pg::desk(&db, "shop").await;
+    let server = Server::start_postgres(&dsn, &["--reload-poll", "60s", "--admin-listen", "127.0.0.1:0"]);
+    server.ready().await;
+    let mut client = server.client().await;
+    let (_, _, good) = ask(&mut client, "desk", "rep", 0).await;
+
+    let bad =
+        "INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'rep', 'agnet', '\"tenant\"')";
+    pg::write(&mut db, "desk", bad).await;
+    assert!(
+        logged(&server, &["postgres:members/desk/rep", "bindings[1].role: unknown role `agnet`"]),
+        "the bad row was not logged with its id"
+    );
+    let disable_other = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'other'";
+    let blocked = pg::write(&mut db, "desk", disable_other).await;
+    let err = client.check(reply("desk", "other", blocked)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "the tenant stays on its last good snapshot");
+    assert_eq!(ask(&mut client, "desk", "other", 0).await, (true, api::Reason::Granted as i32, good));
+
+    let shop = pg::write(
+        &mut db,
+        "shop",
+        "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'shop' AND id = 'rep'",
+    )
+    .await;
+    assert!(!ask(&mut client, "shop", "rep", shop).await.0, "another tenant's change still applies");
+    let failures = metric(&server.metrics().await, "rolegate_tenant_load_failures_total{source=\"postgres\"}");
+    assert!(failures >= 1.0, "{failures}");
+
+    let fixed =
+        pg::write(&mut db, "desk", "DELETE FROM rolegate.bindings WHERE tenant = 'desk' AND role = 'agnet'").await;
+    let (allowed, reason, at) = ask(&mut client, "desk", "other", fixed).await;
+    assert!(
+        !allowed && reason == api::Reason::PrincipalDisabled as i32 && at >= fixed,
+        "the held-back change applies with the fix"
+    );
+    assert!(ask(&mut client, "desk", "rep", 0).await.0);
+}
+
+fn pg_addr(dsn: &str) -> SocketAddr {
+    let cfg: tokio_postgres::Config = dsn.parse().unwrap();
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    format!("{host}:{}", cfg.get_ports().first().copied().unwrap_or(5432)).parse().unwrap()
+}
+
+async fn serving_status(server: &Server) -> i32 {
+    let channel = rolegate::cli::connect(&server.addr).await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let ask = tonic_health::pb::HealthCheckRequest { service: "rolegate.v1.Authorizer".into() };
+    health.check(ask).await.unwrap().into_inner().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_at_start_is_not_serving_until_the_first_load() {
+    let Some(dsn) = pg::database("unreachable").await else { return };
+    let db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let proxy = Proxy::start(pg_addr(&dsn), false).await;
+    let server = Server::start_postgres(&proxy.dsn(&dsn), &[]);
+    assert!(logged(&server, &["not serving until the first load"]));
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert_eq!(serving_status(&server).await, ServingStatus::NotServing as i32);
+    let err = server.client().await.check(reply("desk", "rep", 0)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+
+    proxy.set_open(true).await;
+    server.ready().await;
+    assert!(ask(&mut server.client().await, "desk", "rep", 0).await.0);
+}
+
+/// A PostgreSQL of its own, which the test stops and starts.
+struct Cluster {
+    env: Vec<(String, String)>,
+    dsn: String,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = format!("/tmp/rolegate-pg-{name}-{}", std::process::id());
+        let env = vec![("ROLEGATE_PG_PORT".to_owned(), port.to_string()), ("ROLEGATE_PG_DATA".to_owned(), data)];
+        let cluster = Cluster { env, dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres") };
+        cluster.pg_sh("start");
+        cluster
+    }
+
+    fn pg_sh(&self, command: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
+        let status = Command::new(script)
+            .arg(command)
+            .envs(self.env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "scripts/pg.sh {command} failed");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.pg_sh("clean");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_postgres_leaves_both_sidecars_serving_and_after_a_restart_they_catch_up() {
+    if pg::server().is_none() {
+        return;
+    }
+    let cluster = Cluster::start("outage");
+    let dsn = pg::fresh(&cluster.dsn, "outage").await;
+    let db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    drop(db);
+    let proxy = Proxy::start(pg_addr(&dsn), true).await;
+    let via_proxy = proxy.dsn(&dsn);
+    let flags = ["--reload-poll", "500ms", "--admin-listen", "127.0.0.1:0"];
+    let sidecars = [Server::start_postgres(&via_proxy, &flags), Server::start_postgres(&via_proxy, &flags)];
+    let mut clients = Vec::new();
+    for s in &sidecars {
+        s.ready().await;
+        clients.push(s.client().await);
+    }
+    let (_, _, before) = ask(&mut clients[0], "desk", "rep", 0).await;
+
+    cluster.pg_sh("stop");
+    let connected = "rolegate_source_connected{source=\"postgres\"}";
+    let age = "rolegate_snapshot_age_seconds{source=\"postgres\"}";
+    for s in &sidecars {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&s.metrics().await, connected) != 0.0 {
+            assert!(Instant::now() < deadline, "the sidecar did not notice the database stopping");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for c in &mut clients {
+        assert_eq!(
+            ask(c, "desk", "rep", 0).await,
+            (true, api::Reason::Granted as i32, before),
+            "serving the last snapshot"
+        );
+    }
+
+    // Back up, but out of the sidecars' reach while it changes.
+    proxy.set_open(false).await;
+    cluster.pg_sh("start");
+    let mut db = pg::connect(&dsn).await;
+    let changes = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';
+                   INSERT INTO rolegate.members (tenant, id) VALUES ('desk', 'new');
+                   INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'new', 'agent', '{\"relation\": \"assignee\"}');";
+    let revision = pg::write(&mut db, "desk", changes).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (s, c) in sidecars.iter().zip(&mut clients) {
+        assert_eq!(ask(c, "desk", "rep", 0).await.2, before, "still the last snapshot while unreachable");
+        let stale = metric(&s.metrics().await, age);
+        assert!(stale > 0.3, "the snapshot age grows while the database is unreachable: {stale}");
+    }
+
+    proxy.set_open(true).await;
+    for (s, c) in sidecars.iter().zip(&mut clients) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (allowed, reason, at) = ask(c, "desk", "rep", 0).await;
+            if at >= revision {
+                assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "caught up with the change");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never caught up with revision {revision}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ask(c, "desk", "new", 0).await.0, "the member added while unreachable is served");
+        let text = s.metrics().await;
+        assert_eq!(metric(&text, connected), 1.0);
+        assert!(metric(&text, "rolegate_source_connects_total{source=\"postgres\"}") >= 2.0);
+    }
+}

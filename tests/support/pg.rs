@@ -1,0 +1,166 @@
+//! A real PostgreSQL for tests: `ROLEGATE_TEST_PG` names a server (scripts/test.sh starts one
+//! with scripts/pg.sh); every test gets a database of its own. Without the variable a test is
+//! skipped, unless `ROLEGATE_REQUIRE_PG=1` (set by scripts/test.sh), which fails it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// The server's DSN, or `None` when PostgreSQL tests are skipped.
+pub fn server() -> Option<String> {
+    match std::env::var("ROLEGATE_TEST_PG") {
+        Ok(dsn) if !dsn.is_empty() => Some(dsn),
+        _ if std::env::var("ROLEGATE_REQUIRE_PG").as_deref() == Ok("1") => {
+            panic!("ROLEGATE_REQUIRE_PG=1 but ROLEGATE_TEST_PG is unset: start one with scripts/pg.sh")
+        }
+        _ => {
+            eprintln!("skipped: set ROLEGATE_TEST_PG (scripts/pg.sh start) to run the PostgreSQL tests");
+            None
+        }
+    }
+}
+
+/// `dsn` with its database replaced by `db`.
+pub fn with_db(dsn: &str, db: &str) -> String {
+    let (base, query) = dsn.split_once('?').map_or((dsn, None), |(b, q)| (b, Some(q)));
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let base = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Connects with tokio-postgres, driving the connection on a task.
+pub async fn connect(dsn: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.expect("connect to postgres");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh, migrated database named `rolegate_test_<name>` on the test server; `None` when
+/// PostgreSQL tests are skipped.
+pub async fn database(name: &str) -> Option<String> {
+    let server = server()?;
+    Some(fresh(&server, name).await)
+}
+
+/// A fresh, migrated database on `server`.
+pub async fn fresh(server: &str, name: &str) -> String {
+    let admin = connect(server).await;
+    let db = format!("rolegate_test_{name}");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.expect("drop database");
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create database");
+    let dsn = with_db(server, &db);
+    rolegate(&["migrate", "--dsn", &dsn]);
+    dsn
+}
+
+/// Runs the `rolegate` binary and expects success; returns its standard output.
+pub fn rolegate(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rolegate")).args(args).output().expect("run rolegate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "rolegate {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// Imports a policy directory.
+pub fn import(dir: &Path, dsn: &str) {
+    rolegate(&["import", dir.to_str().unwrap(), "--to", dsn]);
+}
+
+/// A one-tenant desk: `rep` and `other` reply to conversations assigned to them.
+pub async fn desk(client: &tokio_postgres::Client, tenant: &str) {
+    let doc = format!(
+        "tenant: {tenant}\nschema: {{conversation: [view, reply], customer: [export]}}\n\
+         roles:\n  agent: {{allow: [conversation.view, conversation.reply]}}\n  exporter: {{allow: [customer.export]}}\n"
+    );
+    client
+        .execute("INSERT INTO rolegate.tenants (id, document) VALUES ($1, $2)", &[&tenant, &doc])
+        .await
+        .expect("insert tenant");
+    for member in ["rep", "other"] {
+        client
+            .execute("INSERT INTO rolegate.members (tenant, id) VALUES ($1, $2)", &[&tenant, &member])
+            .await
+            .expect("insert member");
+        client
+            .execute(
+                "INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ($1, $2, 'agent', '{\"relation\": \"assignee\"}')",
+                &[&tenant, &member],
+            )
+            .await
+            .expect("insert binding");
+    }
+}
+
+/// Runs `sql` in a transaction and returns the tenant's revision as the writer sees it.
+pub async fn write(client: &mut tokio_postgres::Client, tenant: &str, sql: &str) -> u64 {
+    let tx = client.transaction().await.expect("begin");
+    tx.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let revision: i64 = tx.query_one("SELECT rolegate.revision($1)", &[&tenant]).await.expect("revision").get(0);
+    tx.commit().await.expect("commit");
+    revision as u64
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut: closed, it drops every connection
+/// it holds and every new one, as an unreachable database would.
+pub struct Proxy {
+    /// The proxy's port on 127.0.0.1.
+    pub port: u16,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Listens on an ephemeral port and forwards to `target` while open.
+    pub async fn start(target: SocketAddr, open: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(open));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (is_open, held) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if !is_open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().await.push(link);
+            }
+        });
+        Proxy { port, open, links }
+    }
+
+    /// Opens or cuts the proxy.
+    pub async fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::SeqCst);
+        if !open {
+            for link in self.links.lock().await.drain(..) {
+                link.abort();
+            }
+        }
+    }
+
+    /// A DSN through the proxy for `dsn`'s user and database.
+    pub fn dsn(&self, dsn: &str) -> String {
+        let cfg: tokio_postgres::Config = dsn.parse().unwrap();
+        format!(
+            "postgres://{}@127.0.0.1:{}/{}",
+            cfg.get_user().unwrap_or("postgres"),
+            self.port,
+            cfg.get_dbname().unwrap_or("postgres")
+        )
+    }
+}
