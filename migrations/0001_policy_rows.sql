@@ -4,6 +4,7 @@
 -- document; units, members and bindings are rows, so a CRM adds a member, disables one or grants
 -- a 24-hour export with a one-row write in its own transaction. Every write appends to
 -- `change_log` and notifies channel `rolegate` with the tenant id, in the writer's transaction.
+-- A tenant's revision is the id of its last change.
 
 CREATE TABLE rolegate.templates (
     name     text PRIMARY KEY CHECK (name <> ''),
@@ -59,44 +60,61 @@ CREATE TABLE rolegate.bindings (
 -- Explicit binding ids are unique in a tenant (rule ids share the namespace; sidecars check those).
 CREATE UNIQUE INDEX bindings_id ON rolegate.bindings (tenant, id) WHERE id IS NOT NULL;
 
+-- Change ids. One transaction's changes of one tenant share an id: the tenant's new revision.
+CREATE SEQUENCE rolegate.change_id;
+
 CREATE TABLE rolegate.change_log (
-    id     bigserial PRIMARY KEY,
+    id     bigint NOT NULL,
     tenant text NOT NULL,
     kind   text NOT NULL CHECK (kind IN ('tenant', 'template', 'unit', 'member', 'binding')),
     -- The tenant, template, unit or member id whose rows changed (a binding: its member).
     key    text NOT NULL,
-    at     timestamptz NOT NULL DEFAULT now()
+    at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, id, kind, key)
 );
-CREATE INDEX change_log_tenant_id ON rolegate.change_log (tenant, id);
 CREATE INDEX change_log_at ON rolegate.change_log (at);
 
--- Per tenant: its revision (the id of its last committed change) and the highest id that
--- `prune_change_log` may have removed. Rows are never deleted, so revisions only grow.
+-- Per tenant: its revision (the id of its last committed change), the transaction that drew it,
+-- and the highest id that `prune_change_log` may have removed. Rows are never deleted, so
+-- revisions only grow.
 CREATE TABLE rolegate.tenant_revisions (
     tenant    text PRIMARY KEY,
     revision  bigint NOT NULL,
+    xid       xid8,
     pruned_to bigint NOT NULL DEFAULT 0
 );
 
--- Appends one change and notifies. The tenant's revision row is locked before the id is drawn,
+-- Records one change and notifies. The tenant's revision row is locked before an id is drawn,
 -- so one tenant's change ids commit in increasing order: a reader that sees id N of a tenant
 -- has every earlier change of it. Writers of one tenant serialize on that row until commit.
+-- The first change of a tenant in a transaction draws the id; the others reuse it, so a bulk
+-- write updates the row once.
 CREATE FUNCTION rolegate.log_change(p_tenant text, p_kind text, p_key text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    next_id bigint;
+    head rolegate.tenant_revisions;
+    change bigint;
 BEGIN
-    INSERT INTO rolegate.tenant_revisions AS r (tenant, revision) VALUES (p_tenant, 0)
-        ON CONFLICT (tenant) DO UPDATE SET revision = r.revision;
-    INSERT INTO rolegate.change_log (tenant, kind, key) VALUES (p_tenant, p_kind, p_key)
-        RETURNING id INTO next_id;
-    UPDATE rolegate.tenant_revisions SET revision = next_id WHERE tenant = p_tenant;
-    PERFORM pg_notify('rolegate', p_tenant);
-    RETURN next_id;
+    INSERT INTO rolegate.tenant_revisions (tenant, revision) VALUES (p_tenant, 0)
+        ON CONFLICT (tenant) DO NOTHING;
+    SELECT * INTO head FROM rolegate.tenant_revisions WHERE tenant = p_tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'concurrent first change of tenant %', p_tenant USING ERRCODE = 'serialization_failure';
+    END IF;
+    IF head.xid IS NOT DISTINCT FROM pg_current_xact_id() THEN
+        change := head.revision;
+    ELSE
+        change := nextval('rolegate.change_id');
+        UPDATE rolegate.tenant_revisions SET revision = change, xid = pg_current_xact_id() WHERE tenant = p_tenant;
+        PERFORM pg_notify('rolegate', p_tenant);
+    END IF;
+    INSERT INTO rolegate.change_log (id, tenant, kind, key) VALUES (change, p_tenant, p_kind, p_key)
+        ON CONFLICT DO NOTHING;
+    RETURN change;
 END $$;
 
--- The tenant's revision as this transaction sees it: after a write, the id of that write's
--- change; pass it to Check as `min_revision`.
+-- The tenant's revision as this transaction sees it: after a write, the id of the
+-- transaction's change; pass it to Check as `min_revision`.
 CREATE FUNCTION rolegate.revision(p_tenant text) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT revision FROM rolegate.tenant_revisions WHERE tenant = p_tenant), 0)

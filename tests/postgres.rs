@@ -217,7 +217,7 @@ async fn min_revision_with_the_writers_change_id_reflects_the_change_or_is_unava
     tx.execute("UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'", &[])
         .await
         .unwrap();
-    let id: i64 = tx.query_one("SELECT currval('rolegate.change_log_id_seq')", &[]).await.unwrap().get(0);
+    let id: i64 = tx.query_one("SELECT currval('rolegate.change_id')", &[]).await.unwrap().get(0);
     tx.commit().await.unwrap();
     let (allowed, reason, at) = ask(&mut client, "desk", "rep", id as u64).await;
     assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32);
