@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Figures of the PostgreSQL source for BENCHMARKS.md (benches/postgres.rs) on a private
+# PostgreSQL started by scripts/pg.sh and removed afterwards. Arguments pick parts:
+#   scripts/bench-pg.sh [apply] [latency] [fanout]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ROLEGATE_PG_PORT=${ROLEGATE_PG_PORT:-54339}
+scripts/pg.sh start >/dev/null
+trap 'scripts/pg.sh clean' EXIT
+eval "$(scripts/pg.sh env)"
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+cargo bench --locked --bench postgres -- "$@"
