@@ -8,7 +8,7 @@
 //! Each round reads in one repeatable-read transaction, so the rows a tenant is built from are
 //! exactly those of the revision it is published at, on every sidecar.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::{Client, IsolationLevel};
 
 use super::build::{self, Head};
-use super::rows::{BindingRow, MemberRow, Queries, TenantRows};
+use super::rows::{BindingRow, MemberRow, Queries, TenantRow, TenantRows};
 use super::{Config, Health};
 use crate::engine::Tenant;
 use crate::source::dir::ReloadReport;
@@ -298,11 +298,12 @@ impl Follower {
         let units = group(&rows.units, |u| &u.tenant);
         let members = group(&rows.members, |m| &m.tenant);
         let bindings = group(&rows.bindings, |b| &b.tenant);
+        let tenant_rows: HashMap<&str, &TenantRow> = rows.tenants.iter().map(|t| (t.id.as_str(), t)).collect();
         let no_bindings = Vec::new();
         let mut removed = Vec::new();
         for name in &read.full {
             let revision = read.revisions.get(name).copied().unwrap_or_default();
-            let Some(row) = rows.tenants.iter().find(|t| t.id == *name) else {
+            let Some(row) = tenant_rows.get(name.as_str()) else {
                 if snapshot.as_ref().is_some_and(|s| s.tenant(name).is_some()) {
                     removed.push(name.clone());
                 }
@@ -326,8 +327,8 @@ impl Follower {
                 self.known.insert(name.clone(), Known { seen: 0, head: None });
                 continue;
             };
-            let gone: Vec<&str> =
-                ids.iter().map(String::as_str).filter(|id| !member_rows.iter().any(|r| r.id == *id)).collect();
+            let present: HashSet<&str> = member_rows.iter().map(|r| r.id.as_str()).collect();
+            let gone: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !present.contains(id)).collect();
             let put: Vec<&MemberRow> = member_rows.iter().collect();
             let by_member = group(binding_rows, |b| &b.member);
             let built = build::update(&head, base, &put, &gone, &by_member, revision as u64).map(|t| (head, t));

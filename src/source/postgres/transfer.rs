@@ -5,6 +5,7 @@
 //! kept) and rows; the tenant's existing rows are replaced. Export writes templates and tenant
 //! documents back, the rows rendered as YAML after the document.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use marked_yaml::Node;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::migrate;
-use super::rows::{BindingRow, MemberRow, Queries, TenantRows, UnitRow};
+use super::rows::{BindingRow, MemberRow, Queries, TenantRows};
 use super::yaml_text::{json_flow, node_json, quote, scalar, without_rows};
 use crate::policy::{self, Report, parse};
 
@@ -229,23 +230,25 @@ pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
     let queries = Queries::prepare(&client).await?;
     let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let ids = queries.tenant_ids(&tx).await?;
-    let rows = queries.tenants(&tx, &ids).await?;
     let templates: Vec<(String, String)> = tx
         .query("SELECT name, document FROM rolegate.templates ORDER BY name", &[])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    tx.commit().await?;
-
     std::fs::create_dir_all(dir.join("templates")).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, text) in &templates {
         write(&dir.join("templates").join(file_name(name)?), text)?;
     }
-    for t in &rows.tenants {
-        write(&dir.join(file_name(&t.id)?), &render(&t.id, &t.document, &rows))?;
+    // One tenant at a time, all in one snapshot.
+    for id in &ids {
+        let rows = queries.tenants(&tx, std::slice::from_ref(id)).await?;
+        for t in &rows.tenants {
+            write(&dir.join(file_name(&t.id)?), &render(&t.document, &rows))?;
+        }
     }
-    println!("exported {} tenants and {} templates to {}", rows.tenants.len(), templates.len(), dir.display());
+    tx.commit().await?;
+    println!("exported {} tenants and {} templates to {}", ids.len(), templates.len(), dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -261,27 +264,27 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The tenant's document followed by its rows as `units:` and `members:`.
-fn render(tenant: &str, document: &str, rows: &TenantRows) -> String {
+/// The tenant's document followed by its rows (of this tenant only) as `units:` and `members:`.
+fn render(document: &str, rows: &TenantRows) -> String {
     let mut out = document.trim_end().to_owned();
     out.push('\n');
-    let units: Vec<&UnitRow> = rows.units.iter().filter(|u| u.tenant == tenant).collect();
-    if !units.is_empty() {
+    if !rows.units.is_empty() {
         out.push_str("\nunits:\n");
-        for u in units {
+        for u in &rows.units {
             let mut fields = vec![format!("id: {}", scalar(&u.id))];
             fields.extend(u.parent.as_ref().map(|p| format!("parent: {}", scalar(p))));
             fields.extend(u.description.as_ref().map(|d| format!("description: {}", scalar(d))));
             let _ = writeln!(out, "  - {{{}}}", fields.join(", "));
         }
     }
-    let members: Vec<&MemberRow> = rows.members.iter().filter(|m| m.tenant == tenant).collect();
-    if !members.is_empty() {
+    let mut bindings: HashMap<&str, Vec<&BindingRow>> = HashMap::new();
+    for b in &rows.bindings {
+        bindings.entry(b.member.as_str()).or_default().push(b);
+    }
+    if !rows.members.is_empty() {
         out.push_str("\nmembers:\n");
-        for m in members {
-            let bindings: Vec<&BindingRow> =
-                rows.bindings.iter().filter(|b| b.tenant == tenant && b.member == m.id).collect();
-            render_member(&mut out, m, &bindings);
+        for m in &rows.members {
+            render_member(&mut out, m, bindings.get(m.id.as_str()).map_or(&[], Vec::as_slice));
         }
     }
     out
