@@ -234,7 +234,8 @@ async fn concurrent_writes_during_a_stream_of_checks_give_no_error_and_no_stale_
     let Some(dsn) = pg::database("concurrent").await else { return };
     let db = pg::connect(&dsn).await;
     pg::desk(&db, "desk").await;
-    let server = Server::start_postgres(&dsn, &["--reload-poll", "60s", "--cache-capacity", "1000"]);
+    let flags = ["--reload-poll", "60s", "--cache-capacity", "1000", "--min-revision-wait", "900ms"];
+    let server = Server::start_postgres(&dsn, &flags);
     server.ready().await;
     let client = server.client().await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -300,7 +301,8 @@ async fn a_row_that_fails_validation_keeps_its_tenant_on_the_last_good_snapshot_
     let mut db = pg::connect(&dsn).await;
     pg::desk(&db, "desk").await;
     pg::desk(&db, "shop").await;
-    let server = Server::start_postgres(&dsn, &["--reload-poll", "60s", "--admin-listen", "127.0.0.1:0"]);
+    let flags = ["--reload-poll", "60s", "--admin-listen", "127.0.0.1:0", "--min-revision-wait", "900ms"];
+    let server = Server::start_postgres(&dsn, &flags);
     server.ready().await;
     let mut client = server.client().await;
     let (_, _, good) = ask(&mut client, "desk", "rep", 0).await;
