@@ -39,6 +39,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+#[allow(dead_code)]
+#[path = "../tests/support/pg.rs"]
+mod pg;
+use pg::{connect, with_db};
+
+/// Runs `sql` in a transaction; returns tenant `bench`'s revision as the writer sees it.
+async fn write(client: &mut tokio_postgres::Client, sql: &str) -> u64 {
+    pg::write(client, "bench", sql).await
+}
+
 /// Sizes: full under `cargo bench`, small under `cargo test`.
 #[derive(Clone, Copy)]
 struct Sizes {
@@ -80,18 +90,6 @@ fn main() {
         let dsn = rt.block_on(bench_database(&server, "rolegate_bench_fanout", 100));
         rt.block_on(fanout(&dsn, sizes));
     }
-}
-
-async fn connect(dsn: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-fn with_db(server: &str, db: &str) -> String {
-    let host_start = server.find("://").map_or(0, |i| i + 3);
-    let base = server[host_start..].find('/').map_or(server, |i| &server[..host_start + i]);
-    format!("{base}/{db}")
 }
 
 const DOC: &str = "tenant: bench
@@ -151,15 +149,6 @@ async fn bench_database(server: &str, db: &str, members: usize) -> String {
         .unwrap();
     client.batch_execute("VACUUM ANALYZE").await.unwrap();
     dsn
-}
-
-/// Runs `sql` in a transaction; returns the tenant's revision as the writer sees it.
-async fn write(client: &mut tokio_postgres::Client, sql: &str) -> u64 {
-    let tx = client.transaction().await.unwrap();
-    tx.batch_execute(sql).await.unwrap();
-    let revision: i64 = tx.query_one("SELECT rolegate.revision('bench')", &[]).await.unwrap().get(0);
-    tx.commit().await.unwrap();
-    revision as u64
 }
 
 /// CPU time of the calling thread.

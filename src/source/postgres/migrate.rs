@@ -24,8 +24,12 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Er
          );",
     )
     .await?;
-    let done: Vec<i32> =
-        tx.query("SELECT version FROM rolegate.schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM rolegate.schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         if done.contains(version) {
@@ -42,11 +46,11 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Er
 /// The newest migration applied, or `None` when the schema is missing.
 pub async fn current(client: &Client) -> Result<Option<i32>, tokio_postgres::Error> {
     let exists: bool =
-        client.query_one("SELECT to_regclass('rolegate.schema_migrations') IS NOT NULL", &[]).await?.get(0);
+        client.query_one("SELECT to_regclass('rolegate.schema_migrations') IS NOT NULL", &[]).await?.try_get(0)?;
     if !exists {
         return Ok(None);
     }
-    Ok(client.query_one("SELECT max(version) FROM rolegate.schema_migrations", &[]).await?.get(0))
+    client.query_one("SELECT max(version) FROM rolegate.schema_migrations", &[]).await?.try_get(0)
 }
 
 /// Fails unless the schema is at the version this binary was built for.

@@ -89,7 +89,7 @@ pub async fn import_command(dir: &Path, dsn: &str) -> anyhow::Result<ExitCode> {
     }
     tx.commit().await?;
     for t in &tenants {
-        let revision: i64 = client.query_one("SELECT rolegate.revision($1)", &[&t.id]).await?.get(0);
+        let revision: i64 = client.query_one("SELECT rolegate.revision($1)", &[&t.id]).await?.try_get(0)?;
         println!("tenant {} at revision {revision}", t.id);
     }
     println!(
@@ -167,7 +167,7 @@ async fn store_tenant(tx: &Transaction<'_>, t: &Split) -> anyhow::Result<()> {
     )
     .await?;
     let template: Option<String> =
-        tx.query_one("SELECT template FROM rolegate.tenants WHERE id = $1", &[&t.id]).await?.get(0);
+        tx.query_one("SELECT template FROM rolegate.tenants WHERE id = $1", &[&t.id]).await?.try_get(0)?;
     if template != t.template {
         bail!("write `template: NAME` on a line of its own at the top level of the document");
     }
@@ -234,8 +234,8 @@ pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
         .query("SELECT name, document FROM rolegate.templates ORDER BY name", &[])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     std::fs::create_dir_all(dir.join("templates")).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, text) in &templates {
         write(&dir.join("templates").join(file_name(name)?), text)?;
