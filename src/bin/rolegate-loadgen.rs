@@ -78,6 +78,9 @@ enum Command {
     Table {
         /// The results file.
         results: PathBuf,
+        /// Print nothing; exit 1 when a run had failed calls or a server/workload pair is missing.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -205,9 +208,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::write(&out, framed).with_context(|| format!("cannot write {}", out.display()))?;
         }
         Command::Run(args) => return runtime()?.block_on(run_load(*args)),
-        Command::Table { results } => {
+        Command::Table { results, check } => {
             let text =
                 std::fs::read_to_string(&results).with_context(|| format!("cannot read {}", results.display()))?;
+            if check {
+                let problems = table::problems(&text);
+                for p in &problems {
+                    eprintln!("rolegate-loadgen: {p}");
+                }
+                return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
             print!("{}", table::render(&text));
         }
     }
