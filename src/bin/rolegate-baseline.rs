@@ -47,7 +47,7 @@ impl Authorizer for Constant {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_target(false).init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_target(false).init();
     match serve(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -243,7 +243,7 @@ async fn closed_loop(plan: &Plan, channels: &[Channel], measure: Instant, end: I
                 i += 1;
                 if t0 >= measure {
                     seen += 1;
-                    stats.record(t1 - t0, &result, plan.answer, seen % plan.inspect_every.max(1) == 0);
+                    stats.record(t1 - t0, &result, plan.answer, seen.is_multiple_of(plan.inspect_every.max(1)));
                 }
             }
             stats
@@ -298,15 +298,15 @@ async fn open_loop(
         let c = i % channels.len();
         let (channel, shard, path) = (channels[c].clone(), shards[c].clone(), plan.path.clone());
         let body = plan.bodies[i % plan.bodies.len()].clone();
-        let (answer, read) = (plan.answer, (i as u64) % plan.inspect_every.max(1) == 0);
+        let (answer, read) = (plan.answer, (i as u64).is_multiple_of(plan.inspect_every.max(1)));
         i += 1;
         tokio::spawn(async move {
             let result = call(channel, path, body).await;
             let latency = due.elapsed();
-            if due >= measure {
-                if let Ok(mut s) = shard.lock() {
-                    s.record(latency, &result, answer, read);
-                }
+            if due >= measure
+                && let Ok(mut s) = shard.lock()
+            {
+                s.record(latency, &result, answer, read);
             }
             drop(permit);
         });
