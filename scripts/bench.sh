@@ -155,6 +155,32 @@ for ((r = 0; r < REPEATS; r++)); do
   done
 done
 
+# --- CheckBatch on all cores ----------------------------------------------------------------------
+# The batch target is stated for the whole machine: a second rolegate and empty server, unpinned,
+# with the load generator sharing the same cores.
+echo "bench: CheckBatch on all $NPROC cores"
+ALL_CPUS="0-$((NPROC - 1))"
+taskset -c "$ALL_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 >"$RUN/rolegate-all.log" 2>&1 &
+ROLEGATE_ALL_PID=$!
+PIDS+=("$ROLEGATE_ALL_PID")
+taskset -c "$ALL_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/baseline-all.log" 2>&1 &
+BASELINE_ALL_PID=$!
+PIDS+=("$BASELINE_ALL_PID")
+ALL_ADDR_rolegate="$(listening "$RUN/rolegate-all.log" "$ROLEGATE_ALL_PID")"
+ALL_ADDR_baseline="$(listening "$RUN/baseline-all.log" "$BASELINE_ALL_PID")"
+for ((r = 0; r < REPEATS; r++)); do
+  for workload in batch10 batch100; do
+    for target in rolegate baseline; do
+      addr="ALL_ADDR_$target"
+      taskset -c "$ALL_CPUS" "$LOADGEN" run --addr "${!addr}" --target "$target" --workload "$workload" "${DESK_ARGS[@]}" \
+        --repeat "$r" --phase allcores --duration "$DURATION" --warmup "$WARMUP" >>"$RESULTS" 2>"$RUN/last-run.txt" \
+        || { cat "$RUN/last-run.txt" >&2; die "$target $workload on all cores: the load generator failed"; }
+      sed 's/^/  /' "$RUN/last-run.txt"
+    done
+  done
+done
+kill "$ROLEGATE_ALL_PID" "$BASELINE_ALL_PID"
+
 # --- reload under load --------------------------------------------------------------------------
 # Rewrites the tenant every 100 ms (alternating two variants that differ only in a comment and the
 # description), by rename as an editor or a ConfigMap update does; stops by itself.

@@ -119,6 +119,11 @@ pub fn problems(results: &str) -> Vec<String> {
         .iter()
         .flat_map(|t| WORKLOADS.iter().flat_map(move |w| [(*t, *w, "max", "steady"), (*t, *w, "rate", "steady")]))
         .chain([("rolegate", "check", "rate", "reload")])
+        .chain(
+            WORKLOADS[1..]
+                .iter()
+                .flat_map(|w| [("rolegate", *w, "max", "allcores"), ("baseline", *w, "max", "allcores")]),
+        )
     {
         if lines.runs(t, w, mode, phase).next().is_none() {
             out.push(format!("no {phase} {mode} run of {t} {w}"));
@@ -210,6 +215,21 @@ pub fn render(results: &str) -> String {
         );
     }
     // The control runs of the reload phase, right before each reloading run, at the same rate.
+    for w in &WORKLOADS[1..] {
+        let (r, b) = (
+            lines.med("rolegate", w, "max", "allcores", |v| v["decisions_per_s"].as_f64()),
+            lines.med("baseline", w, "max", "allcores", |v| v["decisions_per_s"].as_f64()),
+        );
+        if r.is_some() {
+            let _ = writeln!(
+                o,
+                "- {w} on all cores (servers unpinned, load generator sharing the cores): rolegate {} decisions/s, empty server {} ({})",
+                num(r),
+                num(b),
+                ratio(r, b).map_or("–".into(), |x| format!("{:.0}%", 100.0 * x))
+            );
+        }
+    }
     let steady = lines.p("rolegate", "check", "steady-reload", "p99").or(lines.p("rolegate", "check", "steady", "p99"));
     let reload = lines.p("rolegate", "check", "reload", "p99");
     if let Some(rl) = lines.runs("rolegate", "check", "rate", "reload").last() {
@@ -249,13 +269,22 @@ pub fn render(results: &str) -> String {
         lines.p("baseline", "check", "steady", "p99"),
         lines.p("cerbos", "check", "steady", "p99"),
     );
-    let batch = WORKLOADS[1..].iter().filter_map(|w| lines.max_rate("rolegate", w)).reduce(f64::max);
+    let batch = WORKLOADS[1..]
+        .iter()
+        .flat_map(|w| {
+            [
+                lines.max_rate("rolegate", w),
+                lines.med("rolegate", w, "max", "allcores", |v| v["decisions_per_s"].as_f64()),
+            ]
+        })
+        .flatten()
+        .reduce(f64::max);
     let targets = [
         ("rolegate ≥ 90% of the empty server's max Check throughput", ratio(r, b).map(|x| x >= 0.9)),
         ("rolegate p99 at the moderate rate ≤ 1.5× the empty server's", ratio(pr, pb).map(|x| x <= 1.5)),
         ("rolegate ≥ 10× Cerbos' Check throughput", ratio(r, c).map(|x| x >= 10.0)),
         ("rolegate p99 ≤ 1/10 of Cerbos' p99 at the same rate", ratio(pr, pc).map(|x| x <= 0.1)),
-        ("CheckBatch ≥ 1,000,000 decisions/s", batch.map(|x| x >= 1_000_000.0)),
+        ("CheckBatch ≥ 1,000,000 decisions/s on the whole machine", batch.map(|x| x >= 1_000_000.0)),
         ("p99 while reloading every 100 ms ≤ 2× steady", ratio(reload, steady).map(|x| x <= 2.0)),
     ];
     for (what, ok) in targets {
