@@ -152,5 +152,25 @@ fn bench_compile(c: &mut Criterion) {
     drop(tenant);
 }
 
-criterion_group!(benches, bench_decide, bench_compile);
+fn bench_cache(c: &mut Criterion) {
+    use rolegate::cache::{CacheConfig, DecisionCache, Key};
+    let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+    let mut one = Snapshot::default();
+    one.insert(Arc::new(compile("desk", 10_000)));
+    let cache =
+        DecisionCache::new(CacheConfig { capacity: 100_000, ttl: std::time::Duration::from_secs(60) }, || ()).unwrap();
+    let mut g = c.benchmark_group("cache");
+    for (name, request) in cases("desk") {
+        let q = request.query();
+        let d = Arc::new(decide(&one, &q, now).unwrap());
+        cache.insert(Key::new(&q, 1), d, now);
+        g.bench_function(format!("evaluate/{name}"), |b| b.iter(|| decide(black_box(&one), black_box(&q), now)));
+        g.bench_function(format!("hit/{name}"), |b| b.iter(|| cache.get(&Key::new(black_box(&q), 1), now)));
+    }
+    let q = cases("desk").remove(0).1;
+    g.bench_function("miss", |b| b.iter(|| cache.get(&Key::new(black_box(&q.query()), 2), now)));
+    g.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_compile, bench_cache);
 criterion_main!(benches);

@@ -29,7 +29,14 @@ impl Key {
     pub fn new(query: &Query<'_>, revision: u64) -> Self {
         let mut b = Vec::with_capacity(128);
         b.extend_from_slice(&revision.to_le_bytes());
-        for s in [query.tenant, query.principal, query.action, &query.resource.kind, &query.resource.id, &query.resource.unit] {
+        for s in [
+            query.tenant,
+            query.principal,
+            query.action,
+            &query.resource.kind,
+            &query.resource.id,
+            &query.resource.unit,
+        ] {
             put_str(&mut b, s);
         }
         put_attrs(&mut b, &query.resource.attrs);
@@ -105,10 +112,19 @@ impl std::fmt::Debug for DecisionCache {
 }
 
 impl DecisionCache {
-    /// A cache, or `None` when the configuration turns it off.
-    pub fn new(cfg: CacheConfig) -> Option<Self> {
+    /// A cache, or `None` when the configuration turns it off. `on_evict` runs for every entry
+    /// that leaves the cache other than by replacement.
+    pub fn new(cfg: CacheConfig, on_evict: impl Fn() + Send + Sync + 'static) -> Option<Self> {
         (cfg.capacity > 0 && !cfg.ttl.is_zero()).then(|| DecisionCache {
-            inner: Cache::builder().max_capacity(cfg.capacity).expire_after(ExpireAtDeadline).build(),
+            inner: Cache::builder()
+                .max_capacity(cfg.capacity)
+                .expire_after(ExpireAtDeadline)
+                .eviction_listener(move |_, _, cause| {
+                    if cause.was_evicted() {
+                        on_evict();
+                    }
+                })
+                .build(),
             ttl: cfg.ttl,
         })
     }
@@ -180,7 +196,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_not_served_at_or_after_valid_until() {
-        let cache = DecisionCache::new(CacheConfig { capacity: 10, ttl: Duration::from_secs(60) }).unwrap();
+        let cache = DecisionCache::new(CacheConfig { capacity: 10, ttl: Duration::from_secs(60) }, || ()).unwrap();
         let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
         let mut d = Decision::deny(Reason::NoGrant);
         d.valid_until = Some("2026-11-26T10:00:05Z".parse().unwrap());

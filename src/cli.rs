@@ -215,11 +215,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn init_logging() {
-    let level = std::env::var("ROLEGATE_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).try_init();
-}
-
 fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
     let cfg = match raw.resolve() {
         Ok(cfg) => cfg,
@@ -230,8 +225,22 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    init_logging();
-    runtime()?.block_on(crate::server::run(cfg, crate::server::shutdown_signal()))?;
+    runtime()?.block_on(async move {
+        use crate::telemetry::{DecisionLog, Metrics, Telemetry};
+        let metrics = std::sync::Arc::new(Metrics::default());
+        let guard = crate::telemetry::init(metrics.clone());
+        let decision_log = match cfg.decision_log.clone() {
+            Some(target) => Some(
+                DecisionLog::start(target, cfg.decision_log_queue, cfg.decision_log_allow_rate, metrics.clone())
+                    .context("cannot open the decision log")?,
+            ),
+            None => None,
+        };
+        let telemetry = std::sync::Arc::new(Telemetry { metrics, decision_log });
+        let served = crate::server::run(cfg, telemetry, crate::server::shutdown_signal()).await;
+        guard.shutdown().await;
+        served
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,3 +13,4 @@ pub mod source;
 pub mod store;
 pub mod suggest;
 pub mod suite;
+pub mod telemetry;

@@ -9,6 +9,7 @@ pub mod convert;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -20,13 +21,18 @@ use crate::api::authorizer_server::AuthorizerServer;
 use crate::cache::DecisionCache;
 use crate::source::watch::{self as dirwatch, WatchConfig};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 pub use authorizer::Authorizer;
 pub use config::{Listen, ServeConfig};
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight calls and returns.
-pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: ServeConfig,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let store = Arc::new(Store::default());
-    let metrics = Arc::new(admin::Metrics::default());
+    let metrics = telemetry.metrics.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
@@ -50,7 +56,16 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
         });
     }
 
-    let authorizer = Authorizer::new(store.clone(), DecisionCache::new(cfg.cache), cfg.limits, cfg.min_revision_wait);
+    let evictions = metrics.clone();
+    let cache = DecisionCache::new(cfg.cache, move || {
+        evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
+    });
+    let authorizer = Authorizer::new(store.clone(), cache, cfg.limits, cfg.min_revision_wait)
+        .with_now_header(cfg.allow_now_header)
+        .with_telemetry(telemetry.clone());
+    if cfg.allow_now_header {
+        tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
+    }
     let authorizer = AuthorizerServer::new(authorizer)
         .max_decoding_message_size(cfg.limits.max_message_bytes)
         .max_encoding_message_size(cfg.limits.max_message_bytes);
@@ -62,7 +77,14 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
     let router = || {
+        let shed_metrics = metrics.clone();
         let shed = tower::ServiceBuilder::new()
+            .map_err(move |e: tower::BoxError| {
+                if e.is::<tower::load_shed::error::Overloaded>() {
+                    shed_metrics.shed.fetch_add(1, Ordering::Relaxed);
+                }
+                e
+            })
             .load_shed()
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrency));
         Server::builder()
@@ -82,7 +104,8 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
     for listen in &cfg.listen {
         match listen {
             Listen::Tcp(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let listener =
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
                 tracing::info!("listening on {local}");
                 let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -90,7 +113,8 @@ pub async fn run(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow
             }
             Listen::Unix(path) => {
                 let _ = std::fs::remove_file(path);
-                let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                let listener = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
                 // Group-writable, so a host container sharing the pod's fsGroup can connect.
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;

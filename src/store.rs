@@ -2,6 +2,7 @@
 //! a `Check` loads one pointer. Writers publish a new snapshot and wake `min_revision` waiters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -34,11 +35,13 @@ pub enum NotReady {
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     published: watch::Sender<u64>,
+    /// Milliseconds since the epoch of the last publish; 0 before the first.
+    published_at: AtomicU64,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Store { current: ArcSwapOption::empty(), published: watch::channel(0).0 }
+        Store { current: ArcSwapOption::empty(), published: watch::channel(0).0, published_at: AtomicU64::new(0) }
     }
 }
 
@@ -52,6 +55,8 @@ impl Store {
     /// Publishes a snapshot and wakes waiters.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
+        let now = jiff::Timestamp::now().as_millisecond().max(1) as u64;
+        self.published_at.store(now, Ordering::Relaxed);
         self.published.send_modify(|generation| *generation += 1);
     }
 
@@ -67,6 +72,13 @@ impl Store {
     /// A receiver that changes on every publish.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.published.subscribe()
+    }
+
+    /// Time since the last publish, `None` before the first.
+    pub fn age(&self) -> Option<Duration> {
+        let at = self.published_at.load(Ordering::Relaxed);
+        let now = jiff::Timestamp::now().as_millisecond().max(0) as u64;
+        (at > 0).then(|| Duration::from_millis(now.saturating_sub(at)))
     }
 
     /// True once a snapshot has been published.

@@ -130,19 +130,20 @@ impl<'d> Cx<'d> {
     /// Expands an action pattern (`*`, `kind.*`, `*.verb`, `kind.verb`) into `set`.
     fn pattern(&mut self, pat: &Spanned<String>, path: &str, is_tpl: bool, set: &mut BitSet) {
         let p = pat.value.as_str();
-        let before = set.clone();
         if p == "*" {
             (0..self.action_names.len() as u32).for_each(|a| set.insert(a));
             return;
         }
         match p.split_once('.') {
             Some(("*", verb)) => {
+                let mut found = false;
                 for (i, name) in self.action_names.iter().enumerate() {
                     if name.split_once('.').is_some_and(|(_, v)| v == verb) {
                         set.insert(i as u32);
+                        found = true;
                     }
                 }
-                if *set == before && !self.action_names.iter().any(|n| n.ends_with(&format!(".{verb}"))) {
+                if !found {
                     let msg = format!("no kind of the schema has the verb `{verb}` in `{p}`");
                     self.report(is_tpl).error(pat.at, path, msg);
                 }

@@ -2,71 +2,12 @@
 //! (Prometheus text). A deliberately tiny HTTP/1.1 responder: three fixed GET routes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::source::dir::ReloadReport;
 use crate::store::Store;
-
-/// Counters exposed on `/metrics`. Labels are bounded: never a tenant or member id.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-    tenants_failed: AtomicU64,
-    last_reload_unix: AtomicU64,
-}
-
-impl Metrics {
-    /// Records one reload and logs its errors with file, line and key.
-    pub fn record_reload(&self, report: &ReloadReport) {
-        for d in &report.errors {
-            tracing::error!(rolegate.source = "dir", "{d}");
-        }
-        if let Some(e) = &report.unreadable {
-            tracing::error!(rolegate.source = "dir", "{e}");
-        }
-        for (tenant, revision) in &report.applied {
-            tracing::info!(rolegate.tenant = %tenant, rolegate.revision = revision, "tenant loaded");
-        }
-        for tenant in &report.failed {
-            tracing::warn!(rolegate.tenant = %tenant, "tenant failed to load; keeping its last good snapshot");
-        }
-        for tenant in &report.removed {
-            tracing::info!(rolegate.tenant = %tenant, "tenant removed");
-        }
-        let failed = report.unreadable.is_some() || !report.failed.is_empty() || !report.errors.is_empty();
-        let counter = if failed { &self.reloads_failed } else { &self.reloads_ok };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.tenants_failed.fetch_add(report.failed.len() as u64, Ordering::Relaxed);
-        let now = jiff::Timestamp::now().as_second().max(0) as u64;
-        self.last_reload_unix.store(now, Ordering::Relaxed);
-    }
-
-    fn render(&self, store: &Store) -> String {
-        let tenants = store.load().map_or(0, |s| s.len());
-        let ready = u8::from(store.is_loaded());
-        format!(
-            "# TYPE rolegate_reloads_total counter\n\
-             rolegate_reloads_total{{source=\"dir\",result=\"ok\"}} {}\n\
-             rolegate_reloads_total{{source=\"dir\",result=\"failed\"}} {}\n\
-             # TYPE rolegate_tenant_load_failures_total counter\n\
-             rolegate_tenant_load_failures_total{{source=\"dir\"}} {}\n\
-             # TYPE rolegate_last_reload_timestamp_seconds gauge\n\
-             rolegate_last_reload_timestamp_seconds{{source=\"dir\"}} {}\n\
-             # TYPE rolegate_tenants gauge\n\
-             rolegate_tenants {tenants}\n\
-             # TYPE rolegate_ready gauge\n\
-             rolegate_ready {ready}\n",
-            self.reloads_ok.load(Ordering::Relaxed),
-            self.reloads_failed.load(Ordering::Relaxed),
-            self.tenants_failed.load(Ordering::Relaxed),
-            self.last_reload_unix.load(Ordering::Relaxed),
-        )
-    }
-}
+use crate::telemetry::Metrics;
 
 /// Serves the admin routes until the process exits.
 pub async fn serve(listener: TcpListener, store: Arc<Store>, metrics: Arc<Metrics>) {

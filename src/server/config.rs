@@ -40,6 +40,14 @@ pub struct ServeConfig {
     pub reload_debounce: Duration,
     /// Rescan interval.
     pub reload_poll: Duration,
+    /// Honour the `rolegate-now` request header.
+    pub allow_now_header: bool,
+    /// Where decisions are logged; `None` is off.
+    pub decision_log: Option<crate::telemetry::LogTarget>,
+    /// Share of plain allows logged, in [0, 1]; denies and alerts are always logged.
+    pub decision_log_allow_rate: f64,
+    /// Lines queued for the log writer before new ones are dropped.
+    pub decision_log_queue: usize,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -78,11 +86,35 @@ pub struct RawServe {
     /// Rescan the policy directory at least this often [default: 30s].
     #[arg(long, env = "ROLEGATE_RELOAD_POLL")]
     pub reload_poll: Option<String>,
+    /// Let callers set the decision instant with the `rolegate-now` header (simulations and
+    /// tests; never in production).
+    #[arg(long, env = "ROLEGATE_ALLOW_NOW_HEADER")]
+    pub allow_now_header: bool,
+    /// Decision log: `stdout`, `off` or a file path [default: stdout].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG")]
+    pub decision_log: Option<String>,
+    /// Share of allows logged, 0 to 1; denies and alerts are always logged [default: 0].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG_ALLOW_RATE")]
+    pub decision_log_allow_rate: Option<String>,
+    /// Decision-log lines queued before new ones are dropped [default: 8192].
+    #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
+    pub decision_log_queue: Option<String>,
 }
 
 const FILE_KEYS: &[&str] = &[
-    "policies", "listen", "admin_listen", "min_revision_wait", "cache_capacity", "cache_ttl", "max_concurrency",
-    "request_timeout", "reload_debounce", "reload_poll",
+    "policies",
+    "listen",
+    "admin_listen",
+    "min_revision_wait",
+    "cache_capacity",
+    "cache_ttl",
+    "max_concurrency",
+    "request_timeout",
+    "reload_debounce",
+    "reload_poll",
+    "decision_log",
+    "decision_log_allow_rate",
+    "decision_log_queue",
 ];
 
 /// Parses `100ms`, `5s`, `2m`.
@@ -124,7 +156,9 @@ fn read_file(path: &PathBuf, errors: &mut Vec<String>) -> HashMap<String, Vec<St
         }
         let values = match v {
             marked_yaml::Node::Scalar(s) => vec![s.as_str().to_owned()],
-            marked_yaml::Node::Sequence(seq) => seq.iter().filter_map(|n| n.as_scalar().map(|s| s.as_str().to_owned())).collect(),
+            marked_yaml::Node::Sequence(seq) => {
+                seq.iter().filter_map(|n| n.as_scalar().map(|s| s.as_str().to_owned())).collect()
+            }
             marked_yaml::Node::Mapping(_) => {
                 errors.push(format!("{}:{line}: `{}` must be a value", path.display(), k.as_str()));
                 continue;
@@ -140,7 +174,8 @@ impl RawServe {
     pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
         let mut errors = Vec::new();
         let file = self.config.as_ref().map(|p| read_file(p, &mut errors)).unwrap_or_default();
-        let pick = |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).and_then(|v| v.first().cloned()));
+        let pick =
+            |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).and_then(|v| v.first().cloned()));
         let mut parse_dur = |flag: &Option<String>, key: &str, default: Duration| match pick(flag, key) {
             None => default,
             Some(s) => duration(&s).unwrap_or_else(|| {
@@ -164,25 +199,48 @@ impl RawServe {
             },
         };
         let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity", 0, 0);
+        let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue", 8192, 1) as usize;
         let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency", 4096, 1) as usize;
         let policies = pick(&self.policies, "policies");
         if policies.is_none() {
             errors.push("policies: required (--policies DIR or ROLEGATE_POLICIES)".to_owned());
         }
-        let raw_listen = if self.listen.is_empty() { file.get("listen").cloned().unwrap_or_default() } else { self.listen.clone() };
+        let raw_listen =
+            if self.listen.is_empty() { file.get("listen").cloned().unwrap_or_default() } else { self.listen.clone() };
         let raw_listen = if raw_listen.is_empty() { vec!["127.0.0.1:50051".to_owned()] } else { raw_listen };
         let mut listen = Vec::new();
         for l in raw_listen {
             match l.strip_prefix("unix:") {
                 Some("") => errors.push("listen: `unix:` needs a path".to_owned()),
                 Some(p) => listen.push(Listen::Unix(PathBuf::from(p))),
-                None if l.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => listen.push(Listen::Tcp(l)),
+                None if l.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
+                    listen.push(Listen::Tcp(l))
+                }
                 None => errors.push(format!("listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)")),
             }
         }
         let admin_listen = pick(&self.admin_listen, "admin_listen");
-        if let Some(a) = admin_listen.as_deref().filter(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err())) {
+        let log_target = pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
+        let decision_log = crate::telemetry::LogTarget::parse(&log_target);
+        let decision_log_allow_rate = match pick(&self.decision_log_allow_rate, "decision_log_allow_rate") {
+            None => 0.0,
+            Some(s) => match s.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    errors.push(format!("decision_log_allow_rate: invalid rate `{s}` (a number from 0 to 1)"));
+                    0.0
+                }
+            },
+        };
+        if let Some(a) =
+            admin_listen.as_deref().filter(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+        {
             errors.push(format!("admin_listen: invalid address `{a}` (expected `host:port`)"));
+        }
+        if min_revision_wait >= request_timeout {
+            errors.push(format!(
+                "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -198,6 +256,10 @@ impl RawServe {
             request_timeout,
             reload_debounce,
             reload_poll,
+            allow_now_header: self.allow_now_header,
+            decision_log,
+            decision_log_allow_rate,
+            decision_log_queue,
         })
     }
 }
@@ -226,7 +288,11 @@ mod tests {
     fn flags_beat_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rolegate.yaml");
-        std::fs::write(&file, "policies: /etc/p\nmin_revision_wait: 250ms\nlisten: [unix:/tmp/x.sock, \"127.0.0.1:7000\"]\n").unwrap();
+        std::fs::write(
+            &file,
+            "policies: /etc/p\nmin_revision_wait: 250ms\nlisten: [unix:/tmp/x.sock, \"127.0.0.1:7000\"]\n",
+        )
+        .unwrap();
         let raw = RawServe { config: Some(file), min_revision_wait: Some("50ms".into()), ..RawServe::default() };
         let cfg = raw.resolve().unwrap();
         assert_eq!(cfg.min_revision_wait, Duration::from_millis(50));

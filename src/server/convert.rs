@@ -22,7 +22,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_batch_items: 1000, max_attrs: 64, max_list_len: 256, max_string_bytes: 1024, max_message_bytes: 4 << 20 }
+        Limits {
+            max_batch_items: 1000,
+            max_attrs: 64,
+            max_list_len: 256,
+            max_string_bytes: 1024,
+            max_message_bytes: 4 << 20,
+        }
     }
 }
 
@@ -72,7 +78,10 @@ impl Limits {
         let Some(api::Context { client_ip, attrs }) = c else { return Ok(Context::default()) };
         let client_ip = match client_ip.as_str() {
             "" => None,
-            ip => Some(ip.parse().map_err(|_| invalid(format!("{field}.client_ip"), format!("`{ip}` is not an IP address")))?),
+            ip => Some(
+                ip.parse()
+                    .map_err(|_| invalid(format!("{field}.client_ip"), format!("`{ip}` is not an IP address")))?,
+            ),
         };
         Ok(Context { client_ip, attrs: self.attrs(&format!("{field}.attrs"), attrs)? })
     }
@@ -102,7 +111,10 @@ impl Limits {
                 Some(Kind::Number(_)) => return Err(invalid(f, "number must be finite")),
                 Some(Kind::List(api::StringList { values })) => {
                     if values.len() > self.max_list_len {
-                        return Err(invalid(f, format!("list has {} values, the limit is {}", values.len(), self.max_list_len)));
+                        return Err(invalid(
+                            f,
+                            format!("list has {} values, the limit is {}", values.len(), self.max_list_len),
+                        ));
                     }
                     for v in &values {
                         self.string(&f, v)?;
@@ -138,7 +150,9 @@ pub fn decision(d: &Decision) -> api::Decision {
         mask: d.mask.iter().map(|m| m.to_string()).collect(),
         review: d.review,
         requestable: d.requestable,
-        valid_until: d.valid_until.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        valid_until: d
+            .valid_until
+            .map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
         alert: d.alert,
         message: d.message.as_deref().unwrap_or_default().to_owned(),
     }

@@ -53,7 +53,13 @@ impl DirSource {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         // Seconds since the epoch: grows across restarts, leaves room for many changes a second.
         let base_revision = (Timestamp::now().as_second().max(0) as u64) * 1000;
-        DirSource { root: root.into(), files: HashMap::new(), compiled: HashMap::new(), owners: HashMap::new(), base_revision }
+        DirSource {
+            root: root.into(),
+            files: HashMap::new(),
+            compiled: HashMap::new(),
+            owners: HashMap::new(),
+            base_revision,
+        }
     }
 
     /// The directory read.
@@ -113,7 +119,12 @@ impl DirSource {
         }
         self.owners = parsed
             .iter()
-            .filter_map(|p| p.doc.as_ref().filter(|_| p.file.template.is_none()).map(|d| (p.file.path.clone(), d.name.value.clone())))
+            .filter_map(|p| {
+                p.doc
+                    .as_ref()
+                    .filter(|_| p.file.template.is_none())
+                    .map(|d| (p.file.path.clone(), d.name.value.clone()))
+            })
             .collect();
         if !fresh.is_empty() || !removed.is_empty() || !store.is_loaded() {
             store.update(|snapshot| {
@@ -148,7 +159,8 @@ impl DirSource {
 
     fn inputs_hash(&self, doc: &Path, template: Option<&str>, parsed: &[Parsed]) -> u64 {
         let hash_of = |p: &Path| self.files.get(p).map(|(h, _)| *h);
-        let tpl_path = template.and_then(|t| parsed.iter().find(|p| p.file.template.as_deref() == Some(t)).map(|p| p.file.path.as_path()));
+        let tpl_path = template
+            .and_then(|t| parsed.iter().find(|p| p.file.template.as_deref() == Some(t)).map(|p| p.file.path.as_path()));
         let mut h = DefaultHasher::new();
         hash_of(doc).hash(&mut h);
         tpl_path.map(hash_of).hash(&mut h);

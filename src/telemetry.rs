@@ -1,0 +1,44 @@
+//! Telemetry for SREs: OpenTelemetry traces (`otel`), Prometheus metrics (`metrics`) and the
+//! decision log (`decision_log`). All of it is bounded and non-blocking: telemetry drops and
+//! counts rather than slow a `Check`.
+
+pub mod decision_log;
+pub mod metrics;
+pub mod otel;
+
+use std::sync::Arc;
+
+pub use decision_log::{DecisionLog, LogTarget};
+pub use metrics::Metrics;
+
+/// Span target of RPC spans: only the OpenTelemetry layer listens to it, so with tracing off the
+/// spans are disabled at their call site and cost nothing.
+pub const RPC_TARGET: &str = "rolegate::rpc";
+
+/// What the server records about each call.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Where decisions are logged, if anywhere.
+    pub decision_log: Option<DecisionLog>,
+}
+
+/// Sets up logging to stderr (level from `ROLEGATE_LOG`) and, when the standard `OTEL_*`
+/// variables name an endpoint, trace export. Call inside the tokio runtime. The returned guard
+/// flushes spans when dropped.
+pub fn init(metrics: Arc<Metrics>) -> otel::Guard {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let level = std::env::var("ROLEGATE_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::INFO);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(move |m| m.target() != RPC_TARGET && *m.level() <= level));
+    let (otel_layer, guard) = otel::layer(metrics);
+    let rpc_only = tracing_subscriber::filter::filter_fn(|m| m.target() == RPC_TARGET);
+    let _ = tracing_subscriber::registry().with(fmt).with(otel_layer.map(|l| l.with_filter(rpc_only))).try_init();
+    guard
+}

@@ -1,0 +1,130 @@
+//! The decision log: one JSON line per decision — every deny and every alert, allows sampled at a
+//! configured rate. Lines go through a bounded queue to a writer thread; a full queue drops the
+//! line and counts it, so logging never blocks a decision.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+
+use super::Metrics;
+use crate::engine::{Decision, Query};
+
+/// Where lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// Append to a file.
+    File(PathBuf),
+}
+
+impl LogTarget {
+    /// Parses `stdout`, `off` (None) or a path.
+    pub fn parse(s: &str) -> Option<LogTarget> {
+        match s {
+            "off" | "" => None,
+            "stdout" | "-" => Some(LogTarget::Stdout),
+            path => Some(LogTarget::File(PathBuf::from(path))),
+        }
+    }
+}
+
+/// A handle to the decision log.
+#[derive(Clone, Debug)]
+pub struct DecisionLog {
+    tx: SyncSender<String>,
+    /// Probability of logging an allow that raised no alert, in [0, 1].
+    allow_rate: f64,
+    metrics: Arc<Metrics>,
+}
+
+/// One decision as it is logged.
+pub struct Entry<'a> {
+    /// The request.
+    pub query: &'a Query<'a>,
+    /// The answer.
+    pub decision: &'a Decision,
+    /// The tenant's revision it was decided on.
+    pub revision: u64,
+    /// The caller's trace id (from `traceparent`), if any.
+    pub trace_id: Option<&'a str>,
+}
+
+impl DecisionLog {
+    /// Starts the writer thread.
+    pub fn start(target: LogTarget, queue: usize, allow_rate: f64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let mut out: Box<dyn Write + Send> = match &target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        };
+        let (tx, rx) = mpsc::sync_channel::<String>(queue.max(1));
+        std::thread::Builder::new().name("rolegate-decision-log".into()).spawn(move || {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Ok(line) = rx.recv() {
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+                // Drain what is queued, then write it in one go.
+                while let Ok(line) = rx.try_recv() {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                let _ = out.write_all(&buf).and_then(|()| out.flush());
+                buf.clear();
+            }
+        })?;
+        Ok(DecisionLog { tx, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })
+    }
+
+    /// Logs the decision when the policy says so: every deny and alert, sampled allows.
+    pub fn record(&self, e: &Entry<'_>) {
+        let d = e.decision;
+        if d.allowed && !d.alert && !sampled(self.allow_rate) {
+            return;
+        }
+        let line = serde_json::json!({
+            "time": jiff::Timestamp::now().to_string(),
+            "severity": if d.alert { "alert" } else { "info" },
+            "trace_id": e.trace_id,
+            "tenant": e.query.tenant,
+            "principal": e.query.principal,
+            "action": e.query.action,
+            "resource": {"kind": e.query.resource.kind, "id": e.query.resource.id},
+            "allowed": d.allowed,
+            "reason": d.reason.as_str(),
+            "rule": d.rule.as_deref(),
+            "mask": d.mask.iter().map(|m| m.as_ref()).collect::<Vec<_>>(),
+            "revision": e.revision,
+        })
+        .to_string();
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn sampled(rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    if rate >= 1.0 {
+        return true;
+    }
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+                | 1;
+        }
+        // xorshift64: cheap and good enough to sample log lines.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < rate
+    })
+}

@@ -1,0 +1,179 @@
+//! OpenTelemetry trace export over OTLP/gRPC, configured by the standard `OTEL_*` variables and
+//! off unless an endpoint is set. Spans go through a bounded queue to one export task: a full
+//! queue drops the span and counts it, so exporting never blocks a call.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Subscriber;
+use tracing_subscriber::registry::LookupSpan;
+
+use super::Metrics;
+
+/// Spans waiting for export before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Spans per export call.
+const BATCH: usize = 512;
+
+enum Msg {
+    Span(Box<SpanData>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Keeps the exporter alive; [`Guard::shutdown`] flushes what is queued.
+#[derive(Debug, Default)]
+pub struct Guard {
+    inner: Option<(SdkTracerProvider, mpsc::Sender<Msg>)>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl Guard {
+    /// True when spans are exported.
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Exports every queued span (waiting at most two seconds).
+    pub async fn shutdown(self) {
+        if let Some((provider, tx)) = self.inner {
+            let (ack, done) = oneshot::channel();
+            if tx.send(Msg::Flush(ack)).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+            }
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BoundedProcessor {
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+}
+
+impl SpanProcessor for BoundedProcessor {
+    fn on_start(&self, _: &mut Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if self.tx.try_send(Msg::Span(Box::new(span))).is_err() {
+            self.metrics.spans_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn endpoint_configured() -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// The tracing layer that exports RPC spans, when an endpoint is configured.
+pub fn layer<S>(
+    metrics: Arc<Metrics>,
+) -> (Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>, Guard)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if !endpoint_configured() {
+        return (None, Guard::default());
+    }
+    let mut exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("warning: OpenTelemetry export is off: {e}");
+            return (None, Guard::default());
+        }
+    };
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name("rolegate");
+    }
+    let resource = resource.build();
+    exporter.set_resource(&resource);
+    let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
+    let export_metrics = metrics.clone();
+    tokio::spawn(async move {
+        let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH);
+        while let Some(first) = rx.recv().await {
+            let mut flush = None;
+            match first {
+                Msg::Span(s) => batch.push(*s),
+                Msg::Flush(ack) => flush = Some(ack),
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while flush.is_none() && batch.len() < BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Msg::Span(s))) => batch.push(*s),
+                    Ok(Some(Msg::Flush(ack))) => flush = Some(ack),
+                    _ => break,
+                }
+            }
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                if exporter.export(std::mem::take(&mut batch)).await.is_err() {
+                    export_metrics.spans_dropped.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            if let Some(ack) = flush {
+                let _ = ack.send(());
+            }
+        }
+    });
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(BoundedProcessor { tx: tx.clone(), metrics })
+        .build();
+    let tracer = provider.tracer("rolegate");
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+    (Some(layer), Guard { inner: Some((provider, tx)) })
+}
+
+struct Metadata<'a>(&'a tonic::metadata::MetadataMap);
+
+impl Extractor for Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The caller's W3C trace context (`traceparent`, `tracestate`) from gRPC metadata.
+pub fn parent(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&Metadata(metadata))
+}
+
+/// The trace id of a `traceparent` header, for the decision log (works with tracing off).
+pub fn trace_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let tp = metadata.get("traceparent")?.to_str().ok()?;
+    let id = tp.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32)).then(|| id.to_owned())
+}

@@ -1,0 +1,92 @@
+//! Runs the real `rolegate serve` binary on an ephemeral port and talks to it over gRPC.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rolegate::api::authorizer_client::AuthorizerClient;
+use tonic::transport::Channel;
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    /// The admin HTTP address, when `--admin-listen` was given.
+    pub admin: Option<String>,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the server on `dir` with extra flags and waits for its `listening on` lines.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolegate"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .arg("serve")
+            .arg("--policies")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--reload-debounce", "20ms", "--reload-poll", "200ms"])
+            .args(extra)
+            .env("ROLEGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rolegate serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let wants_admin = extra.contains(&"--admin-listen");
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || (wants_admin && admin.is_none()) {
+            let line = lines.recv_timeout(Duration::from_secs(20)).expect("server printed no listening line");
+            let Some(rest) = line.split("listening on ").nth(1).map(str::trim) else { continue };
+            if line.contains("admin listening") {
+                admin = Some(rest.to_owned());
+            } else if !rest.starts_with("unix:") {
+                addr = Some(rest.to_owned());
+            }
+        }
+        Server { child, addr: addr.unwrap_or_default(), admin, lines }
+    }
+
+    pub async fn client(&self) -> AuthorizerClient<Channel> {
+        AuthorizerClient::new(rolegate::cli::connect(&self.addr).await.expect("connect"))
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_sigterm(self.child.id());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not exit after SIGTERM");
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
