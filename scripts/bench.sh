@@ -90,15 +90,22 @@ POLICIES="$RUN/policies"
 cp "$POLICIES/meiqia-service-desk.yaml" "$RUN/variant-0.yaml"
 cp "$RUN/variant-1/meiqia-service-desk.yaml" "$RUN/variant-1.yaml"
 
-# A 20 ms debounce makes every rewrite of the reload phase (every 100 ms) a reload.
+# rolegate with its decision log off, as Cerbos runs with its audit log off; a 20 ms debounce makes
+# every rewrite of the reload phase (every 100 ms) a reload. A second rolegate keeps the default
+# decision log (every deny as a JSON line on stdout, here a file) to show what the log costs.
 taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 --reload-debounce 20ms \
-  >"$RUN/rolegate.log" 2>&1 &
+  --decision-log off >"$RUN/rolegate.log" 2>&1 &
 ROLEGATE_PID=$!
 PIDS+=("$ROLEGATE_PID")
+taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 \
+  >"$RUN/decision-log.jsonl" 2>"$RUN/rolegate-decision-log.log" &
+ROLEGATE_LOG_PID=$!
+PIDS+=("$ROLEGATE_LOG_PID")
 taskset -c "$SERVER_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/baseline.log" 2>&1 &
 BASELINE_PID=$!
 PIDS+=("$BASELINE_PID")
 ROLEGATE_ADDR="$(listening "$RUN/rolegate.log" "$ROLEGATE_PID")"
+ROLEGATE_LOG_ADDR="$(listening "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID")"
 BASELINE_ADDR="$(listening "$RUN/baseline.log" "$BASELINE_PID")"
 for _ in $(seq 100); do
   grep -q "serving" "$RUN/rolegate.log" && break
@@ -118,7 +125,7 @@ printf '{"kind":"machine","nproc":%s,"cpu":"%s","server_cpus":"%s","client_cpus"
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$QUICK" >"$RESULTS"
 
 # --- load ---------------------------------------------------------------------------------------
-addr_of() { case "$1" in rolegate) echo "$ROLEGATE_ADDR" ;; baseline) echo "$BASELINE_ADDR" ;; cerbos) echo "$CERBOS_ADDR" ;; esac; }
+addr_of() { case "$1" in rolegate) echo "$ROLEGATE_ADDR" ;; rolegate-decision-log) echo "$ROLEGATE_LOG_ADDR" ;; baseline) echo "$BASELINE_ADDR" ;; cerbos) echo "$CERBOS_ADDR" ;; esac; }
 rate_of() { case "$1" in check) echo "$RATE_CHECK" ;; batch10) echo "$RATE_BATCH10" ;; batch100) echo "$RATE_BATCH100" ;; esac; }
 
 # load TARGET WORKLOAD REPEAT PHASE [run flags...]: one run, its JSON line appended to the results.
@@ -139,15 +146,17 @@ for target in rolegate baseline cerbos; do
     load "$target" "$workload" 0 warmup --duration "$WARMUP" --warmup 0 >/dev/null
   done
 done
+load rolegate-decision-log check 0 warmup --duration "$WARMUP" --warmup 0 >/dev/null
 sed -i '/"phase":"warmup"/d' "$RESULTS"
 
-TARGETS=(rolegate baseline cerbos)
 for ((r = 0; r < REPEATS; r++)); do
   echo "bench: repetition $((r + 1))/$REPEATS"
   for workload in check batch10 batch100; do
+    TARGETS=(rolegate baseline cerbos)
+    [[ $workload == check ]] && TARGETS+=(rolegate-decision-log)
     # Rotate the order each repetition so no server always runs first (or right after Cerbos).
-    for i in 0 1 2; do
-      target="${TARGETS[$(((i + r) % 3))]}"
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+      target="${TARGETS[$(((i + r) % ${#TARGETS[@]}))]}"
       load "$target" "$workload" "$r" steady --duration "$DURATION" --warmup "$WARMUP"
       load "$target" "$workload" "$r" steady --duration "$DURATION" --warmup "$WARMUP" --rate "$(rate_of "$workload")" \
         --connections 2
@@ -227,8 +236,8 @@ h2 baseline /rolegate.v1.Authorizer/Check "$RUN/rolegate-check.bin"
 h2 cerbos /cerbos.svc.v1.CerbosService/CheckResources "$RUN/cerbos/check.frames.first"
 
 # --- memory -------------------------------------------------------------------------------------
-for target in rolegate baseline cerbos; do
-  case "$target" in rolegate) pid=$ROLEGATE_PID ;; baseline) pid=$BASELINE_PID ;; cerbos) pid=$CERBOS_PID ;; esac
+for target in rolegate rolegate-decision-log baseline cerbos; do
+  case "$target" in rolegate) pid=$ROLEGATE_PID ;; rolegate-decision-log) pid=$ROLEGATE_LOG_PID ;; baseline) pid=$BASELINE_PID ;; cerbos) pid=$CERBOS_PID ;; esac
   awk -v t="$target" '/^VmRSS/ { rss = $2 } /^VmHWM/ { hwm = $2 }
     END { printf "{\"kind\":\"rss\",\"target\":\"%s\",\"rss_kib\":%d,\"hwm_kib\":%d}\n", t, rss, hwm }' \
     "/proc/$pid/status" >>"$RESULTS"

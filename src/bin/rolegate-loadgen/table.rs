@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 const TARGETS: [&str; 3] = ["rolegate", "baseline", "cerbos"];
+/// Rows of the table: the targets, plus rolegate with its default decision log on.
+const ROWS: [&str; 4] = ["rolegate", "rolegate-decision-log", "baseline", "cerbos"];
 const WORKLOADS: [&str; 3] = ["check", "batch10", "batch100"];
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -119,6 +121,10 @@ pub fn problems(results: &str) -> Vec<String> {
         .iter()
         .flat_map(|t| WORKLOADS.iter().flat_map(move |w| [(*t, *w, "max", "steady"), (*t, *w, "rate", "steady")]))
         .chain([("rolegate", "check", "rate", "reload")])
+        .chain([
+            ("rolegate-decision-log", "check", "max", "steady"),
+            ("rolegate-decision-log", "check", "rate", "steady"),
+        ])
         .chain(
             WORKLOADS[1..]
                 .iter()
@@ -171,7 +177,7 @@ pub fn render(results: &str) -> String {
     o.push_str("| workload | server | max calls/s | max decisions/s | rate (calls/s) | p50 µs | p99 µs | p99.9 µs | peak RSS MiB | errors |\n");
     o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for w in WORKLOADS {
-        for t in TARGETS {
+        for t in ROWS {
             if lines.runs(t, w, "max", "steady").next().is_none() && lines.runs(t, w, "rate", "steady").next().is_none()
             {
                 continue;
@@ -215,6 +221,20 @@ pub fn render(results: &str) -> String {
         );
     }
     // The control runs of the reload phase, right before each reloading run, at the same rate.
+    let logged = lines.max_rate("rolegate-decision-log", "check");
+    if logged.is_some() {
+        let b = lines.max_rate("baseline", "check");
+        let _ = writeln!(
+            o,
+            "- check with rolegate's default decision log on (every deny a JSON line): rolegate/limit throughput {}, p99 {}",
+            ratio(logged, b).map_or("–".into(), |x| format!("{:.0}%", 100.0 * x)),
+            ratio(
+                lines.p("rolegate-decision-log", "check", "steady", "p99"),
+                lines.p("baseline", "check", "steady", "p99")
+            )
+            .map_or("–".into(), |x| format!("{x:.2}×"))
+        );
+    }
     for w in &WORKLOADS[1..] {
         let (r, b) = (
             lines.med("rolegate", w, "max", "allcores", |v| v["decisions_per_s"].as_f64()),
