@@ -84,6 +84,17 @@ listening() {
   die "no 'listening on' in $log"
 }
 
+# Waits until a rolegate has loaded its policies (it answers UNAVAILABLE before).
+serving() {
+  local log="$1" pid="$2"
+  for _ in $(seq 400); do
+    grep -q "snapshot loaded; serving" "$log" && return
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "rolegate exited: $log"; }
+    sleep 0.05
+  done
+  die "rolegate did not load its policies: $log"
+}
+
 POLICIES="$RUN/policies"
 "$LOADGEN" tenant "${DESK_ARGS[@]:0:2}" --out "$POLICIES" 2>/dev/null
 "$LOADGEN" tenant "${DESK_ARGS[@]:0:2}" --out "$RUN/variant-1" --variant 1 2>/dev/null
@@ -107,10 +118,8 @@ PIDS+=("$BASELINE_PID")
 ROLEGATE_ADDR="$(listening "$RUN/rolegate.log" "$ROLEGATE_PID")"
 ROLEGATE_LOG_ADDR="$(listening "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID")"
 BASELINE_ADDR="$(listening "$RUN/baseline.log" "$BASELINE_PID")"
-for _ in $(seq 100); do
-  grep -q "serving" "$RUN/rolegate.log" && break
-  sleep 0.05
-done
+serving "$RUN/rolegate.log" "$ROLEGATE_PID"
+serving "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID"
 cerbos_start
 PIDS+=("$CERBOS_PID")
 echo "bench: rolegate $ROLEGATE_ADDR, baseline $BASELINE_ADDR, cerbos $CERBOS_ADDR (servers on CPU $SERVER_CPUS)"
@@ -169,7 +178,8 @@ done
 # with the load generator sharing the same cores.
 echo "bench: CheckBatch on all $NPROC cores"
 ALL_CPUS="0-$((NPROC - 1))"
-taskset -c "$ALL_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 >"$RUN/rolegate-all.log" 2>&1 &
+taskset -c "$ALL_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 --decision-log off \
+  >"$RUN/rolegate-all.log" 2>&1 &
 ROLEGATE_ALL_PID=$!
 PIDS+=("$ROLEGATE_ALL_PID")
 taskset -c "$ALL_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/baseline-all.log" 2>&1 &
@@ -177,6 +187,7 @@ BASELINE_ALL_PID=$!
 PIDS+=("$BASELINE_ALL_PID")
 ALL_ADDR_rolegate="$(listening "$RUN/rolegate-all.log" "$ROLEGATE_ALL_PID")"
 ALL_ADDR_baseline="$(listening "$RUN/baseline-all.log" "$BASELINE_ALL_PID")"
+serving "$RUN/rolegate-all.log" "$ROLEGATE_ALL_PID"
 for ((r = 0; r < REPEATS; r++)); do
   for workload in batch10 batch100; do
     for target in rolegate baseline; do
