@@ -50,14 +50,21 @@ impl Server {
                 }
             }
         });
+        // Wait until every listener is bound and, unless the policy directory is missing on
+        // purpose, the first snapshot is loaded.
         let wants_admin = extra.contains(&"--admin-listen");
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || (wants_admin && admin.is_none()) {
-            let line = lines.recv_timeout(Duration::from_secs(20)).expect("server printed no listening line");
+        let wants_unix = extra.iter().any(|a| a.starts_with("unix:"));
+        let wants_ready = dir.exists();
+        let (mut addr, mut admin, mut unix, mut ready) = (None, None, false, false);
+        while addr.is_none() || (wants_admin && admin.is_none()) || (wants_unix && !unix) || (wants_ready && !ready) {
+            let line = lines.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+            ready |= line.contains("policy snapshot loaded");
             let Some(rest) = line.split("listening on ").nth(1).map(str::trim) else { continue };
             if line.contains("admin listening") {
                 admin = Some(rest.to_owned());
-            } else if !rest.starts_with("unix:") {
+            } else if rest.starts_with("unix:") {
+                unix = true;
+            } else {
                 addr = Some(rest.to_owned());
             }
         }
