@@ -23,3 +23,6 @@ cargo run --quiet --locked -- test examples
 echo "== Helm chart: render every values set and validate strictly, then prove the check can fail"
 scripts/chart-check.sh
 scripts/chart-check-selftest.sh
+
+echo "== server benchmark harness, quick mode: proves it works end to end, judges no timing"
+scripts/bench.sh --quick

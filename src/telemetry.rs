@@ -29,16 +29,18 @@ pub struct Telemetry {
 /// flushes spans when dropped.
 pub fn init(metrics: Arc<Metrics>) -> otel::Guard {
     use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let level = std::env::var("ROLEGATE_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::INFO);
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(move |m| m.target() != RPC_TARGET && *m.level() <= level));
+    // `Targets` filters give tracing a level hint per call site, so the debug events of h2,
+    // hyper and tonic, and the RPC spans when nothing exports them, are disabled once at their
+    // call site instead of being evaluated on every call.
+    let logs = Targets::new().with_default(level).with_target(RPC_TARGET, LevelFilter::OFF);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_filter(logs);
     let (otel_layer, guard) = otel::layer(metrics);
-    let rpc_only = tracing_subscriber::filter::filter_fn(|m| m.target() == RPC_TARGET);
+    let rpc_only = Targets::new().with_target(RPC_TARGET, tracing::Level::INFO);
     let _ = tracing_subscriber::registry().with(fmt).with(otel_layer.map(|l| l.with_filter(rpc_only))).try_init();
     guard
 }

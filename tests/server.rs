@@ -291,7 +291,11 @@ async fn concurrent_checks_during_repeated_reloads_see_no_error_and_no_stale_ans
             let mut seen: std::collections::HashMap<u64, bool> = Default::default();
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = c.check(reply("rep", 0)).await.expect("no error during reloads").into_inner();
+                let r = c
+                    .check(reply("rep", 0))
+                    .await
+                    .unwrap_or_else(|e| panic!("error during reloads: {e:?}"))
+                    .into_inner();
                 let allowed = r.decision.unwrap().allowed;
                 assert_eq!(
                     *seen.entry(r.revision).or_insert(allowed),

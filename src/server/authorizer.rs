@@ -154,7 +154,7 @@ impl Authorizer {
         let span = &call.span;
         span.record("rolegate.tenant", tenant.as_str());
         span.record("rolegate.action", action.as_str());
-        let resource = l.resource("resource", resource)?;
+        let resource = l.resource(&|| "resource".into(), resource)?;
         let context = l.context("context", context)?;
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
         let q =
@@ -189,8 +189,8 @@ impl Authorizer {
         let mut converted = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let api::BatchItem { action, resource } = item;
-            l.id(&format!("items[{i}].action"), &action)?;
-            converted.push((action, l.resource(&format!("items[{i}].resource"), resource)?));
+            l.check_id(&action).map_err(|m| Invalid { field: format!("items[{i}].action"), message: m })?;
+            converted.push((action, l.resource(&|| format!("items[{i}].resource"), resource)?));
         }
         // One snapshot for the whole batch.
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;

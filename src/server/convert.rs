@@ -47,30 +47,37 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 impl Limits {
-    fn string(&self, field: &str, s: &str) -> Result<(), Invalid> {
+    /// The problem with a string, if any: empty when required, or over the size limit.
+    fn check(&self, s: &str, required: bool) -> Result<(), String> {
+        if required && s.is_empty() {
+            return Err("must not be empty".into());
+        }
         if s.len() > self.max_string_bytes {
-            return Err(invalid(field, format!("is {} bytes, the limit is {}", s.len(), self.max_string_bytes)));
+            return Err(format!("is {} bytes, the limit is {}", s.len(), self.max_string_bytes));
         }
         Ok(())
     }
 
-    /// Checks a required id.
-    pub fn id(&self, field: &str, s: &str) -> Result<(), Invalid> {
-        if s.is_empty() {
-            return Err(invalid(field, "must not be empty"));
-        }
-        self.string(field, s)
+    /// The problem with a required id, if any.
+    pub fn check_id(&self, s: &str) -> Result<(), String> {
+        self.check(s, true)
     }
 
-    /// Converts a resource.
-    pub fn resource(&self, field: &str, r: Option<api::Resource>) -> Result<Resource, Invalid> {
+    /// Checks a required id.
+    pub fn id(&self, field: &str, s: &str) -> Result<(), Invalid> {
+        self.check(s, true).map_err(|m| invalid(field, m))
+    }
+
+    /// Converts a resource. `field` names it in errors; it is only built when one occurs, so a
+    /// valid request allocates no field names.
+    pub fn resource(&self, field: &dyn Fn() -> String, r: Option<api::Resource>) -> Result<Resource, Invalid> {
         let Some(api::Resource { kind, id, unit, attrs }) = r else {
-            return Err(invalid(field, "is required"));
+            return Err(invalid(field(), "is required"));
         };
-        self.id(&format!("{field}.kind"), &kind)?;
-        self.id(&format!("{field}.id"), &id)?;
-        self.string(&format!("{field}.unit"), &unit)?;
-        Ok(Resource { kind, id, unit, attrs: self.attrs(&format!("{field}.attrs"), attrs)? })
+        self.check(&kind, true).map_err(|m| invalid(format!("{}.kind", field()), m))?;
+        self.check(&id, true).map_err(|m| invalid(format!("{}.id", field()), m))?;
+        self.check(&unit, false).map_err(|m| invalid(format!("{}.unit", field()), m))?;
+        Ok(Resource { kind, id, unit, attrs: self.attrs(&|| format!("{}.attrs", field()), attrs)? })
     }
 
     /// Converts a context; the IP must parse when given.
@@ -83,41 +90,39 @@ impl Limits {
                     .map_err(|_| invalid(format!("{field}.client_ip"), format!("`{ip}` is not an IP address")))?,
             ),
         };
-        Ok(Context { client_ip, attrs: self.attrs(&format!("{field}.attrs"), attrs)? })
+        Ok(Context { client_ip, attrs: self.attrs(&|| format!("{field}.attrs"), attrs)? })
     }
 
-    fn attrs(&self, field: &str, attrs: HashMap<String, api::AttrValue>) -> Result<Attrs, Invalid> {
+    fn attrs(&self, field: &dyn Fn() -> String, attrs: HashMap<String, api::AttrValue>) -> Result<Attrs, Invalid> {
         if attrs.len() > self.max_attrs {
-            return Err(invalid(field, format!("has {} attributes, the limit is {}", attrs.len(), self.max_attrs)));
+            return Err(invalid(field(), format!("has {} attributes, the limit is {}", attrs.len(), self.max_attrs)));
         }
         let mut out = Vec::with_capacity(attrs.len());
         for (name, value) in attrs {
-            let f = format!("{field}[{name}]");
+            let f = || format!("{}[{name}]", field());
             if name.is_empty() {
-                return Err(invalid(field, "attribute names must not be empty"));
+                return Err(invalid(field(), "attribute names must not be empty"));
             }
-            self.string(&f, &name)?;
+            self.check(&name, false).map_err(|m| invalid(f(), m))?;
             let api::AttrValue { kind } = value;
             use api::attr_value::Kind;
             let v = match kind {
-                None => return Err(invalid(f, "value is not set")),
+                None => return Err(invalid(f(), "value is not set")),
                 Some(Kind::Text(t)) => {
-                    self.string(&f, &t)?;
+                    self.check(&t, false).map_err(|m| invalid(f(), m))?;
                     Value::Text(t)
                 }
                 Some(Kind::Int(i)) => Value::Int(i),
                 Some(Kind::Flag(b)) => Value::Flag(b),
                 Some(Kind::Number(n)) if n.is_finite() => Value::Number(n),
-                Some(Kind::Number(_)) => return Err(invalid(f, "number must be finite")),
+                Some(Kind::Number(_)) => return Err(invalid(f(), "number must be finite")),
                 Some(Kind::List(api::StringList { values })) => {
                     if values.len() > self.max_list_len {
-                        return Err(invalid(
-                            f,
-                            format!("list has {} values, the limit is {}", values.len(), self.max_list_len),
-                        ));
+                        let msg = format!("list has {} values, the limit is {}", values.len(), self.max_list_len);
+                        return Err(invalid(f(), msg));
                     }
                     for v in &values {
-                        self.string(&f, v)?;
+                        self.check(v, false).map_err(|m| invalid(f(), m))?;
                     }
                     Value::List(values)
                 }

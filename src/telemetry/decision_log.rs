@@ -83,25 +83,53 @@ impl DecisionLog {
         if d.allowed && !d.alert && !sampled(self.allow_rate) {
             return;
         }
-        let line = serde_json::json!({
-            "time": jiff::Timestamp::now().to_string(),
-            "severity": if d.alert { "alert" } else { "info" },
-            "trace_id": e.trace_id,
-            "tenant": e.query.tenant,
-            "principal": e.query.principal,
-            "action": e.query.action,
-            "resource": {"kind": e.query.resource.kind, "id": e.query.resource.id},
-            "allowed": d.allowed,
-            "reason": d.reason.as_str(),
-            "rule": d.rule.as_deref(),
-            "mask": d.mask.iter().map(|m| m.as_ref()).collect::<Vec<_>>(),
-            "revision": e.revision,
-        })
-        .to_string();
+        let line = Line {
+            time: jiff::Timestamp::now(),
+            severity: if d.alert { "alert" } else { "info" },
+            trace_id: e.trace_id,
+            tenant: e.query.tenant,
+            principal: e.query.principal,
+            action: e.query.action,
+            resource: LineResource { kind: &e.query.resource.kind, id: &e.query.resource.id },
+            allowed: d.allowed,
+            reason: d.reason.as_str(),
+            rule: d.rule.as_deref(),
+            mask: &d.mask,
+            revision: e.revision,
+        };
+        let Ok(line) = serde_json::to_string(&line) else { return };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
             self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One log line; serialised straight from borrowed fields.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(serialize_with = "rfc3339")]
+    time: jiff::Timestamp,
+    severity: &'static str,
+    trace_id: Option<&'a str>,
+    tenant: &'a str,
+    principal: &'a str,
+    action: &'a str,
+    resource: LineResource<'a>,
+    allowed: bool,
+    reason: &'static str,
+    rule: Option<&'a str>,
+    mask: &'a [Arc<str>],
+    revision: u64,
+}
+
+#[derive(serde::Serialize)]
+struct LineResource<'a> {
+    kind: &'a str,
+    id: &'a str,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
 }
 
 fn sampled(rate: f64) -> bool {

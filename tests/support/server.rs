@@ -25,17 +25,20 @@ impl Server {
 
     /// Like `start`, with extra environment variables.
     pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        // Unless the policy directory is missing on purpose, wait for the first snapshot.
+        let wants_ready = dir.exists();
         let dir = dir.to_str().expect("a UTF-8 path");
         let flags = ["--policies", dir, "--reload-debounce", "20ms", "--reload-poll", "200ms"];
-        Self::launch(&flags, extra, env)
+        Self::launch(&flags, extra, env, wants_ready)
     }
 
-    /// Starts the server on a PostgreSQL DSN with extra flags.
+    /// Starts the server on a PostgreSQL DSN with extra flags; it may not be ready yet (see
+    /// `ready`).
     pub fn start_postgres(dsn: &str, extra: &[&str]) -> Server {
-        Self::launch(&["--source", dsn], extra, &[])
+        Self::launch(&["--source", dsn], extra, &[], false)
     }
 
-    fn launch(source: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Server {
+    fn launch(source: &[&str], extra: &[&str], env: &[(&str, &str)], wants_ready: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolegate"));
         for (k, v) in env {
             cmd.env(k, v);
@@ -60,14 +63,19 @@ impl Server {
                 }
             }
         });
+        // Wait until every listener is bound and, when asked, the first snapshot is loaded.
         let wants_admin = extra.contains(&"--admin-listen");
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || (wants_admin && admin.is_none()) {
-            let line = lines.recv_timeout(Duration::from_secs(20)).expect("server printed no listening line");
+        let wants_unix = extra.iter().any(|a| a.starts_with("unix:"));
+        let (mut addr, mut admin, mut unix, mut ready) = (None, None, false, false);
+        while addr.is_none() || (wants_admin && admin.is_none()) || (wants_unix && !unix) || (wants_ready && !ready) {
+            let line = lines.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+            ready |= line.contains("policy snapshot loaded");
             let Some(rest) = line.split("listening on ").nth(1).map(str::trim) else { continue };
             if line.contains("admin listening") {
                 admin = Some(rest.to_owned());
-            } else if !rest.starts_with("unix:") {
+            } else if rest.starts_with("unix:") {
+                unix = true;
+            } else {
                 addr = Some(rest.to_owned());
             }
         }
