@@ -58,6 +58,23 @@ struct When {
     is_clock: bool,
 }
 
+/// A decision made for this call, or shared with the cache (no allocation when the cache is off).
+enum Decided {
+    Fresh(Decision),
+    Shared(Arc<Decision>),
+}
+
+impl std::ops::Deref for Decided {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        match self {
+            Decided::Fresh(d) => d,
+            Decided::Shared(d) => d,
+        }
+    }
+}
+
 /// Per-call facts for telemetry.
 struct Call {
     span: tracing::Span,
@@ -115,26 +132,26 @@ impl Authorizer {
         q: &Query<'_>,
         now: When,
         item: Option<usize>,
-    ) -> Result<(Arc<Decision>, bool), CallError> {
+    ) -> Result<(Decided, bool), CallError> {
         let field = || item.map_or_else(|| "action".to_owned(), |i| format!("items[{i}].action"));
         let wrap = |source| CallError::Request { field: field(), source };
         // A cached answer holds from when it was made until `valid_until`: only for the clock.
         let cache = self.cache.as_ref().filter(|_| now.is_clock);
         let now = now.at;
         let Some(cache) = cache else {
-            return decide(snapshot, q, now).map(|d| (Arc::new(d), false)).map_err(wrap);
+            return decide(snapshot, q, now).map(|d| (Decided::Fresh(d), false)).map_err(wrap);
         };
         let revision = snapshot.tenant(q.tenant).map_or(0, |t| t.revision);
         let key = Key::new(q, revision);
         let m = &self.telemetry.metrics;
         if let Some(hit) = cache.get(&key, now) {
             m.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((hit, true));
+            return Ok((Decided::Shared(hit), true));
         }
         m.cache_misses.fetch_add(1, Ordering::Relaxed);
         let d = Arc::new(decide(snapshot, q, now).map_err(wrap)?);
         cache.insert(key, d.clone(), now);
-        Ok((d, false))
+        Ok((Decided::Shared(d), false))
     }
 
     /// Counts a decision and logs it when the decision log asks for it.
