@@ -233,7 +233,7 @@ impl Authorizer {
     async fn traced<Req, Resp, F>(
         &self,
         method: Method,
-        span: tracing::Span,
+        make_span: fn() -> tracing::Span,
         request: Request<Req>,
         run: impl FnOnce(Req, When, Call) -> F,
     ) -> Result<Response<Resp>, Status>
@@ -241,9 +241,14 @@ impl Authorizer {
         F: std::future::Future<Output = Result<Resp, CallError>>,
     {
         let start = Instant::now();
-        if !span.is_disabled() {
-            let _ = span.set_parent(otel::parent(request.metadata()));
-        }
+        let span = match otel::sample(request.metadata()) {
+            Some(parent) => {
+                let span = make_span();
+                let _ = span.set_parent(parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
         let trace_id = self.telemetry.decision_log.as_ref().and_then(|_| otel::trace_id(request.metadata()));
         let result = match self.now(&request) {
             Ok(now) => {
@@ -293,7 +298,7 @@ macro_rules! rpc_span {
 #[tonic::async_trait]
 impl authorizer_server::Authorizer for Authorizer {
     async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
-        let span = rpc_span!("rolegate.v1.Authorizer/Check", "Check");
+        let span = || rpc_span!("rolegate.v1.Authorizer/Check", "Check");
         self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
     }
 
@@ -301,7 +306,7 @@ impl authorizer_server::Authorizer for Authorizer {
         &self,
         request: Request<api::CheckBatchRequest>,
     ) -> Result<Response<api::CheckBatchResponse>, Status> {
-        let span = rpc_span!("rolegate.v1.Authorizer/CheckBatch", "CheckBatch");
+        let span = || rpc_span!("rolegate.v1.Authorizer/CheckBatch", "CheckBatch");
         self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
             .await
     }

@@ -61,17 +61,32 @@ impl DecisionLog {
         };
         let (tx, rx) = mpsc::sync_channel::<String>(queue.max(1));
         std::thread::Builder::new().name("rolegate-decision-log".into()).spawn(move || {
+            // Poll instead of blocking in `recv`: a sender then never has to wake this thread,
+            // which would cost a context switch per logged decision on a busy core.
             let mut buf = Vec::with_capacity(64 * 1024);
-            while let Ok(line) = rx.recv() {
-                buf.extend_from_slice(line.as_bytes());
-                buf.push(b'\n');
-                // Drain what is queued, then write it in one go.
-                while let Ok(line) = rx.try_recv() {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let mut closed = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            buf.extend_from_slice(line.as_bytes());
+                            buf.push(b'\n');
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
                 }
-                let _ = out.write_all(&buf).and_then(|()| out.flush());
-                buf.clear();
+                if !buf.is_empty() {
+                    let _ = out.write_all(&buf).and_then(|()| out.flush());
+                    buf.clear();
+                }
+                if closed {
+                    return;
+                }
             }
         })?;
         Ok(DecisionLog { tx, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })

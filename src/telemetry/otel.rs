@@ -139,7 +139,10 @@ where
             }
         }
     });
+    let _ = HEAD.set(HeadSampler::from_env());
+    // Sampling happens before a span exists (see `sample`); spans that reach the SDK are kept.
     let provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_resource(resource)
         .with_span_processor(BoundedProcessor { tx: tx.clone(), metrics })
         .build();
@@ -169,6 +172,66 @@ impl Extractor for Metadata<'_> {
 /// The caller's W3C trace context (`traceparent`, `tracestate`) from gRPC metadata.
 pub fn parent(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&Metadata(metadata))
+}
+
+/// Head sampling by the standard `OTEL_TRACES_SAMPLER`/`_ARG`, decided before a call's span is
+/// created, so an unsampled call costs no span at all. (The SDK samples when a span ends, after
+/// the tracing layer has already built it.)
+#[derive(Clone, Copy, Debug)]
+struct HeadSampler {
+    /// Follow a caller's sampled flag when there is a parent.
+    parent_based: bool,
+    /// Share of root calls sampled.
+    ratio: f64,
+}
+
+static HEAD: std::sync::OnceLock<HeadSampler> = std::sync::OnceLock::new();
+
+impl HeadSampler {
+    fn from_env() -> Self {
+        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().and_then(|a| a.trim().parse::<f64>().ok());
+        let ratio = arg.filter(|r| (0.0..=1.0).contains(r)).unwrap_or(1.0);
+        match std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default().trim() {
+            "always_on" => HeadSampler { parent_based: false, ratio: 1.0 },
+            "always_off" => HeadSampler { parent_based: false, ratio: 0.0 },
+            "traceidratio" => HeadSampler { parent_based: false, ratio },
+            "parentbased_always_off" => HeadSampler { parent_based: true, ratio: 0.0 },
+            "parentbased_traceidratio" => HeadSampler { parent_based: true, ratio },
+            _ => HeadSampler { parent_based: true, ratio: 1.0 },
+        }
+    }
+}
+
+/// The parent context to trace this call under, or `None` when it is not traced (export off,
+/// or not sampled).
+pub fn sample(metadata: &tonic::metadata::MetadataMap) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let head = HEAD.get()?;
+    let parent = parent(metadata);
+    let span = parent.span();
+    let remote = span.span_context();
+    if head.parent_based && remote.is_valid() {
+        return remote.is_sampled().then_some(parent);
+    }
+    (head.ratio >= 1.0 || (head.ratio > 0.0 && random_unit() < head.ratio)).then_some(parent)
+}
+
+fn random_unit() -> f64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+                | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        ((x >> 11) as f64) / ((1u64 << 53) as f64)
+    })
 }
 
 /// The trace id of a `traceparent` header, for the decision log (works with tracing off).
