@@ -1,34 +1,20 @@
 //! Criterion benches of `decide` and of compiling large tenants (ISSUE: engine benches).
 //! Run: `cargo bench --bench engine`. Figures go to BENCHMARKS.md.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use rolegate::engine::{Attrs, Context, Request, Resource, Snapshot, Value, decide};
 use rolegate::policy;
 
-/// Counts live heap bytes so the bench can report memory per member.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
+#[path = "support/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: alloc::Counting = alloc::Counting;
 
 const UNITS: usize = 100;
 
@@ -145,9 +131,9 @@ fn bench_compile(c: &mut Criterion) {
     g.bench_function("compile", |b| b.iter(|| policy::compile(black_box(&doc), None, 1).unwrap()));
     g.finish();
 
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = alloc::live();
     let tenant = policy::compile(&doc, None, 1).unwrap();
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = alloc::live() - before;
     println!("memory: compiled tenant of 100000 members holds {bytes} bytes = {} bytes/member", bytes / 100_000);
     drop(tenant);
 }

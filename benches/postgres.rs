@@ -9,11 +9,9 @@
 //! `cargo bench --bench postgres [-- apply latency fanout]`. Under `cargo test` it runs each part
 //! once at a small size, so the bench keeps working.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rolegate::api::{self, attr_value::Kind};
@@ -21,23 +19,11 @@ use rolegate::source::postgres::follow::Session;
 use rolegate::source::postgres::{Config, Follower, Health, migrate};
 use rolegate::store::Store;
 
-/// Counts live heap bytes, for memory per member.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
+#[path = "support/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: alloc::Counting = alloc::Counting;
 
 #[allow(dead_code)]
 #[path = "../tests/support/pg.rs"]
@@ -203,11 +189,11 @@ async fn apply(dsn: &str, sizes: Sizes) {
     let store = Arc::new(Store::default());
     let mut follower = Follower::new(cfg.clone(), store.clone(), Arc::new(Health::default()));
     let mut session = Session::open(&cfg.pg).await.unwrap();
-    let (heap, cpu, wall) = (LIVE.load(Ordering::Relaxed), thread_cpu(), Instant::now());
+    let (heap, cpu, wall) = (alloc::live(), thread_cpu(), Instant::now());
     let report = follower.sync(&mut session, None).await.unwrap();
     let (wall, cpu) = (wall.elapsed(), thread_cpu() - cpu);
     assert_eq!(report.applied.len(), 1, "{:?}", report.errors);
-    let heap = LIVE.load(Ordering::Relaxed).saturating_sub(heap);
+    let heap = alloc::live().saturating_sub(heap);
     println!(
         "apply: loaded a {}-member tenant in {} ({} CPU); heap held: {} bytes per member",
         sizes.members,

@@ -69,6 +69,19 @@ impl Store {
         self.publish(next);
     }
 
+    /// Removes `removed` and inserts `fresh` (replacing tenants of the same name) in one publish:
+    /// the single way sources change the served snapshot.
+    pub fn apply(&self, removed: &[String], fresh: Vec<Arc<Tenant>>) {
+        self.update(|snapshot| {
+            for name in removed {
+                snapshot.remove(name);
+            }
+            for tenant in fresh {
+                snapshot.insert(tenant);
+            }
+        });
+    }
+
     /// A receiver that changes on every publish.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.published.subscribe()

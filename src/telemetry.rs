@@ -44,3 +44,23 @@ pub fn init(metrics: Arc<Metrics>) -> otel::Guard {
     let _ = tracing_subscriber::registry().with(fmt).with(otel_layer.map(|l| l.with_filter(rpc_only))).try_init();
     guard
 }
+
+/// A uniform number in [0, 1) from a per-thread xorshift64: cheap, and good enough to sample
+/// traces and log lines (not for anything that needs unpredictability).
+pub(crate) fn random_unit() -> f64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos());
+            x = nanos as u64 | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}

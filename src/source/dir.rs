@@ -127,14 +127,7 @@ impl DirSource {
             })
             .collect();
         if !fresh.is_empty() || !removed.is_empty() || !store.is_loaded() {
-            store.update(|snapshot| {
-                for name in &removed {
-                    snapshot.remove(name);
-                }
-                for tenant in fresh {
-                    snapshot.insert(tenant);
-                }
-            });
+            store.apply(&removed, fresh);
         }
         report.removed = removed;
         report

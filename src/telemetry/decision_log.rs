@@ -154,20 +154,5 @@ fn sampled(rate: f64) -> bool {
     if rate >= 1.0 {
         return true;
     }
-    thread_local! {
-        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-                | 1;
-        }
-        // xorshift64: cheap and good enough to sample log lines.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) < rate
-    })
+    super::random_unit() < rate
 }

@@ -213,25 +213,7 @@ pub fn sample(metadata: &tonic::metadata::MetadataMap) -> Option<opentelemetry::
     if head.parent_based && remote.is_valid() {
         return remote.is_sampled().then_some(parent);
     }
-    (head.ratio >= 1.0 || (head.ratio > 0.0 && random_unit() < head.ratio)).then_some(parent)
-}
-
-fn random_unit() -> f64 {
-    thread_local! {
-        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-                | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        ((x >> 11) as f64) / ((1u64 << 53) as f64)
-    })
+    (head.ratio >= 1.0 || (head.ratio > 0.0 && super::random_unit() < head.ratio)).then_some(parent)
 }
 
 /// The trace id of a `traceparent` header, for the decision log (works with tracing off).

@@ -337,14 +337,7 @@ impl Follower {
 
         let first = snapshot.is_none();
         if first || !fresh.is_empty() || !removed.is_empty() {
-            self.store.update(|s| {
-                for name in &removed {
-                    s.remove(name);
-                }
-                for tenant in fresh {
-                    s.insert(tenant);
-                }
-            });
+            self.store.apply(&removed, fresh);
         }
         report.removed = removed;
         report
