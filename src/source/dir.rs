@@ -10,23 +10,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::policy::{self, Diagnostic, Parsed, PolicyFile};
+use super::ReloadReport;
+use crate::policy::{self, Parsed, PolicyFile};
 use crate::store::Store;
-
-/// What one reload did.
-#[derive(Debug, Default)]
-pub struct ReloadReport {
-    /// Tenants compiled and published, with their new revisions.
-    pub applied: Vec<(String, u64)>,
-    /// Tenants removed because their document is gone.
-    pub removed: Vec<String>,
-    /// Tenants whose new document failed; their last good snapshot keeps serving.
-    pub failed: Vec<String>,
-    /// Every error found, with file, line and key.
-    pub errors: Vec<Diagnostic>,
-    /// The directory could not be read at all.
-    pub unreadable: Option<String>,
-}
 
 /// State of the directory source between reloads.
 #[derive(Debug)]

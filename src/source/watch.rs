@@ -10,7 +10,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::dir::{DirSource, ReloadReport};
+use super::ReloadReport;
+use super::dir::DirSource;
 use crate::store::Store;
 
 /// How the watcher behaves.

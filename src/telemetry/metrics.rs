@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::engine::Reason;
-use crate::source::dir::ReloadReport;
+use crate::source::ReloadReport;
 use crate::source::postgres::Health;
 use crate::store::Store;
 
@@ -65,6 +65,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     tenants_failed: AtomicU64,
+    /// Tenants served now with rejected input (the last reload's `stale` set).
+    tenants_stale: AtomicU64,
     /// Set when policies come from PostgreSQL rather than a directory.
     postgres: OnceLock<Arc<Health>>,
 }
@@ -124,6 +126,10 @@ impl Metrics {
         let counter = if failed { &self.reloads_failed } else { &self.reloads_ok };
         counter.fetch_add(1, Relaxed);
         self.tenants_failed.fetch_add(report.failed.len() as u64, Relaxed);
+        for stale in &report.stale {
+            tracing::warn!(rolegate.source = source, rolegate.tenant = %stale.tenant, "tenant is stale: {}", stale.why);
+        }
+        self.tenants_stale.store(report.stale.len() as u64, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -208,6 +214,16 @@ impl Metrics {
             o,
             "rolegate_tenant_load_failures_total{{source=\"{source}\"}} {}",
             self.tenants_failed.load(Relaxed)
+        )?;
+        writeln!(
+            o,
+            "# HELP rolegate_stale_tenants Tenants served with rejected input (a document kept at its last good \
+             version, a row left out) until it is fixed."
+        )?;
+        writeln!(
+            o,
+            "# TYPE rolegate_stale_tenants gauge\nrolegate_stale_tenants{{source=\"{source}\"}} {}",
+            self.tenants_stale.load(Relaxed)
         )?;
         let snapshot = store.load();
         let revision = snapshot.as_ref().and_then(|s| s.tenants().map(|t| t.revision).max()).unwrap_or(0);

@@ -19,7 +19,7 @@ use super::build::{self, Head};
 use super::rows::{BindingRow, MemberRow, Queries, TenantRow, TenantRows};
 use super::{Config, Health};
 use crate::engine::Tenant;
-use crate::source::dir::ReloadReport;
+use crate::source::ReloadReport;
 use crate::store::Store;
 
 /// The notification channel the triggers notify.
