@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Figures of the PostgreSQL source for BENCHMARKS.md (benches/postgres.rs) on a private
+# Figures of the PostgreSQL source for BENCHMARKS.md (crates/bench/benches/postgres.rs) on a private
 # PostgreSQL started by scripts/pg.sh and removed afterwards. Arguments pick parts:
 #   scripts/bench-pg.sh [apply] [latency] [fanout]
 set -euo pipefail
@@ -9,4 +9,6 @@ scripts/pg.sh start >/dev/null
 trap 'scripts/pg.sh clean' EXIT
 eval "$(scripts/pg.sh env)"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-cargo bench --locked --bench postgres -- "$@"
+cargo build --locked --release --bin rolegate
+export ROLEGATE_BIN=$PWD/target/release/rolegate
+cargo bench --locked -p rolegate-bench --bench postgres -- "$@"

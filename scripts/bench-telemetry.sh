@@ -18,7 +18,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 die() { echo "bench-telemetry: $*" >&2; exit 1; }
 
 echo "bench-telemetry: building (release)"
-cargo build --quiet --locked --release --bins --example otlp_sink
+cargo build --quiet --locked --release --workspace --bins --examples
 BIN="${CARGO_TARGET_DIR:-target}/release"
 "$BIN/rolegate-loadgen" tenant --members "$MEMBERS" --out "$OUT/policies"
 

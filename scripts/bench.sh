@@ -49,9 +49,9 @@ fi
 
 echo "bench: building ($PROFILE)"
 if [[ $PROFILE == release ]]; then
-  cargo build --quiet --locked --release --bins
+  cargo build --quiet --locked --release --workspace --bins
 else
-  cargo build --quiet --locked --bins
+  cargo build --quiet --locked --workspace --bins
 fi
 BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 LOADGEN="$BIN/rolegate-loadgen"

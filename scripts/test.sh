@@ -14,7 +14,7 @@ eval "$(scripts/pg.sh env)"
 export ROLEGATE_REQUIRE_PG=1
 
 echo "== cargo test"
-cargo test --all-targets --locked
+cargo test --workspace --all-targets --locked
 
 echo "== rolegate validate examples && rolegate test examples"
 cargo run --quiet --locked -- validate examples

@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 
-use crate::engine::{Attrs, Context, Request, Resource, Snapshot, decide};
+use crate::engine::{Attrs, Context, Request, Resource, decide};
 use crate::policy::{self, parse::scalar_value};
 use crate::source::postgres::transfer as pg;
 use crate::suite;
@@ -166,18 +165,7 @@ impl Cli {
     }
 }
 
-/// Loads every good tenant of `dir` into a snapshot; also returns the load report.
-pub fn load_snapshot(dir: &Path) -> anyhow::Result<(Snapshot, policy::Loaded)> {
-    let mut loaded =
-        policy::load_dir(dir, Timestamp::now(), |_| 1).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut snapshot = Snapshot::default();
-    for t in &mut loaded.tenants {
-        if let Some(tenant) = t.tenant.take() {
-            snapshot.insert(Arc::new(tenant));
-        }
-    }
-    Ok((snapshot, loaded))
-}
+pub use rolegate_source::dir::load_snapshot;
 
 fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
     let (snapshot, loaded) = load_snapshot(dir)?;
@@ -226,7 +214,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let revision = snapshot.tenant(&request.tenant).map_or(0, |t| t.revision);
     match decide(&snapshot, &request.query(), now) {
         Ok(d) => {
-            let mut json = d.to_json();
+            let mut json = decision_json(&d);
             json["revision"] = revision.into();
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(ExitCode::SUCCESS)
@@ -271,27 +259,7 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Connects a gRPC channel to `host:port` or `unix:PATH`.
-pub async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
-    use tonic::transport::Endpoint;
-    match addr.strip_prefix("unix:") {
-        Some(path) => {
-            let path = path.to_owned();
-            let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            });
-            Ok(Endpoint::try_from("http://localhost")?.connect_with_connector(connector).await?)
-        }
-        None => {
-            let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-            Ok(Endpoint::try_from(uri)?.connect().await.with_context(|| format!("cannot connect to {addr}"))?)
-        }
-    }
-}
+pub use rolegate_api::client::connect;
 
 /// The wire form of a request.
 pub fn to_api(req: &Request) -> crate::api::CheckRequest {
@@ -348,7 +316,7 @@ async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> 
                 "requestable": d.requestable,
                 "alert": d.alert,
                 "message": (!d.message.is_empty()).then_some(d.message),
-                "valid_until": d.valid_until.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
+                "valid_until": d.valid_until.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
                 "revision": resp.revision,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
@@ -359,4 +327,19 @@ async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// A decision as JSON, the shape `rolegate check` prints.
+pub fn decision_json(d: &rolegate_engine::Decision) -> serde_json::Value {
+    serde_json::json!({
+        "allowed": d.allowed,
+        "reason": d.reason.as_str(),
+        "rule": d.rule.as_deref(),
+        "mask": d.mask.iter().map(|m| m.as_ref()).collect::<Vec<_>>(),
+        "review": d.review,
+        "requestable": d.requestable,
+        "alert": d.alert,
+        "message": d.message.as_deref(),
+        "valid_until": d.valid_until.map(|t| t.to_string()),
+    })
 }

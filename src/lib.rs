@@ -1,16 +1,16 @@
-//! rolegate: an authorization sidecar for customer-messaging and CRM backends.
-//!
-//! The pure core is [`policy`] (documents and their compiler) and [`engine`] (decisions); the
-//! edges around it are the command line, the server, the sources and telemetry.
+//! rolegate's command line: `serve`, `validate`, `test`, `check`, `migrate`, `import`,
+//! `export`. This crate is the only one that sees every layer; the layers are their own crates
+//! (see `docs/architecture.md`), re-exported here under their short names for the tests and
+//! examples of this package.
 
-pub mod api;
-pub mod cache;
 pub mod cli;
-pub mod engine;
-pub mod policy;
-pub mod server;
-pub mod source;
-pub mod store;
-pub mod suggest;
-pub mod suite;
-pub mod telemetry;
+
+pub use rolegate_api as api;
+pub use rolegate_engine as engine;
+pub use rolegate_policy as policy;
+pub use rolegate_policy::suite;
+pub use rolegate_server as server;
+pub use rolegate_server::cache;
+pub use rolegate_source as source;
+pub use rolegate_source::store;
+pub use rolegate_telemetry as telemetry;

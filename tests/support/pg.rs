@@ -64,7 +64,7 @@ pub async fn fresh(server: &str, name: &str) -> String {
 
 /// Runs the `rolegate` binary and expects success; returns its standard output.
 pub fn rolegate(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rolegate")).args(args).output().expect("run rolegate");
+    let out = Command::new(rolegate_bin()).args(args).output().expect("run rolegate");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "rolegate {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -162,5 +162,14 @@ impl Proxy {
             self.port,
             cfg.get_dbname().unwrap_or("postgres")
         )
+    }
+}
+
+/// The `rolegate` binary: cargo's own path in this package's tests; elsewhere (the PostgreSQL
+/// bench of `crates/bench`) `ROLEGATE_BIN`, which `scripts/bench-pg.sh` sets after building it.
+pub fn rolegate_bin() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_rolegate") {
+        Some(path) => path.into(),
+        None => std::env::var_os("ROLEGATE_BIN").expect("set ROLEGATE_BIN to the rolegate binary").into(),
     }
 }

@@ -1,0 +1,164 @@
+//! Protobuf ⇄ domain types, with the request limits. The only place wire types are touched.
+
+use std::collections::HashMap;
+
+use crate as api;
+use rolegate_engine::{Attrs, Context, Decision, Reason, Resource, Value};
+
+/// Explicit, documented limits on request sizes and counts.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Items in one `CheckBatch`.
+    pub max_batch_items: usize,
+    /// Attributes on one resource or context.
+    pub max_attrs: usize,
+    /// Values in one list attribute.
+    pub max_list_len: usize,
+    /// Bytes in one id, name or text value.
+    pub max_string_bytes: usize,
+    /// Bytes in one encoded request message.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch_items: 1000,
+            max_attrs: 64,
+            max_list_len: 256,
+            max_string_bytes: 1024,
+            max_message_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A field the caller got wrong; becomes `INVALID_ARGUMENT` naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The offending field, e.g. `resource.attrs[tags]`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid { field: field.into(), message: message.into() }
+}
+
+impl Limits {
+    /// The problem with a string, if any: empty when required, or over the size limit.
+    fn check(&self, s: &str, required: bool) -> Result<(), String> {
+        if required && s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if s.len() > self.max_string_bytes {
+            return Err(format!("is {} bytes, the limit is {}", s.len(), self.max_string_bytes));
+        }
+        Ok(())
+    }
+
+    /// The problem with a required id, if any.
+    pub fn check_id(&self, s: &str) -> Result<(), String> {
+        self.check(s, true)
+    }
+
+    /// Checks a required id.
+    pub fn id(&self, field: &str, s: &str) -> Result<(), Invalid> {
+        self.check(s, true).map_err(|m| invalid(field, m))
+    }
+
+    /// Converts a resource. `field` names it in errors; it is only built when one occurs, so a
+    /// valid request allocates no field names.
+    pub fn resource(&self, field: &dyn Fn() -> String, r: Option<api::Resource>) -> Result<Resource, Invalid> {
+        let Some(api::Resource { kind, id, unit, attrs }) = r else {
+            return Err(invalid(field(), "is required"));
+        };
+        self.check(&kind, true).map_err(|m| invalid(format!("{}.kind", field()), m))?;
+        self.check(&id, true).map_err(|m| invalid(format!("{}.id", field()), m))?;
+        self.check(&unit, false).map_err(|m| invalid(format!("{}.unit", field()), m))?;
+        Ok(Resource { kind, id, unit, attrs: self.attrs(&|| format!("{}.attrs", field()), attrs)? })
+    }
+
+    /// Converts a context; the IP must parse when given.
+    pub fn context(&self, field: &str, c: Option<api::Context>) -> Result<Context, Invalid> {
+        let Some(api::Context { client_ip, attrs }) = c else { return Ok(Context::default()) };
+        let client_ip = match client_ip.as_str() {
+            "" => None,
+            ip => Some(
+                ip.parse()
+                    .map_err(|_| invalid(format!("{field}.client_ip"), format!("`{ip}` is not an IP address")))?,
+            ),
+        };
+        Ok(Context { client_ip, attrs: self.attrs(&|| format!("{field}.attrs"), attrs)? })
+    }
+
+    fn attrs(&self, field: &dyn Fn() -> String, attrs: HashMap<String, api::AttrValue>) -> Result<Attrs, Invalid> {
+        if attrs.len() > self.max_attrs {
+            return Err(invalid(field(), format!("has {} attributes, the limit is {}", attrs.len(), self.max_attrs)));
+        }
+        let mut out = Vec::with_capacity(attrs.len());
+        for (name, value) in attrs {
+            let f = || format!("{}[{name}]", field());
+            if name.is_empty() {
+                return Err(invalid(field(), "attribute names must not be empty"));
+            }
+            self.check(&name, false).map_err(|m| invalid(f(), m))?;
+            let api::AttrValue { kind } = value;
+            use api::attr_value::Kind;
+            let v = match kind {
+                None => return Err(invalid(f(), "value is not set")),
+                Some(Kind::Text(t)) => {
+                    self.check(&t, false).map_err(|m| invalid(f(), m))?;
+                    Value::Text(t)
+                }
+                Some(Kind::Int(i)) => Value::Int(i),
+                Some(Kind::Flag(b)) => Value::Flag(b),
+                Some(Kind::Number(n)) if n.is_finite() => Value::Number(n),
+                Some(Kind::Number(_)) => return Err(invalid(f(), "number must be finite")),
+                Some(Kind::List(api::StringList { values })) => {
+                    if values.len() > self.max_list_len {
+                        let msg = format!("list has {} values, the limit is {}", values.len(), self.max_list_len);
+                        return Err(invalid(f(), msg));
+                    }
+                    for v in &values {
+                        self.check(v, false).map_err(|m| invalid(f(), m))?;
+                    }
+                    Value::List(values)
+                }
+            };
+            out.push((name, v));
+        }
+        Ok(Attrs(out))
+    }
+}
+
+/// The wire reason.
+pub fn reason(r: Reason) -> api::Reason {
+    match r {
+        Reason::Granted => api::Reason::Granted,
+        Reason::NoGrant => api::Reason::NoGrant,
+        Reason::DeniedByRule => api::Reason::DeniedByRule,
+        Reason::UnknownTenant => api::Reason::UnknownTenant,
+        Reason::UnknownPrincipal => api::Reason::UnknownPrincipal,
+        Reason::PrincipalDisabled => api::Reason::PrincipalDisabled,
+        Reason::PrincipalExpired => api::Reason::PrincipalExpired,
+    }
+}
+
+/// The wire decision.
+pub fn decision(d: &Decision) -> api::Decision {
+    api::Decision {
+        allowed: d.allowed,
+        reason: reason(d.reason) as i32,
+        rule: d.rule.as_deref().unwrap_or_default().to_owned(),
+        mask: d.mask.iter().map(|m| m.to_string()).collect(),
+        review: d.review,
+        requestable: d.requestable,
+        valid_until: d
+            .valid_until
+            .map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        alert: d.alert,
+        message: d.message.as_deref().unwrap_or_default().to_owned(),
+    }
+}

@@ -1,0 +1,363 @@
+//! The decision function of DESIGN §3.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::condition::lower;
+use super::snapshot::{ActionId, Binding, Member, Rule, Scope, Snapshot, Tenant, UnitId};
+use super::value::Attrs;
+use crate::suggest;
+
+/// The resource a request is about, as the caller knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resource {
+    /// Resource kind (`conversation`).
+    pub kind: String,
+    /// Resource id.
+    pub id: String,
+    /// Owning unit; empty when none.
+    pub unit: String,
+    /// Attributes (`assignee`, `admins`, `tags`, ...).
+    pub attrs: Attrs,
+}
+
+/// Facts about the end user's request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Context {
+    /// The end user's address.
+    pub client_ip: Option<IpAddr>,
+    /// Attributes (`active_conversations`, ...).
+    pub attrs: Attrs,
+}
+
+/// An owned authorization request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Request {
+    /// Tenant id.
+    pub tenant: String,
+    /// Member id.
+    pub principal: String,
+    /// `kind.verb`.
+    pub action: String,
+    /// The resource acted on.
+    pub resource: Resource,
+    /// The request context.
+    pub context: Context,
+}
+
+/// A borrowed request: lets a batch share tenant, principal and context across items.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// Tenant id.
+    pub tenant: &'a str,
+    /// Member id.
+    pub principal: &'a str,
+    /// `kind.verb`.
+    pub action: &'a str,
+    /// The resource acted on.
+    pub resource: &'a Resource,
+    /// The request context.
+    pub context: &'a Context,
+}
+
+impl Request {
+    /// Borrows the request as a [`Query`].
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            tenant: &self.tenant,
+            principal: &self.principal,
+            action: &self.action,
+            resource: &self.resource,
+            context: &self.context,
+        }
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A binding grants the action.
+    Granted,
+    /// No binding grants the action.
+    NoGrant,
+    /// A deny rule forbids the action.
+    DeniedByRule,
+    /// The tenant is not loaded.
+    UnknownTenant,
+    /// The member is not in the tenant.
+    UnknownPrincipal,
+    /// The member is disabled.
+    PrincipalDisabled,
+    /// The member's account has expired.
+    PrincipalExpired,
+}
+
+impl Reason {
+    /// Every reason, for parsing and listing.
+    pub const ALL: [Reason; 7] = [
+        Reason::Granted,
+        Reason::NoGrant,
+        Reason::DeniedByRule,
+        Reason::UnknownTenant,
+        Reason::UnknownPrincipal,
+        Reason::PrincipalDisabled,
+        Reason::PrincipalExpired,
+    ];
+
+    /// The wire name (`NO_GRANT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Granted => "GRANTED",
+            Reason::NoGrant => "NO_GRANT",
+            Reason::DeniedByRule => "DENIED_BY_RULE",
+            Reason::UnknownTenant => "UNKNOWN_TENANT",
+            Reason::UnknownPrincipal => "UNKNOWN_PRINCIPAL",
+            Reason::PrincipalDisabled => "PRINCIPAL_DISABLED",
+            Reason::PrincipalExpired => "PRINCIPAL_EXPIRED",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The deciding binding (allow) or deny rule.
+    pub rule: Option<Arc<str>>,
+    /// Fields the caller must mask, sorted, without duplicates.
+    pub mask: Vec<Arc<str>>,
+    /// The caller must hold the message for review.
+    pub review: bool,
+    /// The member may ask for the action.
+    pub requestable: bool,
+    /// A rule marked `alert: true` applied.
+    pub alert: bool,
+    /// The deciding rule's message.
+    pub message: Option<Arc<str>>,
+    /// The answer cannot change before this instant; caches must not keep it past it.
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Decision {
+    /// A deny with no details.
+    pub fn deny(reason: Reason) -> Self {
+        Decision {
+            allowed: false,
+            reason,
+            rule: None,
+            mask: Vec::new(),
+            review: false,
+            requestable: false,
+            alert: false,
+            message: None,
+            valid_until: None,
+        }
+    }
+}
+
+/// A request the caller got wrong: an error, never a deny.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The action is not in the tenant's schema.
+    #[error("unknown action `{action}` for tenant `{tenant}`{hint}")]
+    UnknownAction {
+        /// Tenant id.
+        tenant: String,
+        /// The action as sent.
+        action: String,
+        /// A "did you mean" hint, or empty.
+        hint: String,
+    },
+    /// The action's kind is not the resource's kind.
+    #[error("action `{action}` does not apply to resource kind `{kind}` (expected `{expected}`)")]
+    KindMismatch {
+        /// The action as sent.
+        action: String,
+        /// `resource.kind` as sent.
+        kind: String,
+        /// The action's kind.
+        expected: String,
+    },
+}
+
+/// What a condition is evaluated against.
+pub struct Env<'a> {
+    pub tenant: &'a Tenant,
+    pub member: &'a Member,
+    pub resource: &'a Resource,
+    pub context: &'a Context,
+    pub res_unit: Option<UnitId>,
+    pub now: Timestamp,
+}
+
+/// Decides `query` on `snapshot` at `now`: DESIGN §3, steps 1–7.
+pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
+    match snapshot.tenant(query.tenant) {
+        Some(tenant) => tenant.decide(query, now),
+        None => Ok(Decision::deny(Reason::UnknownTenant)),
+    }
+}
+
+impl Tenant {
+    /// Resolves `action` and checks it applies to `kind` (step 2).
+    pub fn resolve_action(&self, action: &str, kind: &str) -> Result<ActionId, RequestError> {
+        let Some(id) = self.action(action) else {
+            return Err(RequestError::UnknownAction {
+                tenant: self.name.to_string(),
+                action: action.to_owned(),
+                hint: suggest::hint(action, self.action_names()),
+            });
+        };
+        let expected = self.action_kind.get(id as usize).and_then(|k| self.kinds.get(*k as usize));
+        match expected {
+            Some(k) if **k == *kind => Ok(id),
+            _ => Err(RequestError::KindMismatch {
+                action: action.to_owned(),
+                kind: kind.to_owned(),
+                expected: expected.map(|k| k.to_string()).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Decides a request for this tenant (steps 2–7).
+    pub fn decide(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
+        let action = self.resolve_action(q.action, &q.resource.kind)?;
+        let Some(member) = self.members.get(q.principal) else {
+            return Ok(Decision::deny(Reason::UnknownPrincipal));
+        };
+        if member.disabled {
+            return Ok(Decision::deny(Reason::PrincipalDisabled));
+        }
+        if member.expires.is_some_and(|e| now >= e) {
+            return Ok(Decision::deny(Reason::PrincipalExpired));
+        }
+        let res_unit = match q.resource.unit.as_str() {
+            "" => None,
+            name => self.units.get(name).copied(),
+        };
+        let env = Env { tenant: self, member, resource: q.resource, context: q.context, res_unit, now };
+        Ok(self.decide_active(action, &env))
+    }
+
+    fn decide_active(&self, action: ActionId, env: &Env<'_>) -> Decision {
+        let now = env.now;
+        let mut bound = env.member.expires;
+
+        let mut denied: Option<&Rule> = None;
+        for rule in self.rules_for(&self.denies, action) {
+            if let Some(w) = &rule.when {
+                w.edges(now, &mut bound);
+            }
+            if denied.is_none() && rule.when.as_ref().is_none_or(|w| w.holds(env)) {
+                denied = Some(rule);
+            }
+        }
+
+        let (granted, requestable) = self.grants(action, env, denied.is_some(), &mut bound);
+
+        let mut d = Decision::deny(Reason::NoGrant);
+        for rule in self.rules_for(&self.obligations, action) {
+            if let Some(w) = &rule.when {
+                w.edges(now, &mut bound);
+            }
+            if denied.is_none() && granted.is_some() && rule.when.as_ref().is_none_or(|w| w.holds(env)) {
+                d.mask.extend(rule.fields.iter().cloned());
+                d.review |= rule.effect == super::snapshot::Effect::Review;
+                d.alert |= rule.alert;
+                if d.message.is_none() {
+                    d.message = rule.message.clone();
+                }
+            }
+        }
+        d.valid_until = bound;
+
+        if let Some(rule) = denied {
+            d.reason = Reason::DeniedByRule;
+            d.rule = Some(rule.id.clone());
+            d.alert = rule.alert;
+            d.message = rule.message.clone();
+        } else if let Some(b) = granted {
+            d.allowed = true;
+            d.reason = Reason::Granted;
+            d.rule = Some(b.id.clone());
+            if d.mask.len() > 1 {
+                d.mask.sort_unstable();
+                d.mask.dedup();
+            }
+        } else {
+            d.requestable = requestable;
+        }
+        d
+    }
+
+    /// Step 5 and the binding part of step 7: the first granting binding, whether the action is
+    /// requestable, and the window and schedule edges of every binding that could grant it.
+    fn grants<'t>(
+        &'t self,
+        action: ActionId,
+        env: &Env<'t>,
+        denied: bool,
+        bound: &mut Option<Timestamp>,
+    ) -> (Option<&'t Binding>, bool) {
+        let now = env.now;
+        let mut granted = None;
+        let mut requestable = false;
+        for b in env.member.bindings.iter().chain(self.everyone.iter()) {
+            let Some(role) = self.roles.get(b.role as usize) else {
+                continue;
+            };
+            let has = role.allow.contains(action);
+            let asks = role.requestable.contains(action);
+            if !(has || asks) || !self.scope_covers(&b.scope, env) {
+                continue;
+            }
+            lower(bound, b.from.filter(|f| *f > now));
+            lower(bound, b.until.filter(|u| *u > now));
+            if let Some(w) = &b.when {
+                w.edges(now, bound);
+            }
+            let decided = denied || granted.is_some() || (requestable && !has);
+            let in_window = b.from.is_none_or(|f| f <= now) && b.until.is_none_or(|u| now < u);
+            if decided || !in_window || !b.when.as_ref().is_none_or(|w| w.holds(env)) {
+                continue;
+            }
+            if has {
+                granted = Some(b);
+            } else {
+                requestable = true;
+            }
+        }
+        (granted, requestable)
+    }
+
+    fn rules_for<'t>(&'t self, index: &'t [Box<[u32]>], action: ActionId) -> impl Iterator<Item = &'t Rule> {
+        let ids: &[u32] = index.get(action as usize).map(|ids| &ids[..]).unwrap_or_default();
+        ids.iter().filter_map(|i| self.rules.get(*i as usize))
+    }
+
+    fn scope_covers(&self, scope: &Scope, env: &Env<'_>) -> bool {
+        match scope {
+            Scope::Tenant => true,
+            Scope::Unit(u) => env.res_unit.is_some_and(|r| self.unit_covers(*u, r)),
+            Scope::OwnUnits => env.res_unit.is_some_and(|r| env.member.units.iter().any(|u| self.unit_covers(*u, r))),
+            Scope::Relation(attr) => env.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&env.member.id)),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The pure decision engine: compiled snapshots and `decide`. Synchronous and free of any
+//! runtime, so a test can call it with nothing running.
+
+mod bitset;
+mod condition;
+mod decide;
+mod schedule;
+mod snapshot;
+pub mod suggest;
+mod value;
+
+pub use bitset::BitSet;
+pub use condition::{Clause, Cond};
+pub use decide::{Context, Decision, Query, Reason, Request, RequestError, Resource, decide};
+pub use schedule::{EVERY_DAY, Schedule};
+pub use snapshot::{ActionId, Binding, Effect, Member, Role, RoleId, Rule, Scope, Snapshot, Tenant, UnitId};
+pub use value::{Attrs, Lit, Op, Test, Value};

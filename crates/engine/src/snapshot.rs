@@ -1,0 +1,206 @@
+//! The compiled, immutable form of a tenant's policy: names interned to integer ids, role
+//! permissions as bit sets, the unit tree as pre-order intervals. Built by
+//! [`rolegate_policy::compile`], read by [`crate::decide`].
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use rustc_hash::FxHashMap;
+
+use super::bitset::BitSet;
+use super::condition::Cond;
+use super::value::Attrs;
+
+/// Index of an action (`kind.verb`) in its tenant.
+pub type ActionId = u32;
+/// Index of a unit in its tenant.
+pub type UnitId = u32;
+/// Index of a role in its tenant.
+pub type RoleId = u32;
+
+/// Every tenant rolegate knows, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    tenants: FxHashMap<Box<str>, Arc<Tenant>>,
+}
+
+impl Snapshot {
+    /// The tenant named `name`.
+    #[inline]
+    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(name)
+    }
+
+    /// Adds or replaces a tenant.
+    pub fn insert(&mut self, tenant: Arc<Tenant>) {
+        self.tenants.insert(tenant.name.as_ref().into(), tenant);
+    }
+
+    /// Removes a tenant.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.remove(name)
+    }
+
+    /// Iterates the tenants in no particular order.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.values()
+    }
+
+    /// Number of tenants.
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// True when no tenant is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+}
+
+/// One tenant's compiled policy.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// Tenant id.
+    pub name: Arc<str>,
+    /// Grows with every change of the tenant's data.
+    pub revision: u64,
+    /// Resource kinds of the schema, by kind id.
+    pub kinds: Vec<Arc<str>>,
+    /// Action names (`kind.verb`) to their ids.
+    pub actions: FxHashMap<Box<str>, ActionId>,
+    /// Action names, by action id.
+    pub action_names: Vec<Arc<str>>,
+    /// The kind id of each action.
+    pub action_kind: Vec<u32>,
+    /// Unit names to their ids.
+    pub units: FxHashMap<Box<str>, UnitId>,
+    /// Pre-order interval `[start, end)` of each unit: `u` covers `v` iff `v.start` is in `u`'s.
+    pub unit_span: Vec<(u32, u32)>,
+    /// Unit names, by unit id.
+    pub unit_names: Vec<Arc<str>>,
+    /// Roles with their effective permissions, by role id.
+    pub roles: Vec<Role>,
+    /// Keyed by the member's own id; members are shared so that changing one member of a large
+    /// tenant copies pointers, not members.
+    pub members: FxHashMap<Arc<str>, Arc<Member>>,
+    /// The `everyone` bindings, in document order.
+    pub everyone: Vec<Binding>,
+    /// Deny, mask and review rules, in document order.
+    pub rules: Vec<Rule>,
+    /// Per action, the deny rules that name it, in document order.
+    pub denies: Vec<Box<[u32]>>,
+    /// Per action, the mask and review rules that name it, in document order.
+    pub obligations: Vec<Box<[u32]>>,
+}
+
+/// A role's effective permissions after `extends` and `except`.
+#[derive(Clone, Debug)]
+pub struct Role {
+    /// Role name.
+    pub name: Arc<str>,
+    /// Actions the role grants.
+    pub allow: BitSet,
+    /// Actions a holder may ask for.
+    pub requestable: BitSet,
+}
+
+/// A member with their bindings.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Member id.
+    pub id: Arc<str>,
+    /// `status: disabled`.
+    pub disabled: bool,
+    /// The instant the account expires.
+    pub expires: Option<Timestamp>,
+    /// The units the member belongs to.
+    pub units: Box<[UnitId]>,
+    /// Free attributes.
+    pub attrs: Attrs,
+    /// Own bindings in document order.
+    pub bindings: Box<[Binding]>,
+}
+
+/// A role granted within a scope, a time window and a condition.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// Explicit id, or `<member>#<index>` / `everyone#<index>`.
+    pub id: Arc<str>,
+    /// The granted role.
+    pub role: RoleId,
+    /// The resources covered.
+    pub scope: Scope,
+    /// Start of the window, inclusive.
+    pub from: Option<Timestamp>,
+    /// End of the window, exclusive.
+    pub until: Option<Timestamp>,
+    /// Extra condition.
+    pub when: Option<Box<Cond>>,
+}
+
+/// Which resources a binding covers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    /// All of the tenant's resources.
+    Tenant,
+    /// Resources whose unit is this unit or below it.
+    Unit(UnitId),
+    /// Resources in or below any unit of the member.
+    OwnUnits,
+    /// Resources whose attribute equals or contains the member's id.
+    Relation(Box<str>),
+}
+
+/// What a rule does when it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Forbid; beats every grant.
+    Deny,
+    /// The caller must mask the rule's fields.
+    Mask,
+    /// The caller must hold the message for review.
+    Review,
+}
+
+/// A tenant-wide rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Rule id.
+    pub id: Arc<str>,
+    /// Effect.
+    pub effect: Effect,
+    /// Extra condition.
+    pub when: Option<Cond>,
+    /// Fields to mask.
+    pub fields: Box<[Arc<str>]>,
+    /// Raise an alert when the rule applies.
+    pub alert: bool,
+    /// Text for the caller.
+    pub message: Option<Arc<str>>,
+}
+
+impl Tenant {
+    /// True when unit `outer` is `inner` or one of its ancestors.
+    #[inline]
+    pub fn unit_covers(&self, outer: UnitId, inner: UnitId) -> bool {
+        match (self.unit_span.get(outer as usize), self.unit_span.get(inner as usize)) {
+            (Some(&(start, end)), Some(&(pos, _))) => start <= pos && pos < end,
+            _ => false,
+        }
+    }
+
+    /// The action id of `name` (`kind.verb`).
+    pub fn action(&self, name: &str) -> Option<ActionId> {
+        self.actions.get(name).copied()
+    }
+
+    /// Names of every action of the schema.
+    pub fn action_names(&self) -> impl Iterator<Item = &str> {
+        self.action_names.iter().map(|a| a.as_ref())
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+}

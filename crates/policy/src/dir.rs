@@ -1,0 +1,262 @@
+//! Policy directories (DESIGN §5): files under a `templates` folder are templates named after
+//! their stem; every other `*.yaml`/`*.yml` not ending in `_test.yaml` is a tenant document.
+//! Hidden entries are skipped, so the `..data` folders of a Kubernetes ConfigMap mount are not
+//! read twice; symlinks are followed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::diag::{Diagnostic, Loc, Report};
+use super::document::Document;
+use super::{compile, lint, parse};
+use rolegate_engine::Tenant;
+
+/// Size limit of one policy file.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A policy file found in a directory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PolicyFile {
+    /// Path on disk.
+    pub path: PathBuf,
+    /// `Some(stem)` for a template.
+    pub template: Option<String>,
+}
+
+/// What `scan` finds: policy documents and policy test files, each sorted by path.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// Tenant documents and templates.
+    pub documents: Vec<PolicyFile>,
+    /// `*_test.yaml` files.
+    pub tests: Vec<PathBuf>,
+}
+
+/// Lists the policy and test files under `dir`, recursively.
+pub fn scan(dir: &Path) -> io::Result<Listing> {
+    let mut listing = Listing::default();
+    walk(dir, &mut listing, 0)?;
+    listing.documents.sort();
+    listing.tests.sort();
+    Ok(listing)
+}
+
+fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
+    if depth > 32 {
+        return Err(io::Error::other(format!("{}: directories nested deeper than 32 levels", dir.display())));
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            walk(&path, out, depth + 1)?;
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
+            continue;
+        };
+        if stem.ends_with("_test") {
+            out.tests.push(path);
+            continue;
+        }
+        let in_templates = dir.file_name().is_some_and(|d| d == "templates");
+        out.documents.push(PolicyFile { path, template: in_templates.then(|| stem.to_owned()) });
+    }
+    Ok(())
+}
+
+/// A file read and parsed, with its findings.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    /// The file.
+    pub file: PolicyFile,
+    /// The document, when usable.
+    pub doc: Option<Document>,
+    /// Parse errors.
+    pub diags: Vec<Diagnostic>,
+}
+
+/// Reads and parses one file. A read failure is a finding, not a panic.
+pub fn parse_file(file: &PolicyFile) -> Parsed {
+    let label: Arc<str> = Arc::from(file.path.display().to_string());
+    let mut report = Report::new(label);
+    let text = match std::fs::metadata(&file.path) {
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            report.error(Loc::default(), "", format!("file is larger than {MAX_FILE_BYTES} bytes"));
+            None
+        }
+        Ok(_) => match std::fs::read_to_string(&file.path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                report.error(Loc::default(), "", format!("cannot read file: {e}"));
+                None
+            }
+        },
+        Err(e) => {
+            report.error(Loc::default(), "", format!("cannot read file: {e}"));
+            None
+        }
+    };
+    let doc = text.and_then(|t| parse::document(&mut report, &t, file.template.as_deref()));
+    Parsed { file: file.clone(), doc, diags: report.diags }
+}
+
+/// The outcome for one tenant.
+#[derive(Debug)]
+pub struct TenantOutcome {
+    /// Tenant id.
+    pub name: String,
+    /// Its document.
+    pub file: PathBuf,
+    /// The template it names, if any.
+    pub template: Option<String>,
+    /// The compiled tenant, or `None` when it has errors.
+    pub tenant: Option<Tenant>,
+    /// Errors and warnings of the tenant's document and template.
+    pub diags: Vec<Diagnostic>,
+    /// The caller chose not to recompile it: its inputs did not change.
+    pub unchanged: bool,
+}
+
+/// Everything a directory load found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// One entry per tenant id found.
+    pub tenants: Vec<TenantOutcome>,
+    /// Findings not tied to one tenant: unparseable files, broken or unused templates.
+    pub other: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Every finding, sorted by file and position.
+    pub fn diagnostics(&self) -> Vec<&Diagnostic> {
+        let mut all: Vec<&Diagnostic> = self.tenants.iter().flat_map(|t| &t.diags).chain(&self.other).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics().iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Reads, parses and compiles every tenant under `dir`.
+pub fn load_dir(dir: &Path, now: Timestamp, revision: impl FnMut(&str) -> u64) -> io::Result<Loaded> {
+    let listing = scan(dir)?;
+    let parsed: Vec<Parsed> = listing.documents.iter().map(parse_file).collect();
+    let mut revision = revision;
+    Ok(assemble(&parsed, now, |name, _, _| Some(revision(name))))
+}
+
+/// Decides whether a tenant is compiled: `Some(revision)` to compile it at that revision, `None`
+/// to leave it unchanged. It sees the tenant's document and its template.
+pub trait CompileIf: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64> {}
+impl<F: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64>> CompileIf for F {}
+
+/// Groups parsed files into tenants with their templates and compiles each.
+pub fn assemble(parsed: &[Parsed], now: Timestamp, mut compile_if: impl CompileIf) -> Loaded {
+    let mut out = Loaded::default();
+    let mut templates: BTreeMap<&str, &Parsed> = BTreeMap::new();
+    let mut tenants: BTreeMap<&str, Vec<&Parsed>> = BTreeMap::new();
+    for p in parsed {
+        match (&p.file.template, &p.doc) {
+            (Some(stem), _) => {
+                if let Some(prev) = templates.insert(stem, p) {
+                    let mut r = Report::new(Arc::from(p.file.path.display().to_string()));
+                    let msg = format!("template `{stem}` is also defined in {}", prev.file.path.display());
+                    r.error(Loc { line: 1, col: 1 }, "", msg);
+                    out.other.extend(r.diags);
+                }
+            }
+            (None, Some(doc)) => tenants.entry(&doc.name.value).or_default().push(p),
+            (None, None) => out.other.extend(p.diags.iter().cloned()),
+        }
+    }
+    let mut used_templates = Vec::new();
+    for (name, files) in tenants {
+        out.tenants.push(tenant(name, &files, &templates, now, &mut compile_if));
+        used_templates.extend(out.tenants.last().and_then(|t| t.template.clone()));
+    }
+    for (stem, p) in &templates {
+        if !used_templates.iter().any(|u| u == stem) {
+            out.other.extend(p.diags.iter().cloned());
+        }
+    }
+    out
+}
+
+fn tenant(
+    name: &str,
+    files: &[&Parsed],
+    templates: &BTreeMap<&str, &Parsed>,
+    now: Timestamp,
+    compile_if: &mut impl CompileIf,
+) -> TenantOutcome {
+    let main = files[0];
+    let mut outcome = TenantOutcome {
+        name: name.to_owned(),
+        file: main.file.path.clone(),
+        template: None,
+        tenant: None,
+        diags: files.iter().flat_map(|p| p.diags.iter().cloned()).collect(),
+        unchanged: false,
+    };
+    let Some(doc) = &main.doc else { return outcome };
+    if files.len() > 1 {
+        for p in files {
+            let mut r = Report::new(Arc::from(p.file.path.display().to_string()));
+            let others: Vec<_> =
+                files.iter().filter(|o| o.file != p.file).map(|o| o.file.path.display().to_string()).collect();
+            r.error(doc.name.at, "tenant", format!("tenant `{name}` is also defined in {}", others.join(", ")));
+            outcome.diags.extend(r.diags);
+        }
+        return outcome;
+    }
+    let template = match &doc.template {
+        None => None,
+        Some(t) => match templates.get(t.value.as_str()) {
+            Some(p) => {
+                outcome.template = Some(t.value.clone());
+                outcome.diags.extend(p.diags.iter().cloned());
+                match &p.doc {
+                    Some(_) => Some(*p),
+                    None => return outcome,
+                }
+            }
+            None => {
+                let mut r = Report::new(Arc::from(main.file.path.display().to_string()));
+                let hint = rolegate_engine::suggest::hint(&t.value, templates.keys().copied());
+                r.error(t.at, "template", format!("unknown template `{}`{hint}", t.value));
+                outcome.diags.extend(r.diags);
+                return outcome;
+            }
+        },
+    };
+    let Some(revision) = compile_if(name, main, template) else {
+        outcome.unchanged = true;
+        return outcome;
+    };
+    let template = template.and_then(|p| p.doc.as_ref());
+    match compile(doc, template, revision) {
+        Ok(tenant) => {
+            outcome.diags.extend(lint::lint(doc, template, &tenant, now));
+            if !outcome.diags.iter().any(Diagnostic::is_error) {
+                outcome.tenant = Some(tenant);
+            }
+        }
+        Err(diags) => outcome.diags.extend(diags),
+    }
+    outcome
+}

@@ -1,0 +1,215 @@
+//! Parsing `when` conditions (DESIGN §4). Every name, CIDR, zone and time is checked here.
+
+use ipnet::IpNet;
+use jiff::tz::TimeZone;
+use marked_yaml::Node;
+
+use super::diag::{Report, Spanned};
+use super::document::{ClauseDoc, WhenDoc};
+use super::yaml::{self, index, key};
+use rolegate_engine::{EVERY_DAY, Lit, Op, Schedule, Test};
+
+const WHEN_KEYS: &[&str] = &["principal", "resource", "context", "ip", "relation", "in_unit", "schedule", "any", "not"];
+const OP_KEYS: &[&str] = &["lt", "le", "gt", "ge", "contains", "present"];
+const SCHEDULE_KEYS: &[&str] = &["tz", "days", "from", "to"];
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Parses a `when` map; `None` when any part of it is wrong.
+pub fn parse(r: &mut Report, node: &Node, path: &str) -> Option<WhenDoc> {
+    let map = yaml::mapping(r, node, path, WHEN_KEYS)?;
+    if map.is_empty() {
+        r.error(yaml::loc(node), path, "an empty `when` always holds; remove it or add a condition");
+        return None;
+    }
+    let before = r.diags.len();
+    let mut clauses = Vec::new();
+    for (k, v) in map.iter() {
+        if !WHEN_KEYS.contains(&k.as_str()) {
+            continue;
+        }
+        let p = key(path, k.as_str());
+        let clause = match k.as_str() {
+            "principal" => tests(r, v, &p).map(ClauseDoc::Principal),
+            "resource" => tests(r, v, &p).map(ClauseDoc::Resource),
+            "context" => tests(r, v, &p).map(ClauseDoc::Context),
+            "ip" => networks(r, v, &p).map(ClauseDoc::Ip),
+            "relation" => yaml::string(r, v, &p).map(|s| ClauseDoc::Relation(s.value)),
+            "in_unit" => yaml::string(r, v, &p).map(|s| ClauseDoc::InUnit(s, p.clone())),
+            "schedule" => schedule(r, v, &p).map(ClauseDoc::Schedule),
+            "any" => any(r, v, &p).map(ClauseDoc::Any),
+            _ => parse(r, v, &p).map(|w| ClauseDoc::Not(Box::new(w))),
+        };
+        clauses.extend(clause);
+    }
+    (r.diags.len() == before).then_some(WhenDoc { clauses })
+}
+
+fn any(r: &mut Report, node: &Node, path: &str) -> Option<Vec<WhenDoc>> {
+    let seq = yaml::sequence(r, node, path)?;
+    if seq.is_empty() {
+        r.error(yaml::loc(node), path, "`any` needs at least one condition");
+        return None;
+    }
+    let parsed: Vec<_> = seq.iter().enumerate().map(|(i, n)| parse(r, n, &index(path, i))).collect();
+    parsed.into_iter().collect()
+}
+
+fn tests(r: &mut Report, node: &Node, path: &str) -> Option<Vec<(String, Test)>> {
+    let Some(map) = node.as_mapping() else {
+        r.error(yaml::loc(node), path, "expected a mapping of attribute names to tests");
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (k, v) in map.iter() {
+        match test(r, v, &key(path, k.as_str())) {
+            Some(t) => out.push((k.as_str().to_owned(), t)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn lit(r: &mut Report, node: &Node, path: &str) -> Option<Lit> {
+    match node.as_scalar() {
+        Some(s) => Some(Lit::new(s.as_str(), s.may_coerce())),
+        None => {
+            r.error(yaml::loc(node), path, "expected a value");
+            None
+        }
+    }
+}
+
+fn test(r: &mut Report, node: &Node, path: &str) -> Option<Test> {
+    match node {
+        Node::Scalar(_) => lit(r, node, path).map(Test::Equals),
+        Node::Sequence(seq) => {
+            let lits: Vec<_> = seq.iter().enumerate().map(|(i, n)| lit(r, n, &index(path, i))).collect();
+            lits.into_iter().collect::<Option<Vec<_>>>().map(Test::OneOf)
+        }
+        Node::Mapping(_) => {
+            let map = yaml::mapping(r, node, path, OP_KEYS)?;
+            let mut ops = Vec::new();
+            for (k, v) in map.iter() {
+                let p = key(path, k.as_str());
+                let op = match k.as_str() {
+                    "lt" => yaml::number(r, v, &p).map(Op::Lt),
+                    "le" => yaml::number(r, v, &p).map(Op::Le),
+                    "gt" => yaml::number(r, v, &p).map(Op::Gt),
+                    "ge" => yaml::number(r, v, &p).map(Op::Ge),
+                    "contains" => yaml::string(r, v, &p).map(|s| Op::Contains(s.value)),
+                    "present" => yaml::boolean(r, v, &p).map(Op::Present),
+                    _ => return None,
+                };
+                ops.push(op?);
+            }
+            if ops.is_empty() {
+                r.error(yaml::loc(node), path, format!("expected one of the operators {}", OP_KEYS.join(", ")));
+                return None;
+            }
+            Some(Test::Ops(ops))
+        }
+    }
+}
+
+fn networks(r: &mut Report, node: &Node, path: &str) -> Option<Vec<IpNet>> {
+    let items: Vec<Spanned<String>> = match node {
+        Node::Scalar(_) => yaml::string(r, node, path).into_iter().collect(),
+        _ => yaml::strings(r, node, path),
+    };
+    let mut nets = Vec::new();
+    let mut ok = !items.is_empty();
+    for (i, item) in items.iter().enumerate() {
+        match parse_net(&item.value) {
+            Some(n) => nets.push(n),
+            None => {
+                r.error(
+                    item.at,
+                    index(path, i),
+                    format!("invalid CIDR `{}` (e.g. `203.0.113.0/24` or `2001:db8::/32`)", item.value),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(nets)
+}
+
+/// Parses a network, accepting a bare address as a single-host network.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn schedule(r: &mut Report, node: &Node, path: &str) -> Option<Schedule> {
+    let map = yaml::mapping(r, node, path, SCHEDULE_KEYS)?;
+    let before = r.diags.len();
+    let mut need = |k: &str| {
+        let n = map.get_node(k);
+        if n.is_none() {
+            r.error(yaml::loc(node), path, format!("missing key `{k}`"));
+        }
+        n
+    };
+    let (tz, from, to) = (need("tz"), need("from"), need("to"));
+    let tz = tz.and_then(|n| yaml::string(r, n, &key(path, "tz"))).and_then(|s| match TimeZone::get(&s.value) {
+        Ok(tz) => Some((s.value, tz)),
+        Err(_) => {
+            r.error(
+                s.at,
+                key(path, "tz"),
+                format!("unknown time zone `{}` (expected an IANA name such as `Asia/Shanghai`)", s.value),
+            );
+            None
+        }
+    });
+    let from = from.and_then(|n| time_of_day(r, n, &key(path, "from")));
+    let to = to.and_then(|n| time_of_day(r, n, &key(path, "to")));
+    let days = match map.get_node("days") {
+        None => EVERY_DAY,
+        Some(n) => days(r, n, &key(path, "days")),
+    };
+    if let (Some(f), Some(t)) = (from, to)
+        && f == t
+    {
+        let msg = "`from` and `to` are equal: the window would be empty";
+        r.error(yaml::loc(node), key(path, "to"), msg);
+    }
+    if r.diags.len() != before {
+        return None;
+    }
+    let (tz_name, tz) = tz?;
+    Some(Schedule { tz_name, tz, days, from: from?, to: to? })
+}
+
+fn days(r: &mut Report, node: &Node, path: &str) -> u8 {
+    let mut mask = 0u8;
+    for (i, d) in yaml::strings(r, node, path).into_iter().enumerate() {
+        match DAYS.iter().position(|x| *x == d.value.to_ascii_lowercase()) {
+            Some(bit) => mask |= 1 << bit,
+            None => r.error(
+                d.at,
+                index(path, i),
+                format!("unknown day `{}` (expected one of {})", d.value, DAYS.join(", ")),
+            ),
+        }
+    }
+    if mask == 0 {
+        r.error(yaml::loc(node), path, "list at least one day");
+    }
+    mask
+}
+
+/// `HH:MM` or `HH:MM:SS` → seconds after midnight.
+fn time_of_day(r: &mut Report, node: &Node, path: &str) -> Option<u32> {
+    let s = yaml::string(r, node, path)?;
+    let parts: Vec<_> = s.value.split(':').map(|p| p.parse::<u32>().ok().filter(|_| p.len() == 2)).collect();
+    let secs = match parts.as_slice() {
+        [Some(h), Some(m)] if *h < 24 && *m < 60 => Some(h * 3600 + m * 60),
+        [Some(h), Some(m), Some(sec)] if *h < 24 && *m < 60 && *sec < 60 => Some(h * 3600 + m * 60 + sec),
+        _ => None,
+    };
+    if secs.is_none() {
+        r.error(s.at, path, format!("invalid time `{}` (expected `HH:MM`, e.g. `09:00`)", s.value));
+    }
+    secs
+}

@@ -1,0 +1,146 @@
+//! Reading marked YAML nodes while collecting every error instead of stopping at the first.
+
+use jiff::Timestamp;
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
+use marked_yaml::{LoaderOptions, Node};
+
+use super::diag::{Loc, Report, Spanned};
+use rolegate_engine::suggest;
+
+/// Parses YAML text; a syntax error is reported and yields `None`.
+pub fn parse(report: &mut Report, text: &str) -> Option<Node> {
+    // Quoted scalars stay text: only a plain `3` or `true` is a number or a boolean.
+    let opts = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
+    match marked_yaml::parse_yaml_with_options(0, text, opts) {
+        Ok(node) => Some(node),
+        Err(e) => {
+            let (at, msg) = load_error(&e);
+            report.error(at, "", msg);
+            None
+        }
+    }
+}
+
+fn load_error(e: &marked_yaml::LoadError) -> (Loc, String) {
+    use marked_yaml::LoadError as E;
+    let mark = |m: &marked_yaml::Marker| Loc { line: m.line() as u32, col: m.column() as u32 };
+    match e {
+        E::TopLevelMustBeMapping(m) => (mark(m), "the document must be a mapping".into()),
+        E::TopLevelMustBeSequence(m) => (mark(m), "the document must be a sequence".into()),
+        E::UnexpectedAnchor(m) => (mark(m), "anchors and aliases are not supported".into()),
+        E::MappingKeyMustBeScalar(m) => (mark(m), "mapping keys must be plain strings".into()),
+        E::UnexpectedTag(m) => (mark(m), "YAML tags are not supported".into()),
+        E::ScanError(m, err) => (mark(m), format!("invalid YAML: {}", err.info())),
+        E::DuplicateKey(d) => {
+            (d.key.span().start().map(mark).unwrap_or_default(), format!("duplicate key `{}`", d.key.as_str()))
+        }
+    }
+}
+
+/// Position of a node.
+pub fn loc(node: &Node) -> Loc {
+    node.span().start().map(|m| Loc { line: m.line() as u32, col: m.column() as u32 }).unwrap_or_default()
+}
+
+/// Position of a scalar.
+pub fn sloc(node: &MarkedScalarNode) -> Loc {
+    node.span().start().map(|m| Loc { line: m.line() as u32, col: m.column() as u32 }).unwrap_or_default()
+}
+
+/// Joins a key path and a child key.
+pub fn key(path: &str, child: &str) -> String {
+    if path.is_empty() { child.to_owned() } else { format!("{path}.{child}") }
+}
+
+/// Joins a key path and an index.
+pub fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// Expects a mapping whose keys are all in `allowed`; reports each unknown key with a hint.
+pub fn mapping<'n>(r: &mut Report, node: &'n Node, path: &str, allowed: &[&str]) -> Option<&'n MarkedMappingNode> {
+    let Some(map) = node.as_mapping() else {
+        r.error(loc(node), path, format!("expected a mapping with keys {}", list(allowed)));
+        return None;
+    };
+    for k in map.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let hint = suggest::hint(k.as_str(), allowed.iter().copied());
+            r.error(sloc(k), key(path, k.as_str()), format!("unknown key `{}`{hint}", k.as_str()));
+        }
+    }
+    Some(map)
+}
+
+fn list(keys: &[&str]) -> String {
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Expects a sequence.
+pub fn sequence<'n>(r: &mut Report, node: &'n Node, path: &str) -> Option<&'n MarkedSequenceNode> {
+    let seq = node.as_sequence();
+    if seq.is_none() {
+        r.error(loc(node), path, "expected a list");
+    }
+    seq
+}
+
+/// Expects a non-empty plain string.
+pub fn string(r: &mut Report, node: &Node, path: &str) -> Option<Spanned<String>> {
+    match node.as_scalar() {
+        Some(s) if !s.as_str().is_empty() => Some(Spanned { value: s.as_str().to_owned(), at: sloc(s) }),
+        Some(s) => {
+            r.error(sloc(s), path, "must not be empty");
+            None
+        }
+        None => {
+            r.error(loc(node), path, "expected a string");
+            None
+        }
+    }
+}
+
+/// Expects a list of non-empty strings.
+pub fn strings(r: &mut Report, node: &Node, path: &str) -> Vec<Spanned<String>> {
+    let Some(seq) = sequence(r, node, path) else {
+        return Vec::new();
+    };
+    seq.iter().enumerate().filter_map(|(i, n)| string(r, n, &index(path, i))).collect()
+}
+
+/// Expects `true` or `false`.
+pub fn boolean(r: &mut Report, node: &Node, path: &str) -> Option<bool> {
+    let b = node.as_scalar().and_then(MarkedScalarNode::as_bool);
+    if b.is_none() {
+        r.error(loc(node), path, "expected `true` or `false`");
+    }
+    b
+}
+
+/// Expects an RFC 3339 instant with an offset.
+pub fn instant(r: &mut Report, node: &Node, path: &str) -> Option<Timestamp> {
+    let s = string(r, node, path)?;
+    match s.value.parse::<Timestamp>() {
+        Ok(ts) => Some(ts),
+        Err(_) => {
+            r.error(
+                s.at,
+                path,
+                format!(
+                    "invalid instant `{}` (expected RFC 3339 with an offset, e.g. `2026-12-31T00:00:00Z`)",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Expects a number.
+pub fn number(r: &mut Report, node: &Node, path: &str) -> Option<f64> {
+    let n = node.as_scalar().filter(|s| s.may_coerce()).and_then(|s| s.as_str().parse::<f64>().ok());
+    if n.is_none() {
+        r.error(loc(node), path, "expected a number");
+    }
+    n
+}

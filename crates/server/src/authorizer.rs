@@ -1,0 +1,314 @@
+//! The `rolegate.v1.Authorizer` service: convert, wait for `min_revision`, decide (through the
+//! cache when it is on), convert back — inside one span per call, with metrics and the decision
+//! log.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::convert::{self, Invalid, Limits};
+use crate::cache::{DecisionCache, Key};
+use rolegate_api::{self as api, authorizer_server};
+use rolegate_engine::{Decision, Query, RequestError, Snapshot, decide};
+use rolegate_source::store::{NotReady, Store};
+use rolegate_telemetry::metrics::Method;
+use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
+
+/// Why a call failed; turned into a gRPC status in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A field is wrong.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The request does not fit the tenant's schema.
+    #[error("{field}: {source}")]
+    Request {
+        /// The field, e.g. `items[3].action`.
+        field: String,
+        /// What is wrong.
+        source: RequestError,
+    },
+    /// No usable snapshot.
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
+}
+
+impl From<CallError> for Status {
+    fn from(e: CallError) -> Status {
+        match e {
+            CallError::Invalid(_) | CallError::Request { .. } => Status::invalid_argument(e.to_string()),
+            CallError::NotReady(_) => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+/// Metadata key that sets the decision instant when the server allows it.
+pub const NOW_HEADER: &str = "rolegate-now";
+
+/// The instant a call is decided at, and whether it is the server's clock.
+#[derive(Clone, Copy, Debug)]
+struct When {
+    at: Timestamp,
+    is_clock: bool,
+}
+
+/// A decision made for this call, or shared with the cache (no allocation when the cache is off).
+enum Decided {
+    Fresh(Decision),
+    Shared(Arc<Decision>),
+}
+
+impl std::ops::Deref for Decided {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        match self {
+            Decided::Fresh(d) => d,
+            Decided::Shared(d) => d,
+        }
+    }
+}
+
+/// Per-call facts for telemetry.
+struct Call {
+    span: tracing::Span,
+    trace_id: Option<String>,
+}
+
+/// The service state.
+#[derive(Clone, Debug)]
+pub struct Authorizer {
+    store: Arc<Store>,
+    cache: Option<DecisionCache>,
+    limits: Limits,
+    min_revision_wait: Duration,
+    /// Honour the `rolegate-now` header: decide at a caller-given instant (simulations, tests).
+    now_header: bool,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Authorizer {
+    /// A service over `store`.
+    pub fn new(store: Arc<Store>, cache: Option<DecisionCache>, limits: Limits, min_revision_wait: Duration) -> Self {
+        Authorizer { store, cache, limits, min_revision_wait, now_header: false, telemetry: Arc::default() }
+    }
+
+    /// Lets callers choose the decision instant with the `rolegate-now` header.
+    pub fn with_now_header(mut self, allow: bool) -> Self {
+        self.now_header = allow;
+        self
+    }
+
+    /// Records metrics, spans and the decision log through `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    fn now<T>(&self, req: &Request<T>) -> Result<When, CallError> {
+        let clock = When { at: Timestamp::now(), is_clock: true };
+        if !self.now_header {
+            return Ok(clock);
+        }
+        match req.metadata().get(NOW_HEADER).map(|v| v.to_str().unwrap_or_default()) {
+            None => Ok(clock),
+            Some(v) => v.parse().map(|at| When { at, is_clock: false }).map_err(|_| {
+                Invalid { field: NOW_HEADER.into(), message: format!("`{v}` is not an RFC 3339 instant") }.into()
+            }),
+        }
+    }
+
+    /// Decides one query, through the cache when it is on; `item` names the batch item in
+    /// errors. Returns the decision and whether it came from the cache.
+    fn decide(
+        &self,
+        snapshot: &Snapshot,
+        q: &Query<'_>,
+        now: When,
+        item: Option<usize>,
+    ) -> Result<(Decided, bool), CallError> {
+        let field = || item.map_or_else(|| "action".to_owned(), |i| format!("items[{i}].action"));
+        let wrap = |source| CallError::Request { field: field(), source };
+        // A cached answer holds from when it was made until `valid_until`: only for the clock.
+        let cache = self.cache.as_ref().filter(|_| now.is_clock);
+        let now = now.at;
+        let Some(cache) = cache else {
+            return decide(snapshot, q, now).map(|d| (Decided::Fresh(d), false)).map_err(wrap);
+        };
+        let revision = snapshot.tenant(q.tenant).map_or(0, |t| t.revision);
+        let key = Key::new(q, revision);
+        let m = &self.telemetry.metrics;
+        if let Some(hit) = cache.get(&key, now) {
+            m.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((Decided::Shared(hit), true));
+        }
+        m.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let d = Arc::new(decide(snapshot, q, now).map_err(wrap)?);
+        cache.insert(key, d.clone(), now);
+        Ok((Decided::Shared(d), false))
+    }
+
+    /// Counts a decision and logs it when the decision log asks for it.
+    fn observe(&self, method: Method, q: &Query<'_>, d: &Decision, revision: u64, call: &Call) {
+        self.telemetry.metrics.decision(method, d.reason);
+        if let Some(log) = &self.telemetry.decision_log {
+            log.record(&decision_log::Entry { query: q, decision: d, revision, trace_id: call.trace_id.as_deref() });
+        }
+    }
+
+    async fn check(&self, req: api::CheckRequest, now: When, call: Call) -> Result<api::CheckResponse, CallError> {
+        let api::CheckRequest { tenant, principal, action, resource, context, min_revision } = req;
+        let l = &self.limits;
+        l.id("tenant", &tenant)?;
+        l.id("principal", &principal)?;
+        l.id("action", &action)?;
+        let span = &call.span;
+        span.record("rolegate.tenant", tenant.as_str());
+        span.record("rolegate.action", action.as_str());
+        let resource = l.resource(&|| "resource".into(), resource)?;
+        let context = l.context("context", context)?;
+        let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
+        let q =
+            Query { tenant: &tenant, principal: &principal, action: &action, resource: &resource, context: &context };
+        let (d, hit) = self.decide(&snapshot, &q, now, None)?;
+        let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
+        span.record("rolegate.allowed", d.allowed);
+        span.record("rolegate.reason", d.reason.as_str());
+        span.record("rolegate.rule", d.rule.as_deref().unwrap_or_default());
+        span.record("rolegate.cache_hit", hit);
+        span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
+        self.observe(Method::Check, &q, &d, revision, &call);
+        Ok(api::CheckResponse { decision: Some(convert::decision(&d)), revision })
+    }
+
+    async fn check_batch(
+        &self,
+        req: api::CheckBatchRequest,
+        now: When,
+        call: Call,
+    ) -> Result<api::CheckBatchResponse, CallError> {
+        let api::CheckBatchRequest { tenant, principal, context, min_revision, items } = req;
+        let l = &self.limits;
+        l.id("tenant", &tenant)?;
+        l.id("principal", &principal)?;
+        call.span.record("rolegate.tenant", tenant.as_str());
+        if items.len() > l.max_batch_items {
+            let msg = format!("has {} items, the limit is {}", items.len(), l.max_batch_items);
+            return Err(Invalid { field: "items".into(), message: msg }.into());
+        }
+        let context = l.context("context", context)?;
+        let mut converted = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let api::BatchItem { action, resource } = item;
+            l.check_id(&action).map_err(|m| Invalid { field: format!("items[{i}].action"), message: m })?;
+            converted.push((action, l.resource(&|| format!("items[{i}].resource"), resource)?));
+        }
+        // One snapshot for the whole batch.
+        let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
+        let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
+        call.span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
+        let mut decided = Vec::with_capacity(converted.len());
+        for (i, (action, resource)) in converted.iter().enumerate() {
+            let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
+            decided.push(self.decide(&snapshot, &q, now, Some(i))?.0);
+        }
+        // Counted and logged only once the whole batch is known to be valid.
+        let mut decisions = Vec::with_capacity(decided.len());
+        for ((action, resource), d) in converted.iter().zip(&decided) {
+            let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
+            self.observe(Method::CheckBatch, &q, d, revision, &call);
+            decisions.push(convert::decision(d));
+        }
+        Ok(api::CheckBatchResponse { decisions, revision })
+    }
+
+    /// Runs one call inside its span, with the caller's trace context as parent, and records
+    /// its latency and outcome.
+    async fn traced<Req, Resp, F>(
+        &self,
+        method: Method,
+        make_span: fn() -> tracing::Span,
+        request: Request<Req>,
+        run: impl FnOnce(Req, When, Call) -> F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: Future<Output = Result<Resp, CallError>>,
+    {
+        let start = Instant::now();
+        let span = match otel::sample(request.metadata()) {
+            Some(parent) => {
+                let span = make_span();
+                let _ = span.set_parent(parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        let trace_id = self.telemetry.decision_log.as_ref().and_then(|_| otel::trace_id(request.metadata()));
+        let result = match self.now(&request) {
+            Ok(now) => {
+                let call = Call { span: span.clone(), trace_id };
+                run(request.into_inner(), now, call).instrument(span.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        let m = &self.telemetry.metrics;
+        m.latency(method, start.elapsed());
+        match result {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => {
+                let status = Status::from(e);
+                m.error(method, status.code());
+                span.record("otel.status_code", "ERROR");
+                span.record("rpc.grpc.status_code", status.code() as i32);
+                Err(status)
+            }
+        }
+    }
+}
+
+/// A span per call, on the RPC target so it exists only while traces are exported.
+macro_rules! rpc_span {
+    ($name:literal, $method:literal) => {
+        tracing::info_span!(
+            target: RPC_TARGET,
+            $name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = "rolegate.v1.Authorizer",
+            rpc.method = $method,
+            rpc.grpc.status_code = Empty,
+            rolegate.tenant = Empty,
+            rolegate.action = Empty,
+            rolegate.allowed = Empty,
+            rolegate.reason = Empty,
+            rolegate.rule = Empty,
+            rolegate.cache_hit = Empty,
+            rolegate.revision = Empty,
+        )
+    };
+}
+
+#[tonic::async_trait]
+impl authorizer_server::Authorizer for Authorizer {
+    async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
+        let span = || rpc_span!("rolegate.v1.Authorizer/Check", "Check");
+        self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
+    }
+
+    async fn check_batch(
+        &self,
+        request: Request<api::CheckBatchRequest>,
+    ) -> Result<Response<api::CheckBatchResponse>, Status> {
+        let span = || rpc_span!("rolegate.v1.Authorizer/CheckBatch", "CheckBatch");
+        self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
+            .await
+    }
+}

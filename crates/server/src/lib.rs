@@ -1,0 +1,178 @@
+//! The gRPC server: `rolegate.v1.Authorizer`, `grpc.health.v1.Health` (SERVING only once a
+//! snapshot is loaded) and reflection, on TCP and Unix sockets, with load shedding, a request
+//! timeout and graceful shutdown.
+
+pub mod admin;
+pub mod authorizer;
+pub mod cache;
+pub mod config;
+
+pub use rolegate_api::convert;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::cache::DecisionCache;
+pub use authorizer::Authorizer;
+pub use config::{Listen, ServeConfig};
+use rolegate_api::authorizer_server::AuthorizerServer;
+use rolegate_source::postgres;
+use rolegate_source::store::Store;
+use rolegate_source::watch::{self as dirwatch, WatchConfig};
+use rolegate_telemetry::Telemetry;
+
+/// Serves until `shutdown` resolves, then stops accepting, finishes in-flight calls and returns.
+pub async fn run(
+    cfg: ServeConfig,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let store = Arc::new(Store::default());
+    let metrics = telemetry.metrics.clone();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+
+    let m = metrics.clone();
+    match &cfg.postgres {
+        Some(pg) => {
+            let health = Arc::new(postgres::Health::default());
+            metrics.follow_postgres(health.clone());
+            tracing::info!("loading policies from postgres {}", pg.describe());
+            postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
+                .context("cannot start the postgres follower")?;
+        }
+        None => {
+            let root = cfg.policies.clone();
+            let watch_cfg = WatchConfig { root, debounce: cfg.reload_debounce, poll: cfg.reload_poll };
+            dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
+                .context("cannot start the policy directory watcher")?;
+        }
+    }
+    {
+        let (store, health) = (store.clone(), health.clone());
+        tokio::spawn(async move {
+            let mut rx = store.subscribe();
+            while !store.is_loaded() {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+            health.set_serving::<AuthorizerServer<Authorizer>>().await;
+            health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            tracing::info!("policy snapshot loaded; serving");
+        });
+    }
+
+    let evictions = metrics.clone();
+    let cache = DecisionCache::new(cfg.cache, move || {
+        evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
+    });
+    let authorizer = Authorizer::new(store.clone(), cache, cfg.limits, cfg.min_revision_wait)
+        .with_now_header(cfg.allow_now_header)
+        .with_telemetry(telemetry.clone());
+    if cfg.allow_now_header {
+        tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
+    }
+    let authorizer = AuthorizerServer::new(authorizer)
+        .max_decoding_message_size(cfg.limits.max_message_bytes)
+        .max_encoding_message_size(cfg.limits.max_message_bytes);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(rolegate_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
+    let router = || {
+        let shed_metrics = metrics.clone();
+        let shed = tower::ServiceBuilder::new()
+            .map_err(move |e: tower::BoxError| {
+                if e.is::<tower::load_shed::error::Overloaded>() {
+                    shed_metrics.shed.fetch_add(1, Ordering::Relaxed);
+                }
+                e
+            })
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrency));
+        Server::builder()
+            .timeout(cfg.request_timeout)
+            .layer(shed)
+            .add_service(health_service.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone())
+            .add_service(authorizer.clone())
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = Vec::new();
+    for listen in &cfg.listen {
+        match listen {
+            Listen::Tcp(addr) => {
+                let listener =
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let local = listener.local_addr()?;
+                tracing::info!("listening on {local}");
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
+            }
+            Listen::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                let listener = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                // Group-writable, so a host container sharing the pod's fsGroup can connect.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+                tracing::info!("listening on unix:{}", path.display());
+                let incoming = UnixListenerStream::new(listener);
+                servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
+            }
+        }
+    }
+    if let Some(addr) = &cfg.admin_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!("admin listening on {}", listener.local_addr()?);
+        tokio::spawn(admin::serve(listener, store.clone(), metrics.clone()));
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight calls");
+    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+    let _ = stop_tx.send(true);
+    for s in servers {
+        s.await??;
+    }
+    for listen in &cfg.listen {
+        if let Listen::Unix(path) = listen {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,158 @@
+//! The decision log: one JSON line per decision — every deny and every alert, allows sampled at a
+//! configured rate. Lines go through a bounded queue to a writer thread; a full queue drops the
+//! line and counts it, so logging never blocks a decision.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+
+use super::Metrics;
+use rolegate_engine::{Decision, Query};
+
+/// Where lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// Append to a file.
+    File(PathBuf),
+}
+
+impl LogTarget {
+    /// Parses `stdout`, `off` (None) or a path.
+    pub fn parse(s: &str) -> Option<LogTarget> {
+        match s {
+            "off" | "" => None,
+            "stdout" | "-" => Some(LogTarget::Stdout),
+            path => Some(LogTarget::File(PathBuf::from(path))),
+        }
+    }
+}
+
+/// A handle to the decision log.
+#[derive(Clone, Debug)]
+pub struct DecisionLog {
+    tx: SyncSender<String>,
+    /// Probability of logging an allow that raised no alert, in [0, 1].
+    allow_rate: f64,
+    metrics: Arc<Metrics>,
+}
+
+/// One decision as it is logged.
+pub struct Entry<'a> {
+    /// The request.
+    pub query: &'a Query<'a>,
+    /// The answer.
+    pub decision: &'a Decision,
+    /// The tenant's revision it was decided on.
+    pub revision: u64,
+    /// The caller's trace id (from `traceparent`), if any.
+    pub trace_id: Option<&'a str>,
+}
+
+impl DecisionLog {
+    /// Starts the writer thread.
+    pub fn start(target: LogTarget, queue: usize, allow_rate: f64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let mut out: Box<dyn Write + Send> = match &target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        };
+        let (tx, rx) = mpsc::sync_channel::<String>(queue.max(1));
+        std::thread::Builder::new().name("rolegate-decision-log".into()).spawn(move || {
+            // Poll instead of blocking in `recv`: a sender then never has to wake this thread,
+            // which would cost a context switch per logged decision on a busy core.
+            let mut buf = Vec::with_capacity(64 * 1024);
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let mut closed = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            buf.extend_from_slice(line.as_bytes());
+                            buf.push(b'\n');
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                if !buf.is_empty() {
+                    let _ = out.write_all(&buf).and_then(|()| out.flush());
+                    buf.clear();
+                }
+                if closed {
+                    return;
+                }
+            }
+        })?;
+        Ok(DecisionLog { tx, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })
+    }
+
+    /// Logs the decision when the policy says so: every deny and alert, sampled allows.
+    pub fn record(&self, e: &Entry<'_>) {
+        let d = e.decision;
+        if d.allowed && !d.alert && !sampled(self.allow_rate) {
+            return;
+        }
+        let line = Line {
+            time: jiff::Timestamp::now(),
+            severity: if d.alert { "alert" } else { "info" },
+            trace_id: e.trace_id,
+            tenant: e.query.tenant,
+            principal: e.query.principal,
+            action: e.query.action,
+            resource: LineResource { kind: &e.query.resource.kind, id: &e.query.resource.id },
+            allowed: d.allowed,
+            reason: d.reason.as_str(),
+            rule: d.rule.as_deref(),
+            mask: &d.mask,
+            revision: e.revision,
+        };
+        let Ok(line) = serde_json::to_string(&line) else { return };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One log line; serialised straight from borrowed fields.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(serialize_with = "rfc3339")]
+    time: jiff::Timestamp,
+    severity: &'static str,
+    trace_id: Option<&'a str>,
+    tenant: &'a str,
+    principal: &'a str,
+    action: &'a str,
+    resource: LineResource<'a>,
+    allowed: bool,
+    reason: &'static str,
+    rule: Option<&'a str>,
+    mask: &'a [Arc<str>],
+    revision: u64,
+}
+
+#[derive(serde::Serialize)]
+struct LineResource<'a> {
+    kind: &'a str,
+    id: &'a str,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
+}
+
+fn sampled(rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    if rate >= 1.0 {
+        return true;
+    }
+    super::random_unit() < rate
+}

@@ -1,0 +1,258 @@
+//! Prometheus metrics, rendered in text format on the admin port. Label sets are small and
+//! bounded: method, result, reason, code, source — never a tenant or member id.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rolegate_engine::Reason;
+use rolegate_source::ReloadReport;
+use rolegate_source::postgres::Health;
+use rolegate_source::store::Store;
+
+/// The two RPC methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `Check`.
+    Check = 0,
+    /// `CheckBatch`.
+    CheckBatch = 1,
+}
+
+const METHODS: [&str; 2] = ["Check", "CheckBatch"];
+/// Error codes counted separately; anything else is `other`.
+const CODES: [&str; 4] = ["invalid_argument", "unavailable", "resource_exhausted", "other"];
+/// Latency bucket bounds, in seconds.
+const BUCKETS: [f64; 14] = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+}
+
+/// Every counter rolegate exposes.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    decisions: [[AtomicU64; Reason::ALL.len()]; 2],
+    errors: [[AtomicU64; CODES.len()]; 2],
+    latency: [Histogram; 2],
+    /// Decision cache hits.
+    pub cache_hits: AtomicU64,
+    /// Decision cache misses.
+    pub cache_misses: AtomicU64,
+    /// Decision cache evictions (capacity or expiry).
+    pub cache_evictions: AtomicU64,
+    /// Calls rejected by load shedding.
+    pub shed: AtomicU64,
+    /// Spans dropped because the export queue was full.
+    pub spans_dropped: AtomicU64,
+    /// Decision-log lines dropped because the log queue was full.
+    pub log_lines_dropped: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    tenants_failed: AtomicU64,
+    /// Tenants served now with rejected input (the last reload's `stale` set).
+    tenants_stale: AtomicU64,
+    /// Set when policies come from PostgreSQL rather than a directory.
+    postgres: OnceLock<Arc<Health>>,
+}
+
+impl Metrics {
+    /// Counts one decision.
+    pub fn decision(&self, method: Method, reason: Reason) {
+        let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.decisions[method as usize][i].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a failed call by its gRPC code.
+    pub fn error(&self, method: Method, code: tonic::Code) {
+        let i = match code {
+            tonic::Code::InvalidArgument => 0,
+            tonic::Code::Unavailable => 1,
+            tonic::Code::ResourceExhausted => 2,
+            _ => 3,
+        };
+        self.errors[method as usize][i].fetch_add(1, Relaxed);
+    }
+
+    /// Records a call's latency.
+    pub fn latency(&self, method: Method, d: Duration) {
+        self.latency[method as usize].observe(d);
+    }
+
+    /// Reports the PostgreSQL source's connection and freshness instead of the directory's.
+    pub fn follow_postgres(&self, health: Arc<Health>) {
+        let _ = self.postgres.set(health);
+    }
+
+    /// The `source` label: where the served policies come from.
+    fn source(&self) -> &'static str {
+        if self.postgres.get().is_some() { "postgres" } else { "dir" }
+    }
+
+    /// Records one reload and logs its findings with file, line and key.
+    pub fn record_reload(&self, report: &ReloadReport) {
+        let source = self.source();
+        for d in &report.errors {
+            tracing::error!(rolegate.source = source, "{d}");
+        }
+        if let Some(e) = &report.unreadable {
+            tracing::error!(rolegate.source = source, "{e}");
+        }
+        for (tenant, revision) in &report.applied {
+            tracing::info!(rolegate.tenant = %tenant, rolegate.revision = revision, "tenant loaded");
+        }
+        for tenant in &report.failed {
+            tracing::warn!(rolegate.tenant = %tenant, "tenant failed to load; keeping its last good snapshot");
+        }
+        for tenant in &report.removed {
+            tracing::info!(rolegate.tenant = %tenant, "tenant removed");
+        }
+        let failed = report.unreadable.is_some() || !report.failed.is_empty() || !report.errors.is_empty();
+        let counter = if failed { &self.reloads_failed } else { &self.reloads_ok };
+        counter.fetch_add(1, Relaxed);
+        self.tenants_failed.fetch_add(report.failed.len() as u64, Relaxed);
+        for stale in &report.stale {
+            tracing::warn!(rolegate.source = source, rolegate.tenant = %stale.tenant, "tenant is stale: {}", stale.why);
+        }
+        self.tenants_stale.store(report.stale.len() as u64, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, store: &Store) -> String {
+        let mut o = String::with_capacity(8192);
+        let _ = self.render_into(&mut o, store);
+        o
+    }
+
+    fn render_into(&self, o: &mut String, store: &Store) -> std::fmt::Result {
+        writeln!(o, "# HELP rolegate_decisions_total Decisions made, by method, result and reason.")?;
+        writeln!(o, "# TYPE rolegate_decisions_total counter")?;
+        for (m, method) in METHODS.iter().enumerate() {
+            for (i, reason) in Reason::ALL.iter().enumerate() {
+                let result = if *reason == Reason::Granted { "allow" } else { "deny" };
+                let v = self.decisions[m][i].load(Relaxed);
+                writeln!(
+                    o,
+                    "rolegate_decisions_total{{method=\"{method}\",result=\"{result}\",reason=\"{reason}\"}} {v}"
+                )?;
+            }
+        }
+        writeln!(o, "# HELP rolegate_rpc_errors_total Calls that failed, by method and gRPC code.")?;
+        writeln!(o, "# TYPE rolegate_rpc_errors_total counter")?;
+        for (m, method) in METHODS.iter().enumerate() {
+            for (i, code) in CODES.iter().enumerate() {
+                writeln!(
+                    o,
+                    "rolegate_rpc_errors_total{{method=\"{method}\",code=\"{code}\"}} {}",
+                    self.errors[m][i].load(Relaxed)
+                )?;
+            }
+        }
+        writeln!(o, "# HELP rolegate_rpc_duration_seconds Server-side latency of a call.")?;
+        writeln!(o, "# TYPE rolegate_rpc_duration_seconds histogram")?;
+        for (m, method) in METHODS.iter().enumerate() {
+            let h = &self.latency[m];
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Relaxed);
+                writeln!(o, "rolegate_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"{b}\"}} {cumulative}")?;
+            }
+            let count = h.count.load(Relaxed);
+            writeln!(o, "rolegate_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}")?;
+            writeln!(
+                o,
+                "rolegate_rpc_duration_seconds_sum{{method=\"{method}\"}} {}",
+                h.sum_nanos.load(Relaxed) as f64 / 1e9
+            )?;
+            writeln!(o, "rolegate_rpc_duration_seconds_count{{method=\"{method}\"}} {count}")?;
+        }
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            ("rolegate_cache_hits_total", "Decision cache hits.", &self.cache_hits),
+            ("rolegate_cache_misses_total", "Decision cache misses.", &self.cache_misses),
+            ("rolegate_cache_evictions_total", "Decision cache evictions.", &self.cache_evictions),
+            ("rolegate_shed_total", "Calls rejected by load shedding (RESOURCE_EXHAUSTED).", &self.shed),
+            ("rolegate_spans_dropped_total", "Spans dropped because the export queue was full.", &self.spans_dropped),
+            (
+                "rolegate_decision_log_dropped_total",
+                "Decision-log lines dropped because the queue was full.",
+                &self.log_lines_dropped,
+            ),
+        ];
+        for (name, help, v) in counters {
+            writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed))?;
+        }
+        let source = self.source();
+        writeln!(o, "# HELP rolegate_reloads_total Policy reloads, by source and result.")?;
+        writeln!(o, "# TYPE rolegate_reloads_total counter")?;
+        writeln!(o, "rolegate_reloads_total{{source=\"{source}\",result=\"ok\"}} {}", self.reloads_ok.load(Relaxed))?;
+        writeln!(
+            o,
+            "rolegate_reloads_total{{source=\"{source}\",result=\"failed\"}} {}",
+            self.reloads_failed.load(Relaxed)
+        )?;
+        writeln!(
+            o,
+            "# HELP rolegate_tenant_load_failures_total Tenant documents rejected (the last good snapshot kept serving)."
+        )?;
+        writeln!(o, "# TYPE rolegate_tenant_load_failures_total counter")?;
+        writeln!(
+            o,
+            "rolegate_tenant_load_failures_total{{source=\"{source}\"}} {}",
+            self.tenants_failed.load(Relaxed)
+        )?;
+        writeln!(
+            o,
+            "# HELP rolegate_stale_tenants Tenants served with rejected input (a document kept at its last good \
+             version, a row left out) until it is fixed."
+        )?;
+        writeln!(
+            o,
+            "# TYPE rolegate_stale_tenants gauge\nrolegate_stale_tenants{{source=\"{source}\"}} {}",
+            self.tenants_stale.load(Relaxed)
+        )?;
+        let snapshot = store.load();
+        let revision = snapshot.as_ref().and_then(|s| s.tenants().map(|t| t.revision).max()).unwrap_or(0);
+        // A database source is current while it hears from the database, published or not.
+        let age = match self.postgres.get() {
+            Some(health) => health.age(),
+            None => store.age(),
+        };
+        let age = age.map_or(-1.0, |a| a.as_secs_f64());
+        writeln!(o, "# HELP rolegate_snapshot_revision Highest tenant revision in the served snapshot.")?;
+        writeln!(
+            o,
+            "# TYPE rolegate_snapshot_revision gauge\nrolegate_snapshot_revision{{source=\"{source}\"}} {revision}"
+        )?;
+        writeln!(
+            o,
+            "# HELP rolegate_snapshot_age_seconds Seconds since the snapshot was last published or, from a database, \
+             last known current (-1: never)."
+        )?;
+        writeln!(
+            o,
+            "# TYPE rolegate_snapshot_age_seconds gauge\nrolegate_snapshot_age_seconds{{source=\"{source}\"}} {age}"
+        )?;
+        writeln!(o, "# HELP rolegate_tenants Tenants in the served snapshot.")?;
+        writeln!(o, "# TYPE rolegate_tenants gauge\nrolegate_tenants {}", snapshot.map_or(0, |s| s.len()))?;
+        if let Some(health) = self.postgres.get() {
+            health.render(o)?;
+        }
+        writeln!(o, "# HELP rolegate_ready 1 once a snapshot is loaded.")?;
+        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_loaded()))
+    }
+}
