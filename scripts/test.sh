@@ -11,7 +11,7 @@ echo "== PostgreSQL for the source tests (scripts/pg.sh: private port and data d
 scripts/pg.sh start >/dev/null
 trap 'scripts/pg.sh clean' EXIT
 eval "$(scripts/pg.sh env)"
-export ROLEGATE_REQUIRE_PG=1
+unset ROLEGATE_SKIP_PG   # the PostgreSQL tests always run here
 
 echo "== cargo test"
 cargo test --workspace --all-targets --locked

@@ -1,6 +1,6 @@
 //! A real PostgreSQL for tests: `ROLEGATE_TEST_PG` names a server (scripts/test.sh starts one
-//! with scripts/pg.sh); every test gets a database of its own. Without the variable a test is
-//! skipped, unless `ROLEGATE_REQUIRE_PG=1` (set by scripts/test.sh), which fails it.
+//! with scripts/pg.sh); every test gets a database of its own. Without the variable a test
+//! fails, unless it is skipped explicitly with `ROLEGATE_SKIP_PG=1` (scripts/test.sh never does).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,13 +16,14 @@ use tokio::task::JoinHandle;
 pub fn server() -> Option<String> {
     match std::env::var("ROLEGATE_TEST_PG") {
         Ok(dsn) if !dsn.is_empty() => Some(dsn),
-        _ if std::env::var("ROLEGATE_REQUIRE_PG").as_deref() == Ok("1") => {
-            panic!("ROLEGATE_REQUIRE_PG=1 but ROLEGATE_TEST_PG is unset: start one with scripts/pg.sh")
-        }
-        _ => {
-            eprintln!("skipped: set ROLEGATE_TEST_PG (scripts/pg.sh start) to run the PostgreSQL tests");
+        _ if std::env::var("ROLEGATE_SKIP_PG").as_deref() == Ok("1") => {
+            eprintln!("skipped: ROLEGATE_SKIP_PG=1");
             None
         }
+        _ => panic!(
+            "ROLEGATE_TEST_PG is unset: start a server with `scripts/pg.sh start` and \
+             `eval \"$(scripts/pg.sh env)\"`, or skip these tests explicitly with ROLEGATE_SKIP_PG=1"
+        ),
     }
 }
 
