@@ -115,7 +115,9 @@ fn every_marked_example_runs() {
                 ("yaml", "invalid") => {
                     match next.filter(|n| n.is("text", "validate")) {
                         Some(expected) => invalid_example(b, expected, &templates, &mut failures),
-                        None => failures.push(format!("{}: `yaml invalid` must be followed by `text validate`", b.at())),
+                        None => {
+                            failures.push(format!("{}: `yaml invalid` must be followed by `text validate`", b.at()))
+                        }
                     }
                     i += 1;
                     checked += 1;
@@ -123,15 +125,21 @@ fn every_marked_example_runs() {
                 ("yaml", "test") => {
                     match current.as_mut() {
                         Some(ex) => test_example(b, ex, &mut failures),
-                        None => failures.push(format!("{}: a `yaml test` block needs a `yaml tenant` before it", b.at())),
+                        None => {
+                            failures.push(format!("{}: a `yaml test` block needs a `yaml tenant` before it", b.at()))
+                        }
                     }
                     checked += 1;
                 }
                 ("sh", "check") => {
                     match (current.as_ref(), next.filter(|n| n.is("json", "decision"))) {
                         (Some(ex), Some(expected)) => check_example(b, expected, ex, &mut failures),
-                        (None, _) => failures.push(format!("{}: a `sh check` block needs a `yaml tenant` before it", b.at())),
-                        (_, None) => failures.push(format!("{}: `sh check` must be followed by `json decision`", b.at())),
+                        (None, _) => {
+                            failures.push(format!("{}: a `sh check` block needs a `yaml tenant` before it", b.at()))
+                        }
+                        (_, None) => {
+                            failures.push(format!("{}: `sh check` must be followed by `json decision`", b.at()))
+                        }
                     }
                     i += 1;
                     checked += 1;
@@ -178,7 +186,10 @@ fn invalid_example(b: &Block, expected: &Block, templates: &[(String, String)], 
     }
     for want in expected.body.lines().filter(|l| !l.trim().is_empty()) {
         if !printed.lines().any(|l| l.trim() == want.trim()) {
-            failures.push(format!("{}: `rolegate validate` does not print\n  {want}\nit prints:\n{printed}", expected.at()));
+            failures.push(format!(
+                "{}: `rolegate validate` does not print\n  {want}\nit prints:\n{printed}",
+                expected.at()
+            ));
         }
     }
 }
@@ -307,9 +318,8 @@ struct Proto {
 
 fn parse_proto(text: &str) -> Proto {
     let code: String = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
-    let spaced = ["{", "}", ";", "=", "(", ")", "<", ">", ","]
-        .iter()
-        .fold(code, |s, p| s.replace(p, &format!(" {p} ")));
+    let spaced =
+        ["{", "}", ";", "=", "(", ")", "<", ">", ","].iter().fold(code, |s, p| s.replace(p, &format!(" {p} ")));
     let tokens: Vec<&str> = spaced.split_whitespace().collect();
     let mut proto = Proto::default();
     // Stack of open blocks: (kind, name); a `oneof` belongs to its message.
@@ -332,9 +342,10 @@ fn parse_proto(text: &str) -> Proto {
                 if let Some((kind, name)) = owner {
                     let member = match *kind {
                         "service" if statement.first() == Some(&"rpc") => statement.get(1).copied(),
-                        "message" | "enum" => statement.iter().position(|t| *t == "=").and_then(|i| {
-                            i.checked_sub(1).and_then(|j| statement.get(j)).copied()
-                        }),
+                        "message" | "enum" => statement
+                            .iter()
+                            .position(|t| *t == "=")
+                            .and_then(|i| i.checked_sub(1).and_then(|j| statement.get(j)).copied()),
                         _ => None,
                     };
                     if let Some(m) = member.filter(|m| !matches!(*m, "option" | "reserved")) {
@@ -425,5 +436,8 @@ fn metric_names_drop_histogram_suffixes() {
 
 #[test]
 fn shell_words_join_continuations_and_quotes() {
-    assert_eq!(words("rolegate check \\\n  --attr 'a=b c' --x \"\"\n"), ["rolegate", "check", "--attr", "a=b c", "--x", ""]);
+    assert_eq!(
+        words("rolegate check \\\n  --attr 'a=b c' --x \"\"\n"),
+        ["rolegate", "check", "--attr", "a=b c", "--x", ""]
+    );
 }
