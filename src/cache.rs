@@ -1,5 +1,6 @@
-//! The decision cache: moka, keyed by everything a decision depends on, including the tenant's
-//! revision, so a reload can never serve a stale answer. Entries never outlive `valid_until`.
+//! The decision cache: moka, keyed by everything a decision depends on, including the generation
+//! the store gave the published tenant, so a reload can never serve a stale answer (even from a
+//! source that repeats or lowers a revision). Entries never outlive `valid_until`.
 //! Off by default: BENCHMARKS.md shows evaluating beats a lookup for the bundled policies.
 
 use std::sync::Arc;
@@ -25,10 +26,11 @@ pub struct CacheConfig {
 pub struct Key(Box<[u8]>);
 
 impl Key {
-    /// Encodes `query` decided against `revision` of its tenant.
-    pub fn new(query: &Query<'_>, revision: u64) -> Self {
+    /// Encodes `query` decided against the published tenant object `generation` (see
+    /// [`crate::engine::Tenant::generation`]; 0 for an unknown tenant).
+    pub fn new(query: &Query<'_>, generation: u64) -> Self {
         let mut b = Vec::with_capacity(128);
-        b.extend_from_slice(&revision.to_le_bytes());
+        b.extend_from_slice(&generation.to_le_bytes());
         for s in [
             query.tenant,
             query.principal,
@@ -181,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_differ_by_revision_and_by_any_attribute_but_not_by_attribute_order() {
+    fn keys_differ_by_generation_and_by_any_attribute_but_not_by_attribute_order() {
         let a = req(vec![("assignee", Value::Text("p".into())), ("tags", Value::List(vec!["vip".into()]))]);
         let b = req(vec![("tags", Value::List(vec!["vip".into()])), ("assignee", Value::Text("p".into()))]);
         let c = req(vec![("assignee", Value::Text("q".into())), ("tags", Value::List(vec!["vip".into()]))]);

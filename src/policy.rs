@@ -12,7 +12,7 @@ pub(crate) mod yaml;
 
 pub use compile::{MemberChange, compile, compile_members};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
-pub use dir::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
+pub use dir::{Listing, Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
 pub use document::Document;
 
 /// Parses one document from text. `template` is `Some(name)` for a template.

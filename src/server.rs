@@ -1,5 +1,5 @@
-//! The gRPC server: `rolegate.v1.Authorizer`, `grpc.health.v1.Health` (SERVING only once a
-//! snapshot is loaded) and reflection, on TCP and Unix sockets, with load shedding, a request
+//! The gRPC server: `rolegate.v1.Authorizer`, `grpc.health.v1.Health` (SERVING only while
+//! [`Store::is_ready`]) and reflection, on TCP and Unix sockets, with load shedding, a request
 //! timeout and graceful shutdown.
 
 pub mod admin;
@@ -39,35 +39,25 @@ pub async fn run(
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 
     let m = metrics.clone();
-    match &cfg.postgres {
+    let (thread, source) = match &cfg.postgres {
         Some(pg) => {
             let health = Arc::new(postgres::Health::default());
             metrics.follow_postgres(health.clone());
             tracing::info!("loading policies from postgres {}", pg.describe());
-            postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
+            let thread = postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
                 .context("cannot start the postgres follower")?;
+            (thread, "postgres follower")
         }
         None => {
             let root = cfg.policies.clone();
             let watch_cfg = WatchConfig { root, debounce: cfg.reload_debounce, poll: cfg.reload_poll };
-            dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
+            let thread = dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
                 .context("cannot start the policy directory watcher")?;
+            (thread, "policy reload")
         }
-    }
-    {
-        let (store, health) = (store.clone(), health.clone());
-        tokio::spawn(async move {
-            let mut rx = store.subscribe();
-            while !store.is_loaded() {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-            health.set_serving::<AuthorizerServer<Authorizer>>().await;
-            health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-            tracing::info!("policy snapshot loaded; serving");
-        });
-    }
+    };
+    let source_died = crate::source::supervise(source, thread, store.clone()).context("cannot supervise the source")?;
+    tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
     let evictions = metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
@@ -143,7 +133,12 @@ pub async fn run(
         tokio::spawn(admin::serve(listener, store.clone(), metrics.clone()));
     }
 
-    shutdown.await;
+    // A source that stopped can never apply a revocation again: stop, and let the orchestrator
+    // restart the process, rather than serve a snapshot that is frozen for good.
+    let died = tokio::select! {
+        () = shutdown => None,
+        why = source_died => Some(why.unwrap_or_else(|_| "the source supervisor ended".to_owned())),
+    };
     tracing::info!("shutting down: finishing in-flight calls");
     health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
     let _ = stop_tx.send(true);
@@ -156,7 +151,35 @@ pub async fn run(
         }
     }
     tracing::info!("stopped");
-    Ok(())
+    match died {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// Keeps gRPC health in step with [`Store::is_ready`]: SERVING only while a snapshot with at
+/// least one tenant is served by a running source.
+async fn follow_readiness(store: Arc<Store>, health: tonic_health::server::HealthReporter) {
+    let mut rx = store.subscribe();
+    let mut was_ready = false;
+    loop {
+        let ready = store.is_ready();
+        if ready != was_ready {
+            if ready {
+                health.set_serving::<AuthorizerServer<Authorizer>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                tracing::info!("policy snapshot loaded; serving");
+            } else {
+                health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                tracing::warn!("not ready: no tenant is loaded or the policy source stopped");
+            }
+            was_ready = ready;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

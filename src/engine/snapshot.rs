@@ -64,6 +64,10 @@ pub struct Tenant {
     pub name: Arc<str>,
     /// Grows with every change of the tenant's data.
     pub revision: u64,
+    /// Process-unique number the store gives each published tenant object (0 before it is
+    /// published): unlike `revision`, which a source reports and may repeat, it never names two
+    /// different objects, so caches key on it.
+    pub generation: u64,
     pub(crate) kinds: Vec<Arc<str>>,
     pub(crate) actions: FxHashMap<Box<str>, ActionId>,
     pub(crate) action_names: Vec<Arc<str>>,

@@ -88,6 +88,7 @@ impl<'d> Cx<'d> {
         Ok(Tenant {
             name: Arc::from(self.doc_src.name.value.as_str()),
             revision,
+            generation: 0,
             kinds: self.kinds,
             actions: self.actions,
             action_names: self.action_names,

@@ -1,4 +1,4 @@
-//! The admin HTTP port: `/healthz` (alive), `/readyz` (a snapshot is loaded) and `/metrics`
+//! The admin HTTP port: `/healthz` (alive), `/readyz` ([`Store::is_ready`]) and `/metrics`
 //! (Prometheus text). A deliberately tiny HTTP/1.1 responder: three fixed GET routes.
 
 use std::sync::Arc;
@@ -24,8 +24,10 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, metrics: Arc<Metric
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/healthz" => ("200 OK", "ok\n".to_owned()),
-                "/readyz" if store.is_loaded() => ("200 OK", "ready\n".to_owned()),
-                "/readyz" => ("503 Service Unavailable", "no policy snapshot loaded yet\n".to_owned()),
+                "/readyz" if store.is_ready() => ("200 OK", "ready\n".to_owned()),
+                "/readyz" => {
+                    ("503 Service Unavailable", "not ready: no tenant loaded or the source stopped\n".to_owned())
+                }
                 "/metrics" => ("200 OK", metrics.render(&store)),
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };

@@ -141,8 +141,8 @@ impl Authorizer {
         let Some(cache) = cache else {
             return decide(snapshot, q, now).map(|d| (Decided::Fresh(d), false)).map_err(wrap);
         };
-        let revision = snapshot.tenant(q.tenant).map_or(0, |t| t.revision);
-        let key = Key::new(q, revision);
+        let generation = snapshot.tenant(q.tenant).map_or(0, |t| t.generation);
+        let key = Key::new(q, generation);
         let m = &self.telemetry.metrics;
         if let Some(hit) = cache.get(&key, now) {
             m.cache_hits.fetch_add(1, Ordering::Relaxed);

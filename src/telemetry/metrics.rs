@@ -252,7 +252,7 @@ impl Metrics {
         if let Some(health) = self.postgres.get() {
             health.render(o)?;
         }
-        writeln!(o, "# HELP rolegate_ready 1 once a snapshot is loaded.")?;
-        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_loaded()))
+        writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
+        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }
 }
