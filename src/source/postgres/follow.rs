@@ -7,6 +7,15 @@
 //!
 //! Each round reads in one repeatable-read transaction, so the rows a tenant is built from are
 //! exactly those of the revision it is published at, on every sidecar.
+//!
+//! Rejected input never freezes a tenant: a member whose rows fail is served as invalid (denied
+//! everything) while every other change applies; a rejected document, template or unit row
+//! leaves the last good head in place and members keep compiling against it. Every round
+//! reports the tenants served that way in [`ReloadReport::stale`].
+//!
+//! Revisions only grow. A revision below the one applied, a change log missing the change
+//! applied last, or a tenant gone from `tenant_revisions` means the database was restored or
+//! re-created: the tenant is reloaded whole (or removed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
