@@ -257,6 +257,10 @@ impl Tenant {
         let Some(member) = self.members.get(q.principal) else {
             return Ok(Decision::deny(Reason::UnknownPrincipal));
         };
+        if let Some(why) = &member.invalid {
+            // Fail closed: nothing of a member whose input was rejected can be trusted.
+            return Ok(Decision { message: Some(why.clone()), ..Decision::deny(Reason::NoGrant) });
+        }
         if member.disabled {
             return Ok(Decision::deny(Reason::PrincipalDisabled));
         }

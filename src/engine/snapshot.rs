@@ -114,6 +114,24 @@ pub struct Member {
     pub attrs: Attrs,
     /// Own bindings in document order.
     pub bindings: Box<[Binding]>,
+    /// Set when the member's own input was rejected (a source could not compile its rows): the
+    /// member is then served with no grant at all, `everyone` included, and this says why.
+    pub invalid: Option<Arc<str>>,
+}
+
+impl Member {
+    /// A member whose input was rejected: denied everything, with `why` in every decision.
+    pub fn invalid(id: &str, why: &str) -> Self {
+        Member {
+            id: Arc::from(id),
+            disabled: false,
+            expires: None,
+            units: Box::default(),
+            attrs: Attrs::default(),
+            bindings: Box::default(),
+            invalid: Some(Arc::from(why)),
+        }
+    }
 }
 
 /// A role granted within a scope, a time window and a condition.

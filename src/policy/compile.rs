@@ -12,7 +12,7 @@ use crate::suggest;
 
 mod members;
 
-pub use members::{MemberChange, compile_members};
+pub use members::{Isolated, MemberChange, compile_members, compile_members_isolated, rejection};
 
 /// Compiles a tenant document with its template (when it names one) at `revision`.
 pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {
@@ -443,6 +443,7 @@ impl<'d> Cx<'d> {
             units: units.into_boxed_slice(),
             attrs: m.attrs.clone(),
             bindings: bindings.into_boxed_slice(),
+            invalid: None,
         }
     }
 
