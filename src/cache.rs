@@ -146,7 +146,10 @@ impl DecisionCache {
                 _ => return,
             }
         }
-        self.inner.insert(key, Entry { decision, deadline: Instant::now() + life });
+        // A lifetime past the end of the monotonic clock is no lifetime to keep.
+        if let Some(deadline) = Instant::now().checked_add(life) {
+            self.inner.insert(key, Entry { decision, deadline });
+        }
     }
 
     /// Number of entries (approximate).
