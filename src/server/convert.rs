@@ -165,6 +165,11 @@ pub fn reason(r: Reason) -> api::Reason {
     }
 }
 
+/// The wire instant.
+fn timestamp(t: jiff::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+}
+
 /// The wire decision.
 pub fn decision(d: &Decision) -> api::Decision {
     api::Decision {
@@ -174,9 +179,8 @@ pub fn decision(d: &Decision) -> api::Decision {
         mask: d.mask.iter().map(|m| m.to_string()).collect(),
         review: d.review,
         requestable: d.requestable,
-        valid_until: d
-            .valid_until
-            .map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        valid_until: d.valid_until.map(timestamp),
+        cache_until: d.cache_until.map(timestamp),
         alert: d.alert,
         message: d.message.as_deref().unwrap_or_default().to_owned(),
     }
