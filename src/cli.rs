@@ -349,6 +349,7 @@ async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> 
                 "alert": d.alert,
                 "message": (!d.message.is_empty()).then_some(d.message),
                 "valid_until": d.valid_until.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
+                "cache_until": d.cache_until.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
                 "revision": resp.revision,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);

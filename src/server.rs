@@ -2,10 +2,12 @@
 //! [`Store::is_ready`]) and reflection, on TCP and Unix sockets, with load shedding, a request
 //! timeout and graceful shutdown.
 
+pub mod accept;
 pub mod admin;
 pub mod authorizer;
 pub mod config;
 pub mod convert;
+pub mod guard;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,9 +15,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::authorizer_server::AuthorizerServer;
 use crate::cache::DecisionCache;
@@ -79,20 +79,12 @@ pub async fn run(
     };
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
+    // One limit for the whole process, however many listeners share it.
+    let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
     let router = || {
-        let shed_metrics = metrics.clone();
-        let shed = tower::ServiceBuilder::new()
-            .map_err(move |e: tower::BoxError| {
-                if e.is::<tower::load_shed::error::Overloaded>() {
-                    shed_metrics.shed.fetch_add(1, Ordering::Relaxed);
-                }
-                e
-            })
-            .load_shed()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrency));
         Server::builder()
             .timeout(cfg.request_timeout)
-            .layer(shed)
+            .layer(guard.clone())
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -111,7 +103,7 @@ pub async fn run(
                     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
                 tracing::info!("listening on {local}");
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                let incoming = accept::Incoming::new(listener, local.to_string());
                 servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
             }
             Listen::Unix(path) => {
@@ -122,7 +114,7 @@ pub async fn run(
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
                 tracing::info!("listening on unix:{}", path.display());
-                let incoming = UnixListenerStream::new(listener);
+                let incoming = accept::Incoming::new(listener, format!("unix:{}", path.display()));
                 servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
             }
         }
@@ -149,6 +141,10 @@ pub async fn run(
         if let Listen::Unix(path) = listen {
             let _ = std::fs::remove_file(path);
         }
+    }
+    if let Some(log) = telemetry.decision_log.clone() {
+        // Lines still queued would be lost with the process.
+        let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
     }
     tracing::info!("stopped");
     match died {

@@ -86,7 +86,15 @@ pub struct Tenant {
     pub(crate) denies: Vec<Box<[u32]>>,
     /// Per action, the mask and review rules that name it, in document order.
     pub(crate) obligations: Vec<Box<[u32]>>,
+    /// How long a caller may reuse an answer (`max_staleness`): a revocation reaches a caller
+    /// that caches answers at most this late.
+    pub max_staleness: std::time::Duration,
 }
+
+/// `max_staleness` when neither the tenant nor its template sets it.
+pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(5);
+/// The greatest `max_staleness` a document may set.
+pub const MAX_STALENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A role's effective permissions after `extends` and `except`.
 #[derive(Clone, Debug)]

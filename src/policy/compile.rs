@@ -102,6 +102,12 @@ impl<'d> Cx<'d> {
             rules: self.rules,
             denies: self.denies.into_iter().map(Vec::into_boxed_slice).collect(),
             obligations: self.obligations.into_iter().map(Vec::into_boxed_slice).collect(),
+            // The tenant's own setting beats its template's.
+            max_staleness: [Some(self.doc_src), self.tpl_src]
+                .into_iter()
+                .flatten()
+                .find_map(|d| d.max_staleness.as_ref().map(|s| s.value))
+                .unwrap_or(crate::engine::DEFAULT_MAX_STALENESS),
         })
     }
 

@@ -10,8 +10,8 @@ use super::yaml::{self, index, key, sloc};
 use crate::engine::{Attrs, Effect, Value};
 
 const TENANT_KEYS: &[&str] =
-    &["tenant", "template", "description", "schema", "roles", "units", "members", "everyone", "rules"];
-const TEMPLATE_KEYS: &[&str] = &["description", "schema", "roles", "everyone", "rules"];
+    &["tenant", "template", "description", "max_staleness", "schema", "roles", "units", "members", "everyone", "rules"];
+const TEMPLATE_KEYS: &[&str] = &["description", "max_staleness", "schema", "roles", "everyone", "rules"];
 const ROLE_KEYS: &[&str] = &["allow", "extends", "except", "requestable", "description"];
 const UNIT_KEYS: &[&str] = &["id", "parent", "description"];
 const MEMBER_KEYS: &[&str] = &["id", "status", "expires", "units", "attrs", "bindings", "description"];
@@ -48,6 +48,7 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
         members: Vec::new(),
         everyone: Vec::new(),
         rules: Vec::new(),
+        max_staleness: map.get_node("max_staleness").and_then(|n| yaml::duration(report, n, "max_staleness")),
     };
     if let Some(n) = map.get_node("schema") {
         doc.schema = schema(report, n);

@@ -136,6 +136,35 @@ pub fn instant(r: &mut Report, node: &Node, path: &str) -> Option<Timestamp> {
     }
 }
 
+/// Expects a duration, `0s`, `500ms`, `5s`, `2m` or `1h`, up to
+/// [`MAX_STALENESS_LIMIT`](crate::engine::MAX_STALENESS_LIMIT).
+pub fn duration(r: &mut Report, node: &Node, path: &str) -> Option<Spanned<std::time::Duration>> {
+    use std::time::Duration;
+    let s = string(r, node, path)?;
+    let text = s.value.trim();
+    let (num, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n = num.parse::<u64>().ok();
+    let d = match unit {
+        "ms" => n.map(Duration::from_millis),
+        "s" => n.map(Duration::from_secs),
+        "m" => n.and_then(|n| n.checked_mul(60)).map(Duration::from_secs),
+        "h" => n.and_then(|n| n.checked_mul(3600)).map(Duration::from_secs),
+        _ => None,
+    };
+    let limit = crate::engine::MAX_STALENESS_LIMIT;
+    match d {
+        Some(d) if d <= limit => Some(Spanned { value: d, at: s.at }),
+        Some(_) => {
+            r.error(s.at, path, format!("`{}` is longer than the limit of {}s", s.value, limit.as_secs()));
+            None
+        }
+        None => {
+            r.error(s.at, path, format!("invalid duration `{}` (e.g. `0s`, `500ms`, `5s`, `1m`)", s.value));
+            None
+        }
+    }
+}
+
 /// Expects a number.
 pub fn number(r: &mut Report, node: &Node, path: &str) -> Option<f64> {
     let n = node.as_scalar().filter(|s| s.may_coerce()).and_then(|s| s.as_str().parse::<f64>().ok());
