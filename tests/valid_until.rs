@@ -19,13 +19,26 @@ use proptest::prelude::*;
 use rolegate::engine::{Attrs, Context, Decision, Request, Resource, Snapshot, Value, decide};
 use rolegate::policy;
 
-/// splitmix64, driven by one proptest seed so a failure reproduces from it.
-struct Rng(u64);
+/// splitmix64, driven by one proptest seed so a failure reproduces from it, with the clock change
+/// (`anchor`, in `zone`) the generated tenant clusters around.
+struct Rng {
+    state: u64,
+    anchor: Timestamp,
+    zone: &'static str,
+}
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng { state: seed, anchor: Timestamp::UNIX_EPOCH, zone: "UTC" };
+        rng.zone = *rng.pick(ZONES);
+        let own = transitions(rng.zone);
+        // Shanghai has no clock change: its schedules meet the other zones' changes.
+        rng.anchor = if own.is_empty() { *rng.pick(all_transitions()) } else { *rng.pick(&own) };
+        rng
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -50,30 +63,32 @@ const EDGE_TIMES: &[&str] = &["00:00", "00:30", "01:00", "01:30", "02:00", "02:3
 const QUARTER: SignedDuration = SignedDuration::from_mins(15);
 const MEMBERS: usize = 3;
 
+/// The clock changes of `zone` in 2026 and 2027.
+fn transitions(zone: &str) -> Vec<Timestamp> {
+    let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let end: Timestamp = "2028-01-01T00:00:00Z".parse().unwrap();
+    let tz = TimeZone::get(zone).unwrap();
+    tz.following(start).map(|t| t.timestamp()).take_while(|t| *t < end).collect()
+}
+
 /// Every clock change of the zones in 2026 and 2027.
-fn transitions() -> &'static [Timestamp] {
+fn all_transitions() -> &'static [Timestamp] {
     static ALL: OnceLock<Vec<Timestamp>> = OnceLock::new();
     ALL.get_or_init(|| {
-        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let end: Timestamp = "2028-01-01T00:00:00Z".parse().unwrap();
-        let mut all: Vec<Timestamp> = ZONES
-            .iter()
-            .flat_map(|z| {
-                let tz = TimeZone::get(z).unwrap();
-                tz.following(start).map(|t| t.timestamp()).take_while(|t| *t < end).collect::<Vec<_>>()
-            })
-            .collect();
+        let mut all: Vec<Timestamp> = ZONES.iter().flat_map(|z| transitions(z)).collect();
         all.sort();
         all
     })
 }
 
-/// A quarter-hour instant within three days of `anchor`, sometimes exactly on it.
-fn near(rng: &mut Rng, anchor: Timestamp) -> Timestamp {
-    if rng.chance(15) {
-        return anchor;
-    }
-    anchor + QUARTER * (rng.below(4 * 24 * 6) as i32 - 4 * 24 * 3)
+/// A quarter-hour instant within three days of the anchor: sometimes on it, often within hours.
+fn near(rng: &mut Rng) -> Timestamp {
+    let quarters = match rng.below(100) {
+        0..15 => 0,
+        15..50 => rng.below(4 * 8) as i32 - 4 * 4,
+        _ => rng.below(4 * 24 * 6) as i32 - 4 * 24 * 3,
+    };
+    rng.anchor + QUARTER * quarters
 }
 
 fn time_of_day(rng: &mut Rng) -> String {
@@ -101,7 +116,8 @@ fn schedule(rng: &mut Rng) -> String {
         let picked = if picked.is_empty() { vec![*rng.pick(DAYS)] } else { picked };
         format!(", days: [{}]", picked.join(", "))
     };
-    format!("schedule: {{tz: {}{days}, from: \"{from}\", to: \"{to}\"}}", rng.pick(ZONES))
+    let tz = if rng.chance(70) { rng.zone } else { rng.pick(ZONES) };
+    format!("schedule: {{tz: {tz}{days}, from: \"{from}\", to: \"{to}\"}}")
 }
 
 /// A `when` map with at least one schedule somewhere, nested under `any`/`not` at times.
@@ -115,14 +131,14 @@ fn when(rng: &mut Rng, depth: usize) -> String {
     format!("{{{clause}}}")
 }
 
-fn binding(rng: &mut Rng, anchor: Timestamp) -> String {
+fn binding(rng: &mut Rng) -> String {
     let mut fields = vec![format!("role: {}", rng.pick(&["agent", "lead", "viewer"]))];
     fields.push(
         rng.pick(&["scope: tenant", "scope: own_units", "scope: {unit: eu}", "scope: {relation: assignee}"])
             .to_string(),
     );
     if rng.chance(40) {
-        let (a, b) = (near(rng, anchor), near(rng, anchor));
+        let (a, b) = (near(rng), near(rng));
         let (from, until) = if a < b { (a, b) } else { (b, a) };
         if from != until {
             if rng.chance(60) {
@@ -147,8 +163,8 @@ fn rule(rng: &mut Rng, i: usize) -> String {
     format!("  - {{id: rule{i}, effect: {effect}, actions: [{actions}]{extra}, when: {}}}\n", when(rng, 0))
 }
 
-/// A tenant document whose time-dependent parts cluster around `anchor`.
-fn tenant(rng: &mut Rng, anchor: Timestamp) -> String {
+/// A tenant document whose time-dependent parts cluster around the anchor.
+fn tenant(rng: &mut Rng) -> String {
     let mut doc = String::from(
         "tenant: t
 schema:
@@ -167,14 +183,14 @@ members:
         let mut f =
             vec![format!("id: m{m}"), "units: [eu-west]".to_owned(), format!("attrs: {{level: {}}}", rng.below(3))];
         if rng.chance(25) {
-            f.push(format!("expires: \"{}\"", near(rng, anchor)));
+            f.push(format!("expires: \"{}\"", near(rng)));
         }
-        let bindings: Vec<String> = (0..1 + rng.below(3)).map(|_| binding(rng, anchor)).collect();
+        let bindings: Vec<String> = (0..1 + rng.below(3)).map(|_| binding(rng)).collect();
         f.push(format!("bindings: [{}]", bindings.join(", ")));
         let _ = writeln!(doc, "  - {{{}}}", f.join(", "));
     }
     if rng.chance(40) {
-        let _ = writeln!(doc, "everyone: [{}]", binding(rng, anchor));
+        let _ = writeln!(doc, "everyone: [{}]", binding(rng));
     }
     let rules: Vec<String> = (0..rng.below(3)).map(|i| rule(rng, i)).collect();
     if !rules.is_empty() {
@@ -224,9 +240,8 @@ fn probes(rng: &mut Rng, now: Timestamp, end: Timestamp) -> Vec<Timestamp> {
 }
 
 fn check(seed: u64) -> Result<(), String> {
-    let mut rng = Rng(seed);
-    let anchor = *rng.pick(transitions());
-    let text = tenant(&mut rng, anchor);
+    let mut rng = Rng::new(seed);
+    let text = tenant(&mut rng);
     let (doc, diags) = policy::parse_str("t.yaml", &text, None);
     let repro = |extra: String| format!("seed {seed}\n--- t.yaml\n{text}\n{extra}");
     let doc = doc.ok_or_else(|| repro(format!("does not parse: {diags:#?}")))?;
@@ -236,7 +251,7 @@ fn check(seed: u64) -> Result<(), String> {
     for _ in 0..8 {
         let req = request(&mut rng);
         // Seconds, not quarter hours: `now` need not sit on an edge.
-        let now = near(&mut rng, anchor) + SignedDuration::from_secs(rng.below(900) as i64 * rng.below(2) as i64);
+        let now = near(&mut rng) + SignedDuration::from_secs(rng.below(900) as i64 * rng.below(2) as i64);
         let first = decide(&snapshot, &req.query(), now).map_err(|e| repro(format!("caller error: {e}")))?;
         if let Some(until) = first.valid_until
             && until <= now
@@ -277,23 +292,22 @@ fn generated_cases_straddle_clock_changes() {
     // probed month contains clock changes and the bound is often set.
     let (mut straddling, mut bounded, mut total) = (0, 0, 0);
     for seed in 0..200u64 {
-        let mut rng = Rng(seed);
-        let anchor = *rng.pick(transitions());
-        let text = tenant(&mut rng, anchor);
+        let mut rng = Rng::new(seed);
+        let text = tenant(&mut rng);
         let doc = policy::parse_str("t.yaml", &text, None).0.unwrap();
         let mut snapshot = Snapshot::default();
         snapshot.insert(Arc::new(policy::compile(&doc, None, 1).unwrap()));
         for _ in 0..8 {
             let req = request(&mut rng);
-            let now = near(&mut rng, anchor);
+            let now = near(&mut rng);
             let d = decide(&snapshot, &req.query(), now).unwrap();
             let end = d.valid_until.unwrap_or(now + SignedDuration::from_hours(24 * 30));
             total += 1;
             bounded += usize::from(d.valid_until.is_some());
-            straddling += usize::from(transitions().iter().any(|t| now <= *t && *t <= end));
+            straddling += usize::from(all_transitions().iter().any(|t| now <= *t && *t <= end));
         }
     }
-    assert!(transitions().len() >= 20, "expected 4 clock changes a zone over two years: {:?}", transitions());
+    assert!(all_transitions().len() >= 20, "expected 4 clock changes a zone over two years: {:?}", all_transitions());
     assert!(bounded * 2 > total, "only {bounded} of {total} decisions carried a valid_until");
     assert!(straddling * 10 > total, "only {straddling} of {total} decision ranges reach a clock change");
 }
