@@ -118,6 +118,9 @@ fn schedule(rng: &mut Rng) -> String {
     }
     let days = if rng.chance(30) {
         String::new()
+    } else if rng.chance(35) {
+        // One day a week: the next window is up to a week away.
+        format!(", days: [{}]", rng.pick(DAYS))
     } else {
         let picked: Vec<&str> = DAYS.iter().copied().filter(|_| rng.chance(50)).collect();
         let picked = if picked.is_empty() { vec![*rng.pick(DAYS)] } else { picked };
