@@ -8,7 +8,7 @@
 //! would silently drop or accept: a second document after `---`, anchors and aliases.
 
 use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, ScanError};
 
 use super::super::diag::Loc;
 
@@ -22,8 +22,7 @@ pub fn check(text: &str) -> Result<(), (Loc, String)> {
     let mut depth = 0usize;
     let mut documents = 0usize;
     loop {
-        let (event, mark) =
-            parser.next_token().map_err(|e| (loc(e.marker()), format!("invalid YAML: {}", e.info())))?;
+        let (event, mark) = parser.next_token().map_err(scan_error)?;
         match event {
             Event::StreamEnd => return Ok(()),
             Event::DocumentStart => {
@@ -55,10 +54,20 @@ pub fn check(text: &str) -> Result<(), (Loc, String)> {
 
 /// After a second `DocumentStart`: true when that document is empty (a trailing `---`).
 fn is_empty_document(parser: &mut Parser<std::str::Chars<'_>>) -> Result<bool, (Loc, String)> {
-    let next = parser.next_token().map_err(|e| (loc(e.marker()), format!("invalid YAML: {}", e.info())))?;
+    let next = parser.next_token().map_err(scan_error)?;
     Ok(
         matches!(next.0, Event::Scalar(ref v, yaml_rust2::scanner::TScalarStyle::Plain, 0, None) if v == "~" || v.is_empty()),
     )
+}
+
+/// A scanner error, located. The scanner reads ahead of the events and stops flow nesting at
+/// 256 levels itself; that is reported like our own, smaller limit.
+fn scan_error(e: ScanError) -> (Loc, String) {
+    let msg = match e.info() {
+        "recursion limit exceeded" => format!("nested deeper than {MAX_YAML_DEPTH} levels"),
+        info => format!("invalid YAML: {info}"),
+    };
+    (loc(e.marker()), msg)
 }
 
 fn loc(m: &Marker) -> Loc {
