@@ -103,13 +103,14 @@ impl DirSource {
         for name in &removed {
             self.compiled.remove(name);
         }
+        // A file that does not parse keeps the owner it had, however many bad edits follow.
+        let previous = std::mem::take(&mut self.owners);
         self.owners = parsed
             .iter()
+            .filter(|p| p.file.template.is_none())
             .filter_map(|p| {
-                p.doc
-                    .as_ref()
-                    .filter(|_| p.file.template.is_none())
-                    .map(|d| (p.file.path.clone(), d.name.value.clone()))
+                let owner = p.doc.as_ref().map(|d| d.name.value.clone());
+                owner.or_else(|| previous.get(&p.file.path).cloned()).map(|o| (p.file.path.clone(), o))
             })
             .collect();
         if !fresh.is_empty() || !removed.is_empty() || !store.is_loaded() {
