@@ -170,13 +170,14 @@ fn ask(snapshot: &Snapshot, who: &str, ip: Option<&str>) -> Decision {
     decide(snapshot, &req.query(), now()).unwrap()
 }
 
+/// A chain declared from its top: `r0` extends `r1` … extends the last, which grants.
 fn chain(len: usize) -> String {
-    let mut text =
-        String::from("tenant: t\nschema: {conversation: [view]}\nroles:\n  r0: {allow: [conversation.view]}\n");
-    for i in 1..len {
-        text.push_str(&format!("  r{i}: {{extends: [r{}]}}\n", i - 1));
+    let mut text = String::from("tenant: t\nschema: {conversation: [view]}\nroles:\n");
+    for i in 0..len - 1 {
+        text.push_str(&format!("  r{i}: {{extends: [r{}]}}\n", i + 1));
     }
-    text.push_str(&format!("members: [{{id: m, bindings: [{{role: r{}, scope: tenant}}]}}]\n", len - 1));
+    text.push_str(&format!("  r{}: {{allow: [conversation.view]}}\n", len - 1));
+    text.push_str("members: [{id: m, bindings: [{role: r0, scope: tenant}]}]\n");
     text
 }
 
