@@ -312,6 +312,8 @@ impl<'d> Cx<'d> {
         done: &mut [Option<(BitSet, BitSet)>],
     ) {
         let Some(Visit::New) = state.get(i) else { return };
+        // INVARIANT: role indices come from `role_ids`, built from `docs`; `own`, `state` and
+        // `done` have one entry per doc.
         let mut stack = vec![Frame::new(i, own)];
         state[i] = Visit::Active;
         while let Some(top) = stack.last_mut() {
