@@ -103,8 +103,14 @@ fn when(rng: &mut Rng, depth: usize) -> String {
                 2 => "resource: {admin_count: {ge: 10}}".to_owned(),
                 _ => "resource: {sensitivity: {present: true}}".to_owned(),
             },
-            "context" => format!("context: {{active: {{lt: {}}}}}", rng.below(5)),
-            "ip" => "ip: [10.0.0.0/8, \"2001:db8::/32\"]".to_owned(),
+            "context" => match rng.below(3) {
+                0 => "context: {client_ip: [10.1.2.3, \"::ffff:192.168.1.1\"]}".to_owned(),
+                _ => format!("context: {{active: {{lt: {}}}}}", rng.below(5)),
+            },
+            "ip" => match rng.below(2) {
+                0 => "ip: [10.0.0.0/8, \"2001:db8::/32\"]".to_owned(),
+                _ => "ip: [\"::ffff:192.168.0.0/112\"]".to_owned(),
+            },
             "relation" => format!("relation: {}", rng.pick(&["assignee", "admins"])),
             "in_unit" => format!("in_unit: u{}", rng.below(UNITS)),
             "schedule" => {
@@ -298,8 +304,15 @@ fn request(rng: &mut Rng) -> (Request, Timestamp) {
     if rng.chance(60) {
         ctx.insert("active", Value::Int(rng.below(5) as i64));
     }
-    let ip =
-        [None, Some("10.1.2.3"), Some("192.168.1.1"), Some("2001:db8::7")][rng.below(4)].map(|s| s.parse().unwrap());
+    let ip = [
+        None,
+        Some("10.1.2.3"),
+        Some("192.168.1.1"),
+        Some("2001:db8::7"),
+        Some("::ffff:10.1.2.3"),
+        Some("::ffff:192.168.1.1"),
+    ][rng.below(6)]
+    .map(|s| s.parse().unwrap());
     let unit = match rng.below(UNITS + 2) {
         u if u < UNITS => format!("u{u}"),
         u if u == UNITS => String::new(),

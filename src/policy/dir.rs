@@ -148,8 +148,8 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
             report.error(Loc::default(), "", format!("file is larger than {MAX_FILE_BYTES} bytes"));
             None
         }
-        Ok(_) => match std::fs::read_to_string(&file.path) {
-            Ok(t) => Some(t),
+        Ok(_) => match std::fs::read(&file.path) {
+            Ok(bytes) => utf8(&mut report, bytes),
             Err(e) => {
                 report.error(Loc::default(), "", format!("cannot read file: {e}"));
                 None
@@ -162,6 +162,23 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
     };
     let doc = text.and_then(|t| parse::document(&mut report, &t, file.template.as_deref()));
     Parsed { file: file.clone(), doc, diags: report.diags }
+}
+
+/// The text of a file, or an error at the first byte that is not UTF-8.
+fn utf8(report: &mut Report, bytes: Vec<u8>) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let head = e.as_bytes().get(..valid).unwrap_or_default();
+            let line = head.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = head.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(head.get(line_start..).unwrap_or_default()).chars().count() + 1;
+            let at = Loc { line: u32::try_from(line).unwrap_or(u32::MAX), col: u32::try_from(col).unwrap_or(u32::MAX) };
+            report.error(at, "", format!("the file is not UTF-8 text (invalid byte at offset {valid})"));
+            None
+        }
+    }
 }
 
 /// The outcome for one tenant.

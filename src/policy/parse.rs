@@ -277,7 +277,13 @@ fn rule(r: &mut Report, node: &Node, path: &str) -> Option<RuleDoc> {
             None
         }
     });
-    let actions = required(r, m, node, path, "actions").map(|n| yaml::strings(r, n, &key(path, "actions")));
+    let actions = required(r, m, node, path, "actions").map(|n| {
+        let list = yaml::strings(r, n, &key(path, "actions"));
+        if list.is_empty() && n.as_sequence().is_some_and(|s| s.is_empty()) {
+            r.error(yaml::loc(n), key(path, "actions"), "a rule without actions never applies: list at least one");
+        }
+        list
+    });
     let fields: Vec<String> = m
         .get_node("fields")
         .map(|n| yaml::strings(r, n, &key(path, "fields")))

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::api;
-use crate::engine::{Attrs, Context, Decision, Reason, Resource, Value};
+use crate::engine::{Attrs, Context, Decision, Reason, Resource, Value, canonical_ip};
 
 /// Explicit, documented limits on request sizes and counts.
 #[derive(Clone, Copy, Debug)]
@@ -98,17 +98,17 @@ impl Limits {
         Ok(Resource { kind, id, unit, attrs: self.attrs(&|| format!("{}.attrs", field()), attrs)? })
     }
 
-    /// Converts a context; the IP must parse when given.
+    /// Converts a context; the IP must parse when given and is made canonical (an IPv4-mapped
+    /// address becomes its IPv4 address), so decisions and cache keys see one form.
     pub fn context(&self, field: &str, c: Option<api::Context>) -> Result<Context, Invalid> {
         let Some(api::Context { client_ip, attrs }) = c else { return Ok(Context::default()) };
         self.check(&client_ip, false).map_err(|m| invalid(format!("{field}.client_ip"), m))?;
-        let client_ip =
-            match client_ip.as_str() {
-                "" => None,
-                ip => Some(ip.parse().map_err(|_| {
-                    invalid(format!("{field}.client_ip"), format!("`{}` is not an IP address", echo(ip)))
-                })?),
-            };
+        let client_ip = match client_ip.as_str() {
+            "" => None,
+            ip => Some(ip.parse().map(canonical_ip).map_err(|_| {
+                invalid(format!("{field}.client_ip"), format!("`{}` is not an IP address", echo(ip)))
+            })?),
+        };
         Ok(Context { client_ip, attrs: self.attrs(&|| format!("{field}.attrs"), attrs)? })
     }
 

@@ -213,7 +213,14 @@ impl Facts<'_> {
             }),
             ClauseDoc::Context(tests) => tests.iter().all(|(k, t)| {
                 let v = match k.as_str() {
-                    "client_ip" => self.req.context.client_ip.map(|ip| Value::Text(ip.to_string())),
+                    // An IPv4-mapped client is its IPv4 address (README, Policies).
+                    "client_ip" => self.req.context.client_ip.map(|ip| match ip {
+                        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                            Some(v4) => Value::Text(v4.to_string()),
+                            None => Value::Text(v6.to_string()),
+                        },
+                        v4 => Value::Text(v4.to_string()),
+                    }),
                     other => self.req.context.attrs.get(other).cloned(),
                 };
                 test_holds(t, v.as_ref())

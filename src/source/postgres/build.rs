@@ -305,7 +305,7 @@ mod tests {
         let err = head(&tenant_row(DOC), &units.iter().collect::<Vec<_>>(), &Templates::new())
             .and_then(|h| tenant(&h, &[], &HashMap::new(), 1))
             .unwrap_err();
-        assert_eq!(err[0].to_string(), "postgres:units/acme/eu-west:0:0: error: parent: unknown unit `europe`");
+        assert_eq!(err[0].to_string(), "postgres:units/acme/eu-west: error: parent: unknown unit `europe`");
 
         let units = [unit("eu", None)];
         let head = head(&tenant_row(DOC), &units.iter().collect::<Vec<_>>(), &Templates::new()).unwrap();
@@ -322,7 +322,7 @@ mod tests {
         let built = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 2).unwrap();
         assert_eq!(
             built.rejected["rep"][0].to_string(),
-            "postgres:members/acme/rep:0:0: error: bindings[0].role: unknown role `agnet` (did you mean `agent`?)"
+            "postgres:members/acme/rep: error: bindings[0].role: unknown role `agnet` (did you mean `agent`?)"
         );
     }
 
