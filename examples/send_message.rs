@@ -1,5 +1,5 @@
 //! A backend asking rolegate before sending a message, and honouring the decision:
-//! `mask` fields are hidden, `review` holds the message, `valid_until` bounds local caching.
+//! `mask` fields are hidden, `review` holds the message, `cache_until` bounds local caching.
 //!
 //! Start the server on the examples, then:
 //! `cargo run --example send_message -- 127.0.0.1:50051`
@@ -47,10 +47,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!("sending: {message:?}");
     }
-    // The answer cannot change before `valid_until`: a local cache may keep it until then only.
-    match decision.valid_until {
-        Some(t) => println!("decision valid until {}s after the epoch (revision {})", t.seconds, response.revision),
-        None => println!("decision has no time bound (revision {})", response.revision),
+    // Reuse the answer until `cache_until`, never `valid_until`: that only says the policy data
+    // cannot change it, while a revocation can land at any moment and must reach this backend
+    // within the tenant's `max_staleness`. `cache_until` equal to the decision instant (a
+    // tenant's `max_staleness: 0s`) means: do not reuse it at all, ask every time.
+    match decision.cache_until {
+        Some(t) => {
+            println!("reuse this decision until {}s after the epoch (revision {})", t.seconds, response.revision)
+        }
+        None => println!("do not reuse this decision (revision {})", response.revision),
     }
     Ok(())
 }

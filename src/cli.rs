@@ -317,6 +317,7 @@ async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> 
                 "alert": d.alert,
                 "message": (!d.message.is_empty()).then_some(d.message),
                 "valid_until": d.valid_until.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
+                "cache_until": d.cache_until.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
                 "revision": resp.revision,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
@@ -341,5 +342,6 @@ pub fn decision_json(d: &rolegate_engine::Decision) -> serde_json::Value {
         "alert": d.alert,
         "message": d.message.as_deref(),
         "valid_until": d.valid_until.map(|t| t.to_string()),
+        "cache_until": d.cache_until.map(|t| t.to_string()),
     })
 }

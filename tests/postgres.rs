@@ -1,8 +1,9 @@
 //! The PostgreSQL source against a real PostgreSQL and the real `rolegate serve`: every example
 //! scenario served from the database, export and import round trips, a revocation reaching two
 //! sidecars, `min_revision` with the writer's change id, concurrent writes during a stream of
-//! checks, a row that fails validation, a database unreachable at start, and a database stopped
-//! and restarted under two sidecars. Needs `ROLEGATE_TEST_PG` (see `support::pg`).
+//! checks, a member row and a tenant document that fail validation, a restored or re-created
+//! database, a zero poll interval, a database unreachable at start, and a database stopped and
+//! restarted under two sidecars. Needs `ROLEGATE_TEST_PG` (see `support::pg`).
 
 mod support;
 
@@ -295,30 +296,60 @@ async fn concurrent_writes_during_a_stream_of_checks_give_no_error_and_no_stale_
     assert!(checked > 100 && revisions.len() > 10, "{checked} checks, {} revisions", revisions.len());
 }
 
+/// Reads a metric of `server` until `done` holds for it; panics after 10 s.
+async fn metric_until(server: &Server, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(&server.metrics().await, series);
+        if done(value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed at {value}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const STALE: &str = "rolegate_stale_tenants{source=\"postgres\"}";
+const ROUNDS_OK: &str = "rolegate_reloads_total{source=\"postgres\",result=\"ok\"}";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_that_fails_validation_keeps_its_tenant_on_the_last_good_snapshot_and_spares_the_others() {
+async fn a_bad_member_row_denies_only_that_member_and_every_later_change_still_applies() {
     let Some(dsn) = pg::database("bad_row").await else { return };
     let mut db = pg::connect(&dsn).await;
     pg::desk(&db, "desk").await;
     pg::desk(&db, "shop").await;
-    let flags = ["--reload-poll", "60s", "--admin-listen", "127.0.0.1:0", "--min-revision-wait", "900ms"];
+    let flags = ["--reload-poll", "200ms", "--admin-listen", "127.0.0.1:0", "--min-revision-wait", "900ms"];
     let server = Server::start_postgres(&dsn, &flags);
     server.ready().await;
     let mut client = server.client().await;
-    let (_, _, good) = ask(&mut client, "desk", "rep", 0).await;
+    assert!(ask(&mut client, "desk", "other", 0).await.0);
+    assert_eq!(metric(&server.metrics().await, STALE), 0.0);
 
     let bad =
         "INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'rep', 'agnet', '\"tenant\"')";
-    pg::write(&mut db, "desk", bad).await;
+    let broken = pg::write(&mut db, "desk", bad).await;
     assert!(
         logged(&server, &["postgres:members/desk/rep", "bindings[1].role: unknown role `agnet`"]),
         "the bad row was not logged with its id"
     );
+    let r = client.check(reply("desk", "rep", broken)).await.expect("check").into_inner();
+    let d = r.decision.unwrap_or_default();
+    assert!(!d.allowed && d.reason == api::Reason::NoGrant as i32 && r.revision >= broken, "{d:?}");
+    assert!(d.message.contains("bindings[1].role: unknown role `agnet`"), "{}", d.message);
+
+    // A revocation of another member in a later transaction applies at its revision.
     let disable_other = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'other'";
-    let blocked = pg::write(&mut db, "desk", disable_other).await;
-    let err = client.check(reply("desk", "other", blocked)).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable, "the tenant stays on its last good snapshot");
-    assert_eq!(ask(&mut client, "desk", "other", 0).await, (true, api::Reason::Granted as i32, good));
+    let revoked = pg::write(&mut db, "desk", disable_other).await;
+    let (allowed, reason, at) = ask(&mut client, "desk", "other", revoked).await;
+    assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32 && at >= revoked, "{reason} at {at}");
+    assert!(!ask(&mut client, "desk", "rep", 0).await.0, "the bad member stays denied");
+
+    // The tenant is reported stale every round while the row is broken, polls included.
+    let rounds = metric(&server.metrics().await, ROUNDS_OK);
+    metric_until(&server, ROUNDS_OK, |n| n >= rounds + 2.0).await;
+    assert_eq!(metric(&server.metrics().await, STALE), 1.0);
+    let failures = metric(&server.metrics().await, "rolegate_tenant_load_failures_total{source=\"postgres\"}");
+    assert!(failures >= 1.0, "{failures}");
 
     let shop = pg::write(
         &mut db,
@@ -327,17 +358,144 @@ async fn a_row_that_fails_validation_keeps_its_tenant_on_the_last_good_snapshot_
     )
     .await;
     assert!(!ask(&mut client, "shop", "rep", shop).await.0, "another tenant's change still applies");
-    let failures = metric(&server.metrics().await, "rolegate_tenant_load_failures_total{source=\"postgres\"}");
-    assert!(failures >= 1.0, "{failures}");
 
     let fixed =
         pg::write(&mut db, "desk", "DELETE FROM rolegate.bindings WHERE tenant = 'desk' AND role = 'agnet'").await;
-    let (allowed, reason, at) = ask(&mut client, "desk", "other", fixed).await;
-    assert!(
-        !allowed && reason == api::Reason::PrincipalDisabled as i32 && at >= fixed,
-        "the held-back change applies with the fix"
+    let (allowed, _, at) = ask(&mut client, "desk", "rep", fixed).await;
+    assert!(allowed && at >= fixed, "the fixed member is allowed again");
+    metric_until(&server, STALE, |n| n == 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_tenant_document_keeps_the_last_good_one_and_member_changes_still_apply() {
+    let Some(dsn) = pg::database("bad_document").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let flags = ["--reload-poll", "60s", "--admin-listen", "127.0.0.1:0", "--min-revision-wait", "900ms"];
+    let server = Server::start_postgres(&dsn, &flags);
+    server.ready().await;
+    let mut client = server.client().await;
+
+    let bad = "UPDATE rolegate.tenants SET document = document || E'rules: [{id: r, effect: deny, actions: [conversation.rply]}]\\n' WHERE id = 'desk'";
+    let broken = pg::write(&mut db, "desk", bad).await;
+    assert!(logged(&server, &["postgres:tenants/desk", "conversation.rply"]), "the bad document was not logged");
+    let (allowed, _, at) = ask(&mut client, "desk", "rep", broken).await;
+    assert!(allowed && at >= broken, "served on the last good document");
+    metric_until(&server, STALE, |n| n == 1.0).await;
+
+    let disable = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'";
+    let revoked = pg::write(&mut db, "desk", disable).await;
+    let (allowed, reason, at) = ask(&mut client, "desk", "rep", revoked).await;
+    assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32 && at >= revoked);
+
+    let fix = "UPDATE rolegate.tenants SET document = replace(document, 'rply', 'reply') WHERE id = 'desk'";
+    let fixed = pg::write(&mut db, "desk", fix).await;
+    let r = client.check(reply("desk", "other", fixed)).await.expect("check").into_inner();
+    let d = r.decision.unwrap_or_default();
+    assert!(!d.allowed && d.reason == api::Reason::DeniedByRule as i32, "the fixed document applies: {d:?}");
+    metric_until(&server, STALE, |n| n == 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_or_recreated_database_is_reloaded_whole() {
+    let Some(dsn) = pg::database("restore").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    for i in 0..5 {
+        let sql =
+            format!("UPDATE rolegate.members SET attrs = '{{\"n\": {i}}}' WHERE tenant = 'desk' AND id = 'other'");
+        pg::write(&mut db, "desk", &sql).await;
+    }
+    let server = Server::start_postgres(&dsn, &["--reload-poll", "200ms"]);
+    server.ready().await;
+    let mut client = server.client().await;
+    let (allowed, _, before) = ask(&mut client, "desk", "rep", 0).await;
+    assert!(allowed && before > 3, "at {before}");
+
+    // A restore of an older backup, as pg_restore --disable-triggers writes it: no trigger runs,
+    // nothing is notified, and the tenant's revision goes back to 3. Only the digest check sees it.
+    let restore = "SET LOCAL session_replication_role = replica;
+         UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';
+         DELETE FROM rolegate.change_log WHERE tenant = 'desk' AND id > 3;
+         UPDATE rolegate.tenant_revisions SET revision = 3 WHERE tenant = 'desk';
+         SELECT setval('rolegate.change_id', 3);";
+    pg::write(&mut db, "desk", restore).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (allowed, reason, at) = ask(&mut client, "desk", "rep", 0).await;
+        if at == 3 {
+            assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the restored revocation applies");
+            break;
+        }
+        assert_eq!(at, before, "only the old or the restored revision is served");
+        assert!(Instant::now() < deadline, "the restore was never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The schema dropped and re-created in one transaction, its ids started past the ones the
+    // sidecar applied: the revision grew, but the history it extends is gone.
+    let mut recreate = String::from("DROP SCHEMA rolegate CASCADE; CREATE SCHEMA rolegate;\n");
+    recreate.push_str(rolegate::source::postgres::migrate::MIGRATIONS[0].2);
+    recreate.push_str(
+        "SELECT setval('rolegate.change_id', 100);
+         INSERT INTO rolegate.tenants (id, document) VALUES ('desk', E'tenant: desk\\nschema: {conversation: [view, reply]}\\nroles: {agent: {allow: [conversation.reply]}}\\n');
+         INSERT INTO rolegate.members (tenant, id) VALUES ('desk', 'rep'), ('desk', 'other');
+         INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'rep', 'agent', '\"tenant\"');",
     );
-    assert!(ask(&mut client, "desk", "rep", 0).await.0);
+    let recreated = pg::write(&mut db, "desk", &recreate).await;
+    assert!(recreated > 100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(&mut client, "desk", "rep", 0).await.2 != recreated {
+        assert!(Instant::now() < deadline, "the re-created database was never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ask(&mut client, "desk", "rep", 0).await.0, "the re-created grant is served");
+    assert_eq!(ask(&mut client, "desk", "other", 0).await.1, api::Reason::NoGrant as i32, "and only it");
+
+    // A restored history that grew past the applied revision but no longer holds the change
+    // applied last: its newer changes alone would not say that `rep` was disabled.
+    let diverged = "SET LOCAL session_replication_role = replica;
+         UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';
+         DELETE FROM rolegate.change_log WHERE tenant = 'desk';
+         INSERT INTO rolegate.change_log (id, tenant, kind, key) VALUES (150, 'desk', 'member', 'other');
+         UPDATE rolegate.tenant_revisions SET revision = 150 WHERE tenant = 'desk';";
+    pg::write(&mut db, "desk", diverged).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (allowed, reason, at) = ask(&mut client, "desk", "rep", 0).await;
+        if at == 150 {
+            assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the tenant was reloaded whole");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the diverged history was never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_reload_poll_is_clamped_and_the_follower_keeps_following() {
+    use rolegate::source::postgres::{self as source, follow::MIN_POLL};
+    let Some(dsn) = pg::database("zero_poll").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let cfg = source::Config::from_dsn(&dsn, Duration::ZERO).unwrap();
+    let store = Arc::new(rolegate::store::Store::default());
+    let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = rounds.clone();
+    source::spawn(cfg, store.clone(), Arc::default(), move |_| {
+        counted.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap();
+    let disable = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'";
+    let revision = pg::write(&mut db, "desk", disable).await;
+    store.at_least("desk", revision, Duration::from_secs(10)).await.expect("the follower still follows");
+
+    // A measurement, not a synchronisation: rounds over one second stay within the clamp.
+    let start = rounds.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_second = rounds.load(Ordering::Relaxed) - start;
+    let most = (Duration::from_secs(1).as_millis() / MIN_POLL.as_millis()) as u64 + 2;
+    assert!((1..=most).contains(&per_second), "{per_second} rounds in one second");
 }
 
 fn pg_addr(dsn: &str) -> SocketAddr {

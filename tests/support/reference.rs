@@ -1,5 +1,10 @@
 //! A deliberately naive second implementation of DESIGN §3–4, working on the documents as
 //! written: no interning, no bit sets, no indexes. Only the differential test uses it.
+//!
+//! It has no theory of `valid_until`: an earlier version copied the engine's edge computation
+//! (both readings of a local time, a 9-day horizon), which checked nothing. Instead
+//! [`first_change`] scans forward minute by minute for the first instant the answer differs, and
+//! tests/valid_until.rs checks the engine's bound against re-deciding at later instants.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -19,20 +24,10 @@ pub struct RefDecision {
     pub review: bool,
     pub requestable: bool,
     pub alert: bool,
-    pub valid_until: Option<Timestamp>,
 }
 
 fn deny(reason: Reason) -> RefDecision {
-    RefDecision {
-        allowed: false,
-        reason,
-        rule: None,
-        mask: vec![],
-        review: false,
-        requestable: false,
-        alert: false,
-        valid_until: None,
-    }
+    RefDecision { allowed: false, reason, rule: None, mask: vec![], review: false, requestable: false, alert: false }
 }
 
 struct World<'a> {
@@ -218,7 +213,14 @@ impl Facts<'_> {
             }),
             ClauseDoc::Context(tests) => tests.iter().all(|(k, t)| {
                 let v = match k.as_str() {
-                    "client_ip" => self.req.context.client_ip.map(|ip| Value::Text(ip.to_string())),
+                    // An IPv4-mapped client is its IPv4 address (README, Policies).
+                    "client_ip" => self.req.context.client_ip.map(|ip| match ip {
+                        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                            Some(v4) => Value::Text(v4.to_string()),
+                            None => Value::Text(v6.to_string()),
+                        },
+                        v4 => Value::Text(v4.to_string()),
+                    }),
                     other => self.req.context.attrs.get(other).cloned(),
                 };
                 test_holds(t, v.as_ref())
@@ -275,56 +277,33 @@ fn schedule_active(s: &Schedule, now: Timestamp) -> bool {
     }
 }
 
-/// Both readings of a local time (they differ only around a clock change).
-fn local_instants(s: &Schedule, d: Date, secs: u32) -> Vec<Timestamp> {
-    let dt = d.at((secs / 3600) as i8, ((secs / 60) % 60) as i8, (secs % 60) as i8, 0);
-    let amb = s.tz.to_ambiguous_timestamp(dt);
-    vec![amb.earlier().unwrap(), amb.later().unwrap()]
+/// A caller error, as the reference sees it (DESIGN §3 step 2): never a deny.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefError {
+    /// The action is in no schema kind of the tenant or its template.
+    UnknownAction { tenant: String, action: String },
+    /// The action's kind (`expected`) is not the resource's kind.
+    KindMismatch { action: String, kind: String, expected: String },
 }
 
-fn schedule_edges(s: &Schedule, now: Timestamp, out: &mut Vec<Timestamp>) {
-    let today = s.tz.to_datetime(now).date();
-    for offset in -2i64..=9 {
-        let d = today.checked_add(jiff::Span::new().days(offset)).unwrap();
-        if !day_listed(s, d) {
-            continue;
-        }
-        out.extend(local_instants(s, d, s.from));
-        let end_day = if s.to <= s.from { d.tomorrow().unwrap() } else { d };
-        out.extend(local_instants(s, end_day, s.to));
-    }
-    // Clock changes within the horizon flip windows too.
-    let horizon = now + jiff::SignedDuration::from_hours(24 * 9);
-    for t in s.tz.following(now) {
-        if t.timestamp() >= horizon {
-            break;
-        }
-        out.push(t.timestamp());
-    }
-}
-
-fn when_edges(w: &WhenDoc, now: Timestamp, out: &mut Vec<Timestamp>) {
-    for c in &w.clauses {
-        match c {
-            ClauseDoc::Schedule(s) => schedule_edges(s, now, out),
-            ClauseDoc::Any(ws) => ws.iter().for_each(|w| when_edges(w, now, out)),
-            ClauseDoc::Not(w) => when_edges(w, now, out),
-            _ => {}
-        }
-    }
-}
-
-/// Decides per DESIGN §3; `Err` for a caller error.
-pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timestamp) -> Result<RefDecision, String> {
+/// Decides per DESIGN §3 steps 1–6; `Err` for a caller error. Step 7 (`valid_until`) is not
+/// computed here: [`first_change`] finds it by brute force, and tests/valid_until.rs checks the
+/// engine's bound against the meaning of the decision itself.
+pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timestamp) -> Result<RefDecision, RefError> {
     let world = World { doc, tpl };
     if req.tenant != doc.name.value {
         return Ok(deny(Reason::UnknownTenant));
     }
     if !world.action_exists(&req.action) {
-        return Err(format!("unknown action {}", req.action));
+        return Err(RefError::UnknownAction { tenant: doc.name.value.clone(), action: req.action.clone() });
     }
-    if req.action.split('.').next() != Some(req.resource.kind.as_str()) {
-        return Err("kind mismatch".into());
+    let expected = req.action.split('.').next().unwrap_or_default();
+    if expected != req.resource.kind {
+        return Err(RefError::KindMismatch {
+            action: req.action.clone(),
+            kind: req.resource.kind.clone(),
+            expected: expected.to_owned(),
+        });
     }
     let Some(member) = doc.members.iter().find(|m| m.id.value == req.principal) else {
         return Ok(deny(Reason::UnknownPrincipal));
@@ -337,17 +316,8 @@ pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timest
     }
     let facts = Facts { world: &world, member, req, now };
     let action = req.action.as_str();
-
-    // Candidate instants for valid_until.
-    let mut instants: Vec<Timestamp> = member.expires.into_iter().collect();
-
     let matching_rules: Vec<&RuleDoc> =
         world.rules().into_iter().filter(|r| r.actions.iter().any(|p| pattern_matches(&p.value, action))).collect();
-    for r in &matching_rules {
-        if let Some(w) = &r.when {
-            when_edges(w, now, &mut instants);
-        }
-    }
 
     let mut bindings: Vec<(String, &BindingDoc)> = member
         .bindings
@@ -360,44 +330,27 @@ pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timest
     let mut first_grant: Option<String> = None;
     let mut requestable = false;
     for (id, b) in &bindings {
-        let has = world.role_has(&b.role.value, action, 0);
-        let asks = world.role_requestable(&b.role.value, action, 0);
-        let covers = facts.covers(&b.scope);
-        if (has || asks) && covers {
-            instants.extend(b.from);
-            instants.extend(b.until);
-            if let Some(w) = &b.when {
-                when_edges(w, now, &mut instants);
-            }
-        }
         let window = b.from.map(|f| f <= now).unwrap_or(true) && b.until.map(|u| now < u).unwrap_or(true);
         let holds = b.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true);
-        if window && covers && holds {
-            if has && first_grant.is_none() {
+        if window && facts.covers(&b.scope) && holds {
+            if world.role_has(&b.role.value, action, 0) && first_grant.is_none() {
                 first_grant = Some(id.clone());
             }
-            if asks {
+            if world.role_requestable(&b.role.value, action, 0) {
                 requestable = true;
             }
         }
     }
-    let valid_until = instants.into_iter().filter(|t| *t > now).min();
 
     for r in &matching_rules {
         if r.effect == Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true) {
-            return Ok(RefDecision {
-                rule: Some(r.id.value.clone()),
-                alert: r.alert,
-                valid_until,
-                ..deny(Reason::DeniedByRule)
-            });
+            return Ok(RefDecision { rule: Some(r.id.value.clone()), alert: r.alert, ..deny(Reason::DeniedByRule) });
         }
     }
     let Some(rule) = first_grant else {
-        return Ok(RefDecision { requestable, valid_until, ..deny(Reason::NoGrant) });
+        return Ok(RefDecision { requestable, ..deny(Reason::NoGrant) });
     };
-    let mut d =
-        RefDecision { allowed: true, reason: Reason::Granted, rule: Some(rule), valid_until, ..deny(Reason::Granted) };
+    let mut d = RefDecision { allowed: true, reason: Reason::Granted, rule: Some(rule), ..deny(Reason::Granted) };
     for r in &matching_rules {
         if r.effect != Effect::Deny && r.when.as_ref().map(|w| facts.when_holds(w)).unwrap_or(true) {
             if r.effect == Effect::Mask {
@@ -412,4 +365,28 @@ pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timest
     d.mask.sort();
     d.mask.dedup();
     Ok(d)
+}
+
+/// The first instant in `(now, end)` at which the reference's answer differs from its answer at
+/// `now`, found by asking again every minute: slow, but it needs no theory of clock changes,
+/// overnight windows or horizons. Exact when `now` and every edge of the tenant (instants and
+/// schedule times) fall on whole minutes, as they do in the generated tenants.
+pub fn first_change(
+    doc: &Document,
+    tpl: Option<&Document>,
+    req: &Request,
+    now: Timestamp,
+    end: Timestamp,
+) -> Option<Timestamp> {
+    let at_now = decide(doc, tpl, req, now);
+    let mut t = now;
+    loop {
+        t = t.checked_add(jiff::SignedDuration::from_mins(1)).ok()?;
+        if t >= end {
+            return None;
+        }
+        if decide(doc, tpl, req, t) != at_now {
+            return Some(t);
+        }
+    }
 }

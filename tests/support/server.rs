@@ -32,6 +32,14 @@ impl Server {
         Self::launch(&flags, extra, env, wants_ready)
     }
 
+    /// Starts the server on `dir` with its own reload timing; waits for the first snapshot only
+    /// when `wait_ready`.
+    pub fn start_tuned(dir: &Path, debounce: &str, poll: &str, extra: &[&str], wait_ready: bool) -> Server {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let flags = ["--policies", dir, "--reload-debounce", debounce, "--reload-poll", poll];
+        Self::launch(&flags, extra, &[], wait_ready)
+    }
+
     /// Starts the server on a PostgreSQL DSN with extra flags; it may not be ready yet (see
     /// `ready`).
     pub fn start_postgres(dsn: &str, extra: &[&str]) -> Server {
@@ -91,6 +99,14 @@ impl Server {
         let mut body = String::new();
         conn.read_to_string(&mut body).await.unwrap();
         body
+    }
+
+    /// The value of one metric line of `/metrics`, e.g. `rolegate_ready` or
+    /// `rolegate_reloads_total{source="dir",result="ok"}`; 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        let prefix = format!("{name} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
     }
 
     /// Waits until the server reports SERVING.

@@ -1,9 +1,10 @@
 //! Protobuf ⇄ domain types, with the request limits. The only place wire types are touched.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate as api;
-use rolegate_engine::{Attrs, Context, Decision, Reason, Resource, Value};
+use rolegate_engine::{Attrs, Context, Decision, Reason, Resource, Value, canonical_ip};
 
 /// Explicit, documented limits on request sizes and counts.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +41,23 @@ pub struct Invalid {
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+}
+
+/// Characters of caller input echoed in an error message: a longer echo (a 1 MiB attribute
+/// name) would make `grpc-message` too large for clients to accept.
+pub const ECHO_CHARS: usize = 128;
+
+/// `s` cut to at most `max` characters (on a character boundary), `…` marking the cut.
+pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((end, _)) => Cow::Owned(format!("{}…", s.get(..end).unwrap_or_default())),
+    }
+}
+
+/// Caller input as it is echoed in an error message.
+pub fn echo(s: &str) -> Cow<'_, str> {
+    shorten(s, ECHO_CHARS)
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
@@ -80,16 +98,18 @@ impl Limits {
         Ok(Resource { kind, id, unit, attrs: self.attrs(&|| format!("{}.attrs", field()), attrs)? })
     }
 
-    /// Converts a context; the IP must parse when given.
+    /// Converts a context; the IP must parse when given and is made canonical (an IPv4-mapped
+    /// address becomes its IPv4 address), so decisions and cache keys see one form.
     pub fn context(&self, field: &str, c: Option<api::Context>) -> Result<Context, Invalid> {
         let Some(api::Context { client_ip, attrs }) = c else { return Ok(Context::default()) };
-        let client_ip = match client_ip.as_str() {
-            "" => None,
-            ip => Some(
-                ip.parse()
-                    .map_err(|_| invalid(format!("{field}.client_ip"), format!("`{ip}` is not an IP address")))?,
-            ),
-        };
+        self.check(&client_ip, false).map_err(|m| invalid(format!("{field}.client_ip"), m))?;
+        let client_ip =
+            match client_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().map(canonical_ip).map_err(|_| {
+                    invalid(format!("{field}.client_ip"), format!("`{}` is not an IP address", echo(ip)))
+                })?),
+            };
         Ok(Context { client_ip, attrs: self.attrs(&|| format!("{field}.attrs"), attrs)? })
     }
 
@@ -99,7 +119,7 @@ impl Limits {
         }
         let mut out = Vec::with_capacity(attrs.len());
         for (name, value) in attrs {
-            let f = || format!("{}[{name}]", field());
+            let f = || format!("{}[{}]", field(), echo(&name));
             if name.is_empty() {
                 return Err(invalid(field(), "attribute names must not be empty"));
             }
@@ -146,6 +166,11 @@ pub fn reason(r: Reason) -> api::Reason {
     }
 }
 
+/// The wire instant.
+fn timestamp(t: jiff::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+}
+
 /// The wire decision.
 pub fn decision(d: &Decision) -> api::Decision {
     api::Decision {
@@ -155,10 +180,37 @@ pub fn decision(d: &Decision) -> api::Decision {
         mask: d.mask.iter().map(|m| m.to_string()).collect(),
         review: d.review,
         requestable: d.requestable,
-        valid_until: d
-            .valid_until
-            .map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        valid_until: d.valid_until.map(timestamp),
+        cache_until: d.cache_until.map(timestamp),
         alert: d.alert,
         message: d.message.as_deref().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_are_cut_on_a_character_boundary() {
+        assert_eq!(echo("short"), "short");
+        let long = "é".repeat(ECHO_CHARS + 1);
+        let cut = echo(&long);
+        assert_eq!(cut.chars().count(), ECHO_CHARS + 1);
+        assert!(cut.ends_with("é…"));
+        assert_eq!(echo(&"x".repeat(ECHO_CHARS)).len(), ECHO_CHARS);
+    }
+
+    #[test]
+    fn a_huge_attribute_name_or_client_ip_is_refused_with_a_short_message() {
+        let l = Limits::default();
+        let name = "n".repeat(1 << 20);
+        let attrs = HashMap::from([(name, api::AttrValue { kind: Some(api::attr_value::Kind::Int(1)) })]);
+        let e = l.context("context", Some(api::Context { client_ip: String::new(), attrs })).unwrap_err();
+        assert!(e.to_string().len() < 300, "{}", e.to_string().len());
+        assert!(e.to_string().ends_with("…]: is 1048576 bytes, the limit is 1024"), "{e}");
+        let ip = "1".repeat(20_000);
+        let e = l.context("context", Some(api::Context { client_ip: ip, attrs: HashMap::new() })).unwrap_err();
+        assert_eq!(e.to_string(), "context.client_ip: is 20000 bytes, the limit is 1024");
     }
 }

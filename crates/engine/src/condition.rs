@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::decide::Env;
 use super::schedule::Schedule;
 use super::snapshot::UnitId;
-use super::value::{Test, Value};
+use super::value::{Test, Value, canonical_ip};
 
 /// A `when` map: every clause must hold.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,7 +87,7 @@ impl Clause {
             Clause::Resource(tests) => tests.iter().all(|(k, t)| resource_test(env, k, t)),
             Clause::Context(tests) => tests.iter().all(|(k, t)| context_test(env, k, t)),
             Clause::Ip(nets) => {
-                env.context.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip.to_canonical())))
+                env.context.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&canonical_ip(ip))))
             }
             Clause::Relation(attr) => env.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&env.member.id)),
             Clause::InUnit(u) => env.res_unit.is_some_and(|r| env.tenant.unit_covers(*u, r)),
@@ -123,7 +123,7 @@ fn resource_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
 
 fn context_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
     match key {
-        "client_ip" => test.eval(env.context.client_ip.map(|ip| Value::Text(ip.to_string())).as_ref()),
+        "client_ip" => test.eval(env.context.client_ip.map(|ip| Value::Text(canonical_ip(ip).to_string())).as_ref()),
         _ => test.eval(env.context.attrs.get(key)),
     }
 }

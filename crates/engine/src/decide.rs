@@ -151,8 +151,11 @@ pub struct Decision {
     pub alert: bool,
     /// The deciding rule's message.
     pub message: Option<Arc<str>>,
-    /// The answer cannot change before this instant; caches must not keep it past it.
+    /// The answer cannot change before this instant (on this revision).
     pub valid_until: Option<Timestamp>,
+    /// Reuse the answer no later than this: the earlier of `valid_until` and the decision
+    /// instant plus the tenant's `max_staleness`. Set by [`decide`].
+    pub cache_until: Option<Timestamp>,
 }
 
 impl Decision {
@@ -168,6 +171,7 @@ impl Decision {
             alert: false,
             message: None,
             valid_until: None,
+            cache_until: None,
         }
     }
 }
@@ -211,8 +215,19 @@ pub struct Env<'a> {
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
     match snapshot.tenant(query.tenant) {
         Some(tenant) => tenant.decide(query, now),
-        None => Ok(Decision::deny(Reason::UnknownTenant)),
+        None => {
+            let mut d = Decision::deny(Reason::UnknownTenant);
+            d.cache_until = Some(cache_until(now, None, super::DEFAULT_MAX_STALENESS));
+            Ok(d)
+        }
     }
+}
+
+/// The earlier of `valid_until` and `now + staleness`; `now` itself (never reuse) when the sum
+/// is past the end of time.
+fn cache_until(now: Timestamp, valid_until: Option<Timestamp>, staleness: std::time::Duration) -> Timestamp {
+    let stale = jiff::SignedDuration::try_from(staleness).ok().and_then(|s| now.checked_add(s).ok()).unwrap_or(now);
+    valid_until.map_or(stale, |v| v.min(stale))
 }
 
 impl Tenant {
@@ -236,12 +251,22 @@ impl Tenant {
         }
     }
 
-    /// Decides a request for this tenant (steps 2–7).
+    /// Decides a request for this tenant (steps 2–7), with how long the answer may be reused.
     pub fn decide(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
+        let mut d = self.decide_at(q, now)?;
+        d.cache_until = Some(cache_until(now, d.valid_until, self.max_staleness));
+        Ok(d)
+    }
+
+    fn decide_at(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
         let action = self.resolve_action(q.action, &q.resource.kind)?;
         let Some(member) = self.members.get(q.principal) else {
             return Ok(Decision::deny(Reason::UnknownPrincipal));
         };
+        if let Some(why) = &member.invalid {
+            // Fail closed: nothing of a member whose input was rejected can be trusted.
+            return Ok(Decision { message: Some(why.clone()), ..Decision::deny(Reason::NoGrant) });
+        }
         if member.disabled {
             return Ok(Decision::deny(Reason::PrincipalDisabled));
         }

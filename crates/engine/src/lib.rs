@@ -13,5 +13,8 @@ pub use bitset::BitSet;
 pub use condition::{Clause, Cond};
 pub use decide::{Context, Decision, Query, Reason, Request, RequestError, Resource, decide};
 pub use schedule::{EVERY_DAY, Schedule};
-pub use snapshot::{ActionId, Binding, Effect, Member, Role, RoleId, Rule, Scope, Snapshot, Tenant, UnitId};
-pub use value::{Attrs, Lit, Op, Test, Value};
+pub use snapshot::{
+    ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Role, RoleId, Rule, Scope, Snapshot,
+    Tenant, UnitId,
+};
+pub use value::{Attrs, Lit, MappedPrefixError, Op, Test, Value, canonical_ip, canonical_net};

@@ -64,6 +64,10 @@ pub struct Tenant {
     pub name: Arc<str>,
     /// Grows with every change of the tenant's data.
     pub revision: u64,
+    /// Process-unique number the store gives each published tenant object (0 before it is
+    /// published): unlike `revision`, which a source reports and may repeat, it never names two
+    /// different objects, so caches key on it.
+    pub generation: u64,
     /// Resource kinds of the schema, by kind id.
     pub kinds: Vec<Arc<str>>,
     /// Action names (`kind.verb`) to their ids.
@@ -91,7 +95,15 @@ pub struct Tenant {
     pub denies: Vec<Box<[u32]>>,
     /// Per action, the mask and review rules that name it, in document order.
     pub obligations: Vec<Box<[u32]>>,
+    /// How long a caller may reuse an answer (`max_staleness`): a revocation reaches a caller
+    /// that caches answers at most this late.
+    pub max_staleness: std::time::Duration,
 }
+
+/// `max_staleness` when neither the tenant nor its template sets it.
+pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(5);
+/// The greatest `max_staleness` a document may set.
+pub const MAX_STALENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A role's effective permissions after `extends` and `except`.
 #[derive(Clone, Debug)]
@@ -119,6 +131,24 @@ pub struct Member {
     pub attrs: Attrs,
     /// Own bindings in document order.
     pub bindings: Box<[Binding]>,
+    /// Set when the member's own input was rejected (a source could not compile its rows): the
+    /// member is then served with no grant at all, `everyone` included, and this says why.
+    pub invalid: Option<Arc<str>>,
+}
+
+impl Member {
+    /// A member whose input was rejected: denied everything, with `why` in every decision.
+    pub fn invalid(id: &str, why: &str) -> Self {
+        Member {
+            id: Arc::from(id),
+            disabled: false,
+            expires: None,
+            units: Box::default(),
+            attrs: Attrs::default(),
+            bindings: Box::default(),
+            invalid: Some(Arc::from(why)),
+        }
+    }
 }
 
 /// A role granted within a scope, a time window and a condition.

@@ -2,6 +2,9 @@
 //! conditions compare them with.
 
 use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
 
 /// One attribute value, as sent by a caller or written in a policy document.
 #[derive(Clone, Debug, PartialEq)]
@@ -205,6 +208,29 @@ impl Op {
     }
 }
 
+/// The one form of a client address that conditions compare: an IPv4-mapped IPv6 address
+/// (`::ffff:10.0.0.1`) is its IPv4 address (`10.0.0.1`), so a dual-stack listener cannot
+/// smuggle an IPv4 client past a rule written for it. Used for request addresses and for
+/// addresses written in policies alike.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// A policy network that cannot be written in canonical form.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is an IPv4-mapped network with a prefix shorter than /96: write it as an IPv4 network")]
+pub struct MappedPrefixError(pub IpNet);
+
+/// The canonical form of a policy network: an IPv4-mapped network `::ffff:a.b.c.d/(96+n)` is
+/// the IPv4 network `a.b.c.d/n`, which is what [`canonical_ip`] turns mapped clients into. A
+/// mapped network with a prefix under 96 is an error: it would also cover non-mapped IPv6.
+pub fn canonical_net(net: IpNet) -> Result<IpNet, MappedPrefixError> {
+    let IpNet::V6(v6) = net else { return Ok(net) };
+    let Some(v4) = v6.addr().to_ipv4_mapped() else { return Ok(net) };
+    let prefix = v6.prefix_len().checked_sub(96).ok_or(MappedPrefixError(net))?;
+    Ipv4Net::new(v4, prefix).map(IpNet::V4).map_err(|_| MappedPrefixError(net))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +256,18 @@ mod tests {
         assert!(!Test::Ops(vec![Op::Lt(3.0)]).eval(None));
         assert!(Test::Ops(vec![Op::Present(false)]).eval(None));
         assert!(!Test::Equals(Lit::new("x", true)).eval(None));
+    }
+
+    #[test]
+    fn mapped_addresses_and_networks_become_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(canonical_ip(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(canonical_ip(ip("2001:db8::1")), ip("2001:db8::1"));
+        assert_eq!(canonical_net(net("::ffff:192.168.0.0/112")), Ok(net("192.168.0.0/16")));
+        assert_eq!(canonical_net(net("::ffff:10.0.0.1/128")), Ok(net("10.0.0.1/32")));
+        assert_eq!(canonical_net(net("2001:db8::/32")), Ok(net("2001:db8::/32")));
+        assert_eq!(canonical_net(net("::ffff:0.0.0.0/95")), Err(MappedPrefixError(net("::ffff:0.0.0.0/95"))));
     }
 
     #[test]

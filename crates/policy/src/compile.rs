@@ -12,7 +12,7 @@ use rolegate_engine::{Binding, BitSet, Clause, Cond, Effect, Member, Role, Rule,
 
 mod members;
 
-pub use members::{MemberChange, compile_members};
+pub use members::{Isolated, MemberChange, compile_members, compile_members_isolated, rejection};
 
 /// Compiles a tenant document with its template (when it names one) at `revision`.
 pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {
@@ -88,6 +88,7 @@ impl<'d> Cx<'d> {
         Ok(Tenant {
             name: Arc::from(self.doc_src.name.value.as_str()),
             revision,
+            generation: 0,
             kinds: self.kinds,
             actions: self.actions,
             action_names: self.action_names,
@@ -101,6 +102,12 @@ impl<'d> Cx<'d> {
             rules: self.rules,
             denies: self.denies.into_iter().map(Vec::into_boxed_slice).collect(),
             obligations: self.obligations.into_iter().map(Vec::into_boxed_slice).collect(),
+            // The tenant's own setting beats its template's.
+            max_staleness: [Some(self.doc_src), self.tpl_src]
+                .into_iter()
+                .flatten()
+                .find_map(|d| d.max_staleness.as_ref().map(|s| s.value))
+                .unwrap_or(rolegate_engine::DEFAULT_MAX_STALENESS),
         })
     }
 
@@ -287,7 +294,7 @@ impl<'d> Cx<'d> {
         let mut state = vec![Visit::New; docs.len()];
         let mut done: Vec<Option<(BitSet, BitSet)>> = vec![None; docs.len()];
         for i in 0..docs.len() {
-            self.expand(i, &docs, &own, &mut state, &mut done, 0);
+            self.expand(i, &docs, &own, &mut state, &mut done);
         }
         self.roles = docs
             .iter()
@@ -299,8 +306,10 @@ impl<'d> Cx<'d> {
             .collect();
     }
 
-    /// Effective permissions of role `i`: (allow ∪ extended roles' allow) − except, and the
-    /// union of requestable actions. Reports unknown roles and cycles in `extends`.
+    /// Effective permissions of role `i` and of every role it extends: (allow ∪ extended roles'
+    /// allow) − except, and the union of requestable actions. Reports unknown roles and cycles
+    /// in `extends`. Depth-first with an explicit stack, so a chain of any length neither
+    /// overflows the thread's stack nor hits a depth limit.
     fn expand(
         &mut self,
         i: usize,
@@ -308,39 +317,53 @@ impl<'d> Cx<'d> {
         own: &[(BitSet, BitSet, BitSet)],
         state: &mut [Visit],
         done: &mut [Option<(BitSet, BitSet)>],
-        depth: usize,
     ) {
-        if state[i] != Visit::New {
-            return;
-        }
+        let Some(Visit::New) = state.get(i) else { return };
+        // INVARIANT: role indices come from `role_ids`, built from `docs`; `own`, `state` and
+        // `done` have one entry per doc.
+        let mut stack = vec![Frame::new(i, own)];
         state[i] = Visit::Active;
-        let (role, is_tpl) = docs[i];
-        let (mut allow, except, mut req) = own[i].clone();
-        for (k, parent) in role.extends.iter().enumerate() {
-            let path = format!("roles.{}.extends[{k}]", role.name.value);
+        while let Some(top) = stack.last_mut() {
+            let (role, is_tpl) = docs[top.role];
+            let Some(parent) = role.extends.get(top.next) else {
+                // Every parent is merged: the role is complete.
+                let Some(Frame { role: r, mut allow, except, req, .. }) = stack.pop() else { break };
+                allow.subtract(&except);
+                done[r] = Some((allow, req));
+                state[r] = Visit::Done;
+                continue;
+            };
+            let path = format!("roles.{}.extends[{}]", role.name.value, top.next);
             let Some(&p) = self.role_ids.get(parent.value.as_str()) else {
+                top.next += 1;
                 let hint = suggest::hint(&parent.value, docs.iter().map(|(d, _)| d.name.value.as_str()));
                 self.report(is_tpl).error(parent.at, path, format!("unknown role `{}`{hint}", parent.value));
                 continue;
             };
             let p = p as usize;
-            if state[p] == Visit::Active || depth > 256 {
-                let msg = format!(
-                    "role `{}` extends `{}`, which leads back to it (cycle in `extends`)",
-                    role.name.value, parent.value
-                );
-                self.report(is_tpl).error(parent.at, path, msg);
-                continue;
-            }
-            self.expand(p, docs, own, state, done, depth + 1);
-            if let Some((pa, pr)) = &done[p] {
-                allow.union_with(pa);
-                req.union_with(pr);
+            match state[p] {
+                Visit::New => {
+                    // Come back to this parent once it is done.
+                    state[p] = Visit::Active;
+                    stack.push(Frame::new(p, own));
+                }
+                Visit::Active => {
+                    top.next += 1;
+                    let msg = format!(
+                        "role `{}` extends `{}`, which leads back to it (cycle in `extends`)",
+                        role.name.value, parent.value
+                    );
+                    self.report(is_tpl).error(parent.at, path, msg);
+                }
+                Visit::Done => {
+                    top.next += 1;
+                    if let Some((pa, pr)) = &done[p] {
+                        top.allow.union_with(pa);
+                        top.req.union_with(pr);
+                    }
+                }
             }
         }
-        allow.subtract(&except);
-        done[i] = Some((allow, req));
-        state[i] = Visit::Done;
     }
 
     fn role(&mut self, name: &Spanned<String>, path: String, is_tpl: bool) -> Option<u32> {
@@ -442,6 +465,7 @@ impl<'d> Cx<'d> {
             units: units.into_boxed_slice(),
             attrs: m.attrs.clone(),
             bindings: bindings.into_boxed_slice(),
+            invalid: None,
         }
     }
 
@@ -484,6 +508,22 @@ impl<'d> Cx<'d> {
                 });
             }
         }
+    }
+}
+
+/// A role being expanded: its own sets so far and the next `extends` entry to merge.
+struct Frame {
+    role: usize,
+    next: usize,
+    allow: BitSet,
+    except: BitSet,
+    req: BitSet,
+}
+
+impl Frame {
+    fn new(role: usize, own: &[(BitSet, BitSet, BitSet)]) -> Self {
+        let (allow, except, req) = own[role].clone();
+        Frame { role, next: 0, allow, except, req }
     }
 }
 

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A position in a document, 1-based.
+/// A position in a document, 1-based. The default (line 0) means the whole file: an
+/// unreadable file or one too large to read has no better position.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Loc {
     /// Line.
@@ -58,7 +59,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}: ", self.file, self.at.line, self.at.col)?;
+        if self.at == Loc::default() {
+            write!(f, "{}: {sev}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: {sev}: ", self.file, self.at.line, self.at.col)?;
+        }
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -98,5 +103,21 @@ impl Report {
     /// True when an error was recorded.
     pub fn has_errors(&self) -> bool {
         self.diags.iter().any(Diagnostic::is_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diag(at: Loc) -> Diagnostic {
+        let message = "cannot read file".into();
+        Diagnostic { file: Arc::from("t.yaml"), at, severity: Severity::Error, key: String::new(), message }
+    }
+
+    #[test]
+    fn a_file_level_error_names_the_file_without_a_fake_position() {
+        assert_eq!(diag(Loc::default()).to_string(), "t.yaml: error: cannot read file");
+        assert_eq!(diag(Loc { line: 3, col: 1 }).to_string(), "t.yaml:3:1: error: cannot read file");
     }
 }

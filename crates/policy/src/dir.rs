@@ -27,39 +27,73 @@ pub struct PolicyFile {
     pub template: Option<String>,
 }
 
-/// What `scan` finds: policy documents and policy test files, each sorted by path.
+/// What `scan` finds: policy documents and policy test files, each sorted by path, and the
+/// entries it had to skip.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
     /// Tenant documents and templates.
     pub documents: Vec<PolicyFile>,
     /// `*_test.yaml` files.
     pub tests: Vec<PathBuf>,
+    /// Entries that could not be read (a dangling symlink, a symlink loop, a folder without
+    /// permission, nesting too deep), one error each naming the path, sorted by path. Everything
+    /// else is still listed.
+    pub unreadable: Vec<Diagnostic>,
 }
 
-/// Lists the policy and test files under `dir`, recursively.
+impl Listing {
+    /// True when `path` is an unreadable entry or lies under one.
+    pub fn is_unreadable(&self, path: &Path) -> bool {
+        self.unreadable.iter().any(|d| path.starts_with(d.file.as_ref()))
+    }
+}
+
+/// Folders nested deeper than this below the policy directory are skipped.
+pub const MAX_DEPTH: usize = 32;
+
+/// Lists the policy and test files under `dir`, recursively. Only `dir` itself being unreadable
+/// is an error; an unreadable entry below it is skipped and reported in
+/// [`Listing::unreadable`].
 pub fn scan(dir: &Path) -> io::Result<Listing> {
     let mut listing = Listing::default();
-    walk(dir, &mut listing, 0)?;
+    let entries = std::fs::read_dir(dir)?;
+    let mut ancestors: Vec<PathBuf> = std::fs::canonicalize(dir).into_iter().collect();
+    walk(dir, entries, &mut listing, &mut ancestors);
     listing.documents.sort();
     listing.tests.sort();
+    listing.unreadable.sort();
     Ok(listing)
 }
 
-fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
-    if depth > 32 {
-        return Err(io::Error::other(format!("{}: directories nested deeper than 32 levels", dir.display())));
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+fn skip(out: &mut Listing, path: &Path, message: String) {
+    let mut r = Report::new(Arc::from(path.display().to_string()));
+    r.error(Loc::default(), "", message);
+    out.unreadable.extend(r.diags);
+}
+
+/// Lists one folder. `ancestors` holds the canonical paths of the folders being read, so a
+/// symlink back to one of them is reported instead of followed forever.
+fn walk(dir: &Path, entries: std::fs::ReadDir, out: &mut Listing, ancestors: &mut Vec<PathBuf>) {
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return skip(out, dir, format!("cannot list folder: {e}")),
+        };
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let meta = std::fs::metadata(&path)?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                skip(out, &path, format!("cannot read (a dangling symlink or a symlink loop?): {e}"));
+                continue;
+            }
+        };
         if meta.is_dir() {
-            walk(&path, out, depth + 1)?;
+            subfolder(&path, out, ancestors);
             continue;
         }
         let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
@@ -72,7 +106,26 @@ fn walk(dir: &Path, out: &mut Listing, depth: usize) -> io::Result<()> {
         let in_templates = dir.file_name().is_some_and(|d| d == "templates");
         out.documents.push(PolicyFile { path, template: in_templates.then(|| stem.to_owned()) });
     }
-    Ok(())
+}
+
+fn subfolder(path: &Path, out: &mut Listing, ancestors: &mut Vec<PathBuf>) {
+    if ancestors.len() > MAX_DEPTH {
+        return skip(out, path, format!("folders nested deeper than {MAX_DEPTH} levels"));
+    }
+    let canonical = match std::fs::canonicalize(path) {
+        Ok(c) => c,
+        Err(e) => return skip(out, path, format!("cannot read folder: {e}")),
+    };
+    if ancestors.contains(&canonical) {
+        return skip(out, path, format!("symlink loop: `{}` is a folder being read already", canonical.display()));
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => return skip(out, path, format!("cannot list folder: {e}")),
+    };
+    ancestors.push(canonical);
+    walk(path, entries, out, ancestors);
+    ancestors.pop();
 }
 
 /// A file read and parsed, with its findings.
@@ -95,8 +148,8 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
             report.error(Loc::default(), "", format!("file is larger than {MAX_FILE_BYTES} bytes"));
             None
         }
-        Ok(_) => match std::fs::read_to_string(&file.path) {
-            Ok(t) => Some(t),
+        Ok(_) => match std::fs::read(&file.path) {
+            Ok(bytes) => utf8(&mut report, bytes),
             Err(e) => {
                 report.error(Loc::default(), "", format!("cannot read file: {e}"));
                 None
@@ -109,6 +162,23 @@ pub fn parse_file(file: &PolicyFile) -> Parsed {
     };
     let doc = text.and_then(|t| parse::document(&mut report, &t, file.template.as_deref()));
     Parsed { file: file.clone(), doc, diags: report.diags }
+}
+
+/// The text of a file, or an error at the first byte that is not UTF-8.
+fn utf8(report: &mut Report, bytes: Vec<u8>) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let head = e.as_bytes().get(..valid).unwrap_or_default();
+            let line = head.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = head.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(head.get(line_start..).unwrap_or_default()).chars().count() + 1;
+            let at = Loc { line: u32::try_from(line).unwrap_or(u32::MAX), col: u32::try_from(col).unwrap_or(u32::MAX) };
+            report.error(at, "", format!("the file is not UTF-8 text (invalid byte at offset {valid})"));
+            None
+        }
+    }
 }
 
 /// The outcome for one tenant.
@@ -152,12 +222,15 @@ impl Loaded {
     }
 }
 
-/// Reads, parses and compiles every tenant under `dir`.
+/// Reads, parses and compiles every tenant under `dir`; unreadable entries are errors in
+/// [`Loaded::other`].
 pub fn load_dir(dir: &Path, now: Timestamp, revision: impl FnMut(&str) -> u64) -> io::Result<Loaded> {
     let listing = scan(dir)?;
     let parsed: Vec<Parsed> = listing.documents.iter().map(parse_file).collect();
     let mut revision = revision;
-    Ok(assemble(&parsed, now, |name, _, _| Some(revision(name))))
+    let mut loaded = assemble(&parsed, now, |name, _, _| Some(revision(name)));
+    loaded.other.extend(listing.unreadable);
+    Ok(loaded)
 }
 
 /// Decides whether a tenant is compiled: `Some(revision)` to compile it at that revision, `None`

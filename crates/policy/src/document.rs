@@ -41,6 +41,8 @@ pub struct Document {
     pub everyone: Vec<BindingDoc>,
     /// `rules:`.
     pub rules: Vec<RuleDoc>,
+    /// `max_staleness:`, how long a caller may reuse an answer.
+    pub max_staleness: Option<Spanned<std::time::Duration>>,
 }
 
 /// A resource kind and its verbs.

@@ -13,8 +13,10 @@ pub mod yaml;
 
 pub use compile::{MemberChange, compile, compile_members};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
-pub use dir::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
+pub use dir::{Listing, Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
 pub use document::Document;
+pub use when::MAX_WHEN_DEPTH;
+pub use yaml::MAX_YAML_DEPTH;
 
 /// Parses one document from text. `template` is `Some(name)` for a template.
 pub fn parse_str(file: &str, text: &str, template: Option<&str>) -> (Option<Document>, Vec<Diagnostic>) {

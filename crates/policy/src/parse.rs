@@ -10,8 +10,8 @@ use super::yaml::{self, index, key, sloc};
 use rolegate_engine::{Attrs, Effect, Value};
 
 const TENANT_KEYS: &[&str] =
-    &["tenant", "template", "description", "schema", "roles", "units", "members", "everyone", "rules"];
-const TEMPLATE_KEYS: &[&str] = &["description", "schema", "roles", "everyone", "rules"];
+    &["tenant", "template", "description", "max_staleness", "schema", "roles", "units", "members", "everyone", "rules"];
+const TEMPLATE_KEYS: &[&str] = &["description", "max_staleness", "schema", "roles", "everyone", "rules"];
 const ROLE_KEYS: &[&str] = &["allow", "extends", "except", "requestable", "description"];
 const UNIT_KEYS: &[&str] = &["id", "parent", "description"];
 const MEMBER_KEYS: &[&str] = &["id", "status", "expires", "units", "attrs", "bindings", "description"];
@@ -48,6 +48,7 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
         members: Vec::new(),
         everyone: Vec::new(),
         rules: Vec::new(),
+        max_staleness: map.get_node("max_staleness").and_then(|n| yaml::duration(report, n, "max_staleness")),
     };
     if let Some(n) = map.get_node("schema") {
         doc.schema = schema(report, n);
@@ -276,7 +277,13 @@ fn rule(r: &mut Report, node: &Node, path: &str) -> Option<RuleDoc> {
             None
         }
     });
-    let actions = required(r, m, node, path, "actions").map(|n| yaml::strings(r, n, &key(path, "actions")));
+    let actions = required(r, m, node, path, "actions").map(|n| {
+        let list = yaml::strings(r, n, &key(path, "actions"));
+        if list.is_empty() && n.as_sequence().is_some_and(|s| s.is_empty()) {
+            r.error(yaml::loc(n), key(path, "actions"), "a rule without actions never applies: list at least one");
+        }
+        list
+    });
     let fields: Vec<String> = m
         .get_node("fields")
         .map(|n| yaml::strings(r, n, &key(path, "fields")))

@@ -29,6 +29,7 @@ const CASE_KEYS: &[&str] = &[
     "requestable",
     "alert",
     "valid_until",
+    "cache_until",
     "message",
 ];
 const RESOURCE_KEYS: &[&str] = &["kind", "id", "unit", "attrs"];
@@ -72,6 +73,8 @@ pub struct Case {
     pub alert: Option<bool>,
     /// Expected `valid_until`; `Some(None)` is `none`.
     pub valid_until: Option<Option<Timestamp>>,
+    /// Expected `cache_until` (always set by a decision).
+    pub cache_until: Option<Timestamp>,
     /// Expected message.
     pub message: Option<String>,
 }
@@ -169,6 +172,7 @@ fn case(r: &mut Report, node: &Node, path: &str, tenant: &str, file_now: Option<
         Some(n) => yaml::instant(r, n, &key(path, "valid_until")).map(Some),
         None => None,
     };
+    let cache_until = m.get_node("cache_until").and_then(|n| yaml::instant(r, n, &key(path, "cache_until")));
     let request = Request {
         tenant: tenant.to_owned(),
         principal: principal?.value,
@@ -189,6 +193,7 @@ fn case(r: &mut Report, node: &Node, path: &str, tenant: &str, file_now: Option<
         requestable,
         alert,
         valid_until,
+        cache_until,
         message,
     })
 }
@@ -293,6 +298,10 @@ pub fn run_case(snapshot: &Snapshot, case: &Case) -> Result<(), String> {
     if let Some(vu) = case.valid_until.filter(|vu| *vu != d.valid_until) {
         let show = |t: Option<Timestamp>| t.map_or("none".to_owned(), |t| t.to_string());
         problems.push(format!("valid_until: expected {}, got {}", show(vu), show(d.valid_until)));
+    }
+    if let Some(cu) = case.cache_until.filter(|cu| Some(*cu) != d.cache_until) {
+        let got = d.cache_until.map_or("none".to_owned(), |t| t.to_string());
+        problems.push(format!("cache_until: expected {cu}, got {got}"));
     }
     if let Some(msg) = case.message.as_deref().filter(|m| Some(*m) != d.message.as_deref()) {
         problems.push(format!("message: expected `{msg}`, got `{}`", d.message.as_deref().unwrap_or("")));

@@ -7,15 +7,29 @@ use marked_yaml::Node;
 use super::diag::{Report, Spanned};
 use super::document::{ClauseDoc, WhenDoc};
 use super::yaml::{self, index, key};
-use rolegate_engine::{EVERY_DAY, Lit, Op, Schedule, Test};
+use rolegate_engine::{EVERY_DAY, Lit, Op, Schedule, Test, canonical_ip, canonical_net};
 
 const WHEN_KEYS: &[&str] = &["principal", "resource", "context", "ip", "relation", "in_unit", "schedule", "any", "not"];
 const OP_KEYS: &[&str] = &["lt", "le", "gt", "ge", "contains", "present"];
 const SCHEDULE_KEYS: &[&str] = &["tz", "days", "from", "to"];
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// Deepest nesting of `when` maps through `not` and `any` (the outer `when` is level 1). The
+/// compiler and the engine walk conditions recursively; this bounds their stack use.
+pub const MAX_WHEN_DEPTH: usize = 32;
+
 /// Parses a `when` map; `None` when any part of it is wrong.
 pub fn parse(r: &mut Report, node: &Node, path: &str) -> Option<WhenDoc> {
+    nested(r, node, path, 1)
+}
+
+/// Parses a `when` map at nesting level `depth`.
+fn nested(r: &mut Report, node: &Node, path: &str, depth: usize) -> Option<WhenDoc> {
+    if depth > MAX_WHEN_DEPTH {
+        let msg = format!("conditions nested deeper than {MAX_WHEN_DEPTH} levels of `not` and `any`");
+        r.error(yaml::loc(node), path, msg);
+        return None;
+    }
     let map = yaml::mapping(r, node, path, WHEN_KEYS)?;
     if map.is_empty() {
         r.error(yaml::loc(node), path, "an empty `when` always holds; remove it or add a condition");
@@ -29,32 +43,33 @@ pub fn parse(r: &mut Report, node: &Node, path: &str) -> Option<WhenDoc> {
         }
         let p = key(path, k.as_str());
         let clause = match k.as_str() {
-            "principal" => tests(r, v, &p).map(ClauseDoc::Principal),
-            "resource" => tests(r, v, &p).map(ClauseDoc::Resource),
-            "context" => tests(r, v, &p).map(ClauseDoc::Context),
+            "principal" => tests(r, v, &p, false).map(ClauseDoc::Principal),
+            "resource" => tests(r, v, &p, false).map(ClauseDoc::Resource),
+            "context" => tests(r, v, &p, true).map(ClauseDoc::Context),
             "ip" => networks(r, v, &p).map(ClauseDoc::Ip),
             "relation" => yaml::string(r, v, &p).map(|s| ClauseDoc::Relation(s.value)),
             "in_unit" => yaml::string(r, v, &p).map(|s| ClauseDoc::InUnit(s, p.clone())),
             "schedule" => schedule(r, v, &p).map(ClauseDoc::Schedule),
-            "any" => any(r, v, &p).map(ClauseDoc::Any),
-            _ => parse(r, v, &p).map(|w| ClauseDoc::Not(Box::new(w))),
+            "any" => any(r, v, &p, depth).map(ClauseDoc::Any),
+            _ => nested(r, v, &p, depth + 1).map(|w| ClauseDoc::Not(Box::new(w))),
         };
         clauses.extend(clause);
     }
     (r.diags.len() == before).then_some(WhenDoc { clauses })
 }
 
-fn any(r: &mut Report, node: &Node, path: &str) -> Option<Vec<WhenDoc>> {
+fn any(r: &mut Report, node: &Node, path: &str, depth: usize) -> Option<Vec<WhenDoc>> {
     let seq = yaml::sequence(r, node, path)?;
     if seq.is_empty() {
         r.error(yaml::loc(node), path, "`any` needs at least one condition");
         return None;
     }
-    let parsed: Vec<_> = seq.iter().enumerate().map(|(i, n)| parse(r, n, &index(path, i))).collect();
+    let parsed: Vec<_> = seq.iter().enumerate().map(|(i, n)| nested(r, n, &index(path, i), depth + 1)).collect();
     parsed.into_iter().collect()
 }
 
-fn tests(r: &mut Report, node: &Node, path: &str) -> Option<Vec<(String, Test)>> {
+/// Attribute tests; `context` is true for `context:`, whose `client_ip` is the client address.
+fn tests(r: &mut Report, node: &Node, path: &str, context: bool) -> Option<Vec<(String, Test)>> {
     let Some(map) = node.as_mapping() else {
         r.error(yaml::loc(node), path, "expected a mapping of attribute names to tests");
         return None;
@@ -62,7 +77,8 @@ fn tests(r: &mut Report, node: &Node, path: &str) -> Option<Vec<(String, Test)>>
     let mut out = Vec::new();
     let mut ok = true;
     for (k, v) in map.iter() {
-        match test(r, v, &key(path, k.as_str())) {
+        let lit: LitFn = if context && k.as_str() == "client_ip" { ip_lit } else { lit };
+        match test(r, v, &key(path, k.as_str()), lit) {
             Some(t) => out.push((k.as_str().to_owned(), t)),
             None => ok = false,
         }
@@ -80,7 +96,23 @@ fn lit(r: &mut Report, node: &Node, path: &str) -> Option<Lit> {
     }
 }
 
-fn test(r: &mut Report, node: &Node, path: &str) -> Option<Test> {
+/// Reads a literal of an attribute test.
+type LitFn = fn(&mut Report, &Node, &str) -> Option<Lit>;
+
+/// A literal compared with `context.client_ip`, in the canonical form requests are compared in
+/// (an IPv4-mapped address is its IPv4 address); one that is no address could never match.
+fn ip_lit(r: &mut Report, node: &Node, path: &str) -> Option<Lit> {
+    let s = yaml::string(r, node, path)?;
+    match s.value.parse() {
+        Ok(ip) => Some(Lit::new(&canonical_ip(ip).to_string(), false)),
+        Err(_) => {
+            r.error(s.at, path, format!("`{}` is not an IP address (use `ip:` to test networks)", s.value));
+            None
+        }
+    }
+}
+
+fn test(r: &mut Report, node: &Node, path: &str, lit: LitFn) -> Option<Test> {
     match node {
         Node::Scalar(_) => lit(r, node, path).map(Test::Equals),
         Node::Sequence(seq) => {
@@ -120,8 +152,12 @@ fn networks(r: &mut Report, node: &Node, path: &str) -> Option<Vec<IpNet>> {
     let mut nets = Vec::new();
     let mut ok = !items.is_empty();
     for (i, item) in items.iter().enumerate() {
-        match parse_net(&item.value) {
-            Some(n) => nets.push(n),
+        match parse_net(&item.value).map(canonical_net) {
+            Some(Ok(n)) => nets.push(n),
+            Some(Err(e)) => {
+                r.error(item.at, index(path, i), e.to_string());
+                ok = false;
+            }
             None => {
                 r.error(
                     item.at,

@@ -7,8 +7,19 @@ use marked_yaml::{LoaderOptions, Node};
 use super::diag::{Loc, Report, Spanned};
 use rolegate_engine::suggest;
 
-/// Parses YAML text; a syntax error is reported and yields `None`.
+mod guard;
+
+pub use guard::MAX_YAML_DEPTH;
+
+/// Parses YAML text; a syntax error, nesting deeper than [`MAX_YAML_DEPTH`], a second document,
+/// an anchor or an alias is reported and yields `None`. A leading byte-order mark is skipped.
 pub fn parse(report: &mut Report, text: &str) -> Option<Node> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // The guard runs first: the loader below recurses once per nesting level.
+    if let Err((at, msg)) = guard::check(text) {
+        report.error(at, "", msg);
+        return None;
+    }
     // Quoted scalars stay text: only a plain `3` or `true` is a number or a boolean.
     let opts = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
     match marked_yaml::parse_yaml_with_options(0, text, opts) {
@@ -136,11 +147,47 @@ pub fn instant(r: &mut Report, node: &Node, path: &str) -> Option<Timestamp> {
     }
 }
 
-/// Expects a number.
+/// Expects a duration, `0s`, `500ms`, `5s`, `2m` or `1h`, up to
+/// [`MAX_STALENESS_LIMIT`](rolegate_engine::MAX_STALENESS_LIMIT).
+pub fn duration(r: &mut Report, node: &Node, path: &str) -> Option<Spanned<std::time::Duration>> {
+    use std::time::Duration;
+    let s = string(r, node, path)?;
+    let text = s.value.trim();
+    let (num, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n = num.parse::<u64>().ok();
+    let d = match unit {
+        "ms" => n.map(Duration::from_millis),
+        "s" => n.map(Duration::from_secs),
+        "m" => n.and_then(|n| n.checked_mul(60)).map(Duration::from_secs),
+        "h" => n.and_then(|n| n.checked_mul(3600)).map(Duration::from_secs),
+        _ => None,
+    };
+    let limit = rolegate_engine::MAX_STALENESS_LIMIT;
+    match d {
+        Some(d) if d <= limit => Some(Spanned { value: d, at: s.at }),
+        Some(_) => {
+            r.error(s.at, path, format!("`{}` is longer than the limit of {}s", s.value, limit.as_secs()));
+            None
+        }
+        None => {
+            r.error(s.at, path, format!("invalid duration `{}` (e.g. `0s`, `500ms`, `5s`, `1m`)", s.value));
+            None
+        }
+    }
+}
+
+/// Expects a finite number: `nan` would make every comparison false, `inf` every one true.
 pub fn number(r: &mut Report, node: &Node, path: &str) -> Option<f64> {
     let n = node.as_scalar().filter(|s| s.may_coerce()).and_then(|s| s.as_str().parse::<f64>().ok());
-    if n.is_none() {
-        r.error(loc(node), path, "expected a number");
+    match n {
+        Some(x) if x.is_finite() => Some(x),
+        Some(_) => {
+            r.error(loc(node), path, "expected a finite number (not `nan`, `inf` or one beyond 1.8e308)");
+            None
+        }
+        None => {
+            r.error(loc(node), path, "expected a number");
+            None
+        }
     }
-    n
 }

@@ -40,11 +40,16 @@ pub enum CallError {
     NotReady(#[from] NotReady),
 }
 
+/// Characters of an error message sent to the caller; each echo of its input is shorter still
+/// (`convert::ECHO_CHARS`), this bounds their sum.
+const MESSAGE_CHARS: usize = 1024;
+
 impl From<CallError> for Status {
     fn from(e: CallError) -> Status {
+        let message = convert::shorten(&e.to_string(), MESSAGE_CHARS).into_owned();
         match e {
-            CallError::Invalid(_) | CallError::Request { .. } => Status::invalid_argument(e.to_string()),
-            CallError::NotReady(_) => Status::unavailable(e.to_string()),
+            CallError::Invalid(_) | CallError::Request { .. } => Status::invalid_argument(message),
+            CallError::NotReady(_) => Status::unavailable(message),
         }
     }
 }
@@ -120,7 +125,8 @@ impl Authorizer {
         match req.metadata().get(NOW_HEADER).map(|v| v.to_str().unwrap_or_default()) {
             None => Ok(clock),
             Some(v) => v.parse().map(|at| When { at, is_clock: false }).map_err(|_| {
-                Invalid { field: NOW_HEADER.into(), message: format!("`{v}` is not an RFC 3339 instant") }.into()
+                let message = format!("`{}` is not an RFC 3339 instant", convert::echo(v));
+                Invalid { field: NOW_HEADER.into(), message }.into()
             }),
         }
     }
@@ -142,8 +148,8 @@ impl Authorizer {
         let Some(cache) = cache else {
             return decide(snapshot, q, now).map(|d| (Decided::Fresh(d), false)).map_err(wrap);
         };
-        let revision = snapshot.tenant(q.tenant).map_or(0, |t| t.revision);
-        let key = Key::new(q, revision);
+        let generation = snapshot.tenant(q.tenant).map_or(0, |t| t.generation);
+        let key = Key::new(q, generation);
         let m = &self.telemetry.metrics;
         if let Some(hit) = cache.get(&key, now) {
             m.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -263,8 +269,9 @@ impl Authorizer {
         match result {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => {
+                // Counted by the guard in front of every service, with the errors tonic
+                // raises before a handler runs.
                 let status = Status::from(e);
-                m.error(method, status.code());
                 span.record("otel.status_code", "ERROR");
                 span.record("rpc.grpc.status_code", status.code() as i32);
                 Err(status)

@@ -1,5 +1,7 @@
-//! The decision cache: moka, keyed by everything a decision depends on, including the tenant's
-//! revision, so a reload can never serve a stale answer. Entries never outlive `valid_until`.
+//! The decision cache: moka, keyed by everything a decision depends on, including the generation
+//! the store gave the published tenant, so a reload can never serve a stale answer (even from a
+//! source that repeats or lowers a revision). Entries never outlive `cache_until` (the earlier of
+//! `valid_until` and the tenant's `max_staleness`).
 //! Off by default: BENCHMARKS.md shows evaluating beats a lookup for the bundled policies.
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use rolegate_engine::{Attrs, Decision, Query, Value};
 pub struct CacheConfig {
     /// Maximum entries; 0 turns the cache off.
     pub capacity: u64,
-    /// Upper bound on an entry's life, whatever its `valid_until`.
+    /// Upper bound on an entry's life, whatever its `cache_until`.
     pub ttl: Duration,
 }
 
@@ -25,10 +27,11 @@ pub struct CacheConfig {
 pub struct Key(Box<[u8]>);
 
 impl Key {
-    /// Encodes `query` decided against `revision` of its tenant.
-    pub fn new(query: &Query<'_>, revision: u64) -> Self {
+    /// Encodes `query` decided against the published tenant object `generation` (see
+    /// [`rolegate_engine::Tenant::generation`]; 0 for an unknown tenant).
+    pub fn new(query: &Query<'_>, generation: u64) -> Self {
         let mut b = Vec::with_capacity(128);
-        b.extend_from_slice(&revision.to_le_bytes());
+        b.extend_from_slice(&generation.to_le_bytes());
         for s in [
             query.tenant,
             query.principal,
@@ -86,7 +89,7 @@ fn put_attrs(b: &mut Vec<u8>, attrs: &Attrs) {
 #[derive(Clone)]
 struct Entry {
     decision: Arc<Decision>,
-    /// Monotonic deadline: the earlier of the TTL and `valid_until`.
+    /// Monotonic deadline: the earlier of the TTL and `cache_until`.
     deadline: Instant,
 }
 
@@ -132,21 +135,25 @@ impl DecisionCache {
     /// The cached decision for `key`, if it is still valid at `now`.
     pub fn get(&self, key: &Key, now: Timestamp) -> Option<Arc<Decision>> {
         let entry = self.inner.get(key)?;
-        // The wall clock may run ahead of the monotonic deadline; `valid_until` is the contract.
-        entry.decision.valid_until.is_none_or(|v| now < v).then_some(entry.decision)
+        // The wall clock may run ahead of the monotonic deadline; `cache_until` is the contract.
+        entry.decision.cache_until.is_none_or(|v| now < v).then_some(entry.decision)
     }
 
     /// Stores a decision made at `now`.
     pub fn insert(&self, key: Key, decision: Arc<Decision>, now: Timestamp) {
         let mut life = self.ttl;
-        if let Some(v) = decision.valid_until {
+        if let Some(v) = decision.cache_until {
             let left = now.duration_until(v);
             match left.try_into() {
-                Ok(d) if !left.is_negative() => life = life.min(d),
+                // Nothing to keep when it may not be reused at all (`max_staleness: 0s`).
+                Ok(d) if left.is_positive() => life = life.min(d),
                 _ => return,
             }
         }
-        self.inner.insert(key, Entry { decision, deadline: Instant::now() + life });
+        // A lifetime past the end of the monotonic clock is no lifetime to keep.
+        if let Some(deadline) = Instant::now().checked_add(life) {
+            self.inner.insert(key, Entry { decision, deadline });
+        }
     }
 
     /// Number of entries (approximate).
@@ -181,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_differ_by_revision_and_by_any_attribute_but_not_by_attribute_order() {
+    fn keys_differ_by_generation_and_by_any_attribute_but_not_by_attribute_order() {
         let a = req(vec![("assignee", Value::Text("p".into())), ("tags", Value::List(vec!["vip".into()]))]);
         let b = req(vec![("tags", Value::List(vec!["vip".into()])), ("assignee", Value::Text("p".into()))]);
         let c = req(vec![("assignee", Value::Text("q".into())), ("tags", Value::List(vec!["vip".into()]))]);
@@ -195,14 +202,26 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_not_served_at_or_after_valid_until() {
+    fn an_entry_is_not_served_at_or_after_cache_until() {
         let cache = DecisionCache::new(CacheConfig { capacity: 10, ttl: Duration::from_secs(60) }, || ()).unwrap();
         let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
         let mut d = Decision::deny(Reason::NoGrant);
-        d.valid_until = Some("2026-11-26T10:00:05Z".parse().unwrap());
+        d.valid_until = Some("2026-11-26T10:00:30Z".parse().unwrap());
+        d.cache_until = Some("2026-11-26T10:00:05Z".parse().unwrap());
         let key = Key::new(&req(vec![]).query(), 1);
         cache.insert(key.clone(), Arc::new(d), now);
         assert!(cache.get(&key, now).is_some());
         assert!(cache.get(&key, "2026-11-26T10:00:05Z".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn an_answer_that_may_not_be_reused_is_not_cached() {
+        let cache = DecisionCache::new(CacheConfig { capacity: 10, ttl: Duration::from_secs(60) }, || ()).unwrap();
+        let now: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+        let mut d = Decision::deny(Reason::NoGrant);
+        d.cache_until = Some(now);
+        let key = Key::new(&req(vec![]).query(), 1);
+        cache.insert(key.clone(), Arc::new(d), now);
+        assert!(cache.get(&key, now).is_none());
     }
 }

@@ -73,25 +73,25 @@ pub struct RawServe {
     /// A YAML file with any of these settings (keys with `_`, e.g. `min_revision_wait: 100ms`).
     #[arg(long, env = "ROLEGATE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Wait for `min_revision` up to this long [default: 100ms].
+    /// Wait for `min_revision` up to this long, at most 10s [default: 100ms].
     #[arg(long, env = "ROLEGATE_MIN_REVISION_WAIT")]
     pub min_revision_wait: Option<String>,
-    /// Decision cache entries; 0 is off [default: 0].
+    /// Decision cache entries, at most 10000000; 0 is off [default: 0].
     #[arg(long, env = "ROLEGATE_CACHE_CAPACITY")]
     pub cache_capacity: Option<String>,
-    /// Decision cache entry lifetime [default: 10s].
+    /// Decision cache entry lifetime, at most 24h [default: 10s].
     #[arg(long, env = "ROLEGATE_CACHE_TTL")]
     pub cache_ttl: Option<String>,
-    /// Calls in flight before load shedding [default: 4096].
+    /// Calls in flight before load shedding, 1 to 1000000, shared by every listener [default: 4096].
     #[arg(long, env = "ROLEGATE_MAX_CONCURRENCY")]
     pub max_concurrency: Option<String>,
-    /// Deadline of one call [default: 1s].
+    /// Deadline of one call, 1ms to 10m [default: 1s].
     #[arg(long, env = "ROLEGATE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
-    /// Quiet time after a file change before reloading [default: 100ms].
+    /// Quiet time after a file change before reloading, at most 10s [default: 100ms].
     #[arg(long, env = "ROLEGATE_RELOAD_DEBOUNCE")]
     pub reload_debounce: Option<String>,
-    /// Rescan the policy directory at least this often [default: 30s].
+    /// Rescan the policy directory (or poll PostgreSQL) at least this often, 100ms to 24h [default: 30s; 5s with `--source`].
     #[arg(long, env = "ROLEGATE_RELOAD_POLL")]
     pub reload_poll: Option<String>,
     /// Let callers set the decision instant with the `rolegate-now` header (simulations and
@@ -104,7 +104,7 @@ pub struct RawServe {
     /// Share of allows logged, 0 to 1; denies and alerts are always logged [default: 0].
     #[arg(long, env = "ROLEGATE_DECISION_LOG_ALLOW_RATE")]
     pub decision_log_allow_rate: Option<String>,
-    /// Decision-log lines queued before new ones are dropped [default: 8192].
+    /// Decision-log lines queued before new ones are dropped, 1 to 1000000 [default: 8192].
     #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
     pub decision_log_queue: Option<String>,
 }
@@ -127,7 +127,7 @@ const FILE_KEYS: &[&str] = &[
     "decision_log_queue",
 ];
 
-/// Parses `100ms`, `5s`, `2m`.
+/// Parses `100ms`, `5s`, `2m`, `1h`; `None` for anything else, or a number too large to hold.
 pub fn duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
@@ -135,9 +135,37 @@ pub fn duration(s: &str) -> Option<Duration> {
     match unit {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => None,
     }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The accepted range of each duration setting: its default, least and greatest value.
+/// A zero poll interval would be a busy loop; an entry or wait beyond a day has no use and
+/// risks overflowing the clock arithmetic.
+const DURATIONS: &[(&str, Duration, Duration, Duration)] = &[
+    ("min_revision_wait", Duration::from_millis(100), Duration::ZERO, Duration::from_secs(10)),
+    ("cache_ttl", Duration::from_secs(10), Duration::ZERO, DAY),
+    ("request_timeout", SECOND, MS, Duration::from_secs(600)),
+    ("reload_debounce", Duration::from_millis(100), Duration::ZERO, Duration::from_secs(10)),
+    ("reload_poll", Duration::from_secs(30), Duration::from_millis(100), DAY),
+];
+
+/// The accepted range of each number setting: its default, least and greatest value.
+const NUMBERS: &[(&str, u64, u64, u64)] = &[
+    ("cache_capacity", 0, 0, 10_000_000),
+    ("decision_log_queue", 8192, 1, 1_000_000),
+    ("max_concurrency", 4096, 1, 1_000_000),
+];
+
+/// The range of `key` in `table`; every key looked up is in it.
+fn range<T: Copy + Default>(table: &[(&str, T, T, T)], key: &str) -> (T, T, T) {
+    table.iter().find(|r| r.0 == key).map_or_else(Default::default, |r| (r.1, r.2, r.3))
 }
 
 fn read_file(path: &PathBuf, errors: &mut Vec<String>) -> HashMap<String, Vec<String>> {
@@ -209,31 +237,44 @@ impl RawServe {
         let file = self.config.as_ref().map(|p| read_file(p, &mut errors)).unwrap_or_default();
         let pick =
             |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).and_then(|v| v.first().cloned()));
-        let mut parse_dur = |flag: &Option<String>, key: &str, default: Duration| match pick(flag, key) {
-            None => default,
-            Some(s) => duration(&s).unwrap_or_else(|| {
-                errors.push(format!("{key}: invalid duration `{s}` (e.g. `100ms`, `5s`, `2m`)"));
-                default
-            }),
+        let mut parse_dur = |flag: &Option<String>, key: &str| {
+            let (default, min, max) = range(DURATIONS, key);
+            match pick(flag, key) {
+                None => default,
+                Some(s) => match duration(&s) {
+                    Some(d) if (min..=max).contains(&d) => d,
+                    Some(_) => {
+                        errors.push(format!("{key}: `{s}` is out of range ({min:?} to {max:?})"));
+                        default
+                    }
+                    None => {
+                        errors.push(format!("{key}: invalid duration `{s}` (e.g. `100ms`, `5s`, `2m`, `1h`)"));
+                        default
+                    }
+                },
+            }
         };
-        let min_revision_wait = parse_dur(&self.min_revision_wait, "min_revision_wait", Duration::from_millis(100));
-        let cache_ttl = parse_dur(&self.cache_ttl, "cache_ttl", Duration::from_secs(10));
-        let request_timeout = parse_dur(&self.request_timeout, "request_timeout", Duration::from_secs(1));
-        let reload_debounce = parse_dur(&self.reload_debounce, "reload_debounce", Duration::from_millis(100));
-        let reload_poll = parse_dur(&self.reload_poll, "reload_poll", Duration::from_secs(30));
-        let mut parse_num = |flag: &Option<String>, key: &str, default: u64, min: u64| match pick(flag, key) {
-            None => default,
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if n >= min => n,
-                _ => {
-                    errors.push(format!("{key}: invalid number `{s}` (at least {min})"));
-                    default
-                }
-            },
+        let min_revision_wait = parse_dur(&self.min_revision_wait, "min_revision_wait");
+        let cache_ttl = parse_dur(&self.cache_ttl, "cache_ttl");
+        let request_timeout = parse_dur(&self.request_timeout, "request_timeout");
+        let reload_debounce = parse_dur(&self.reload_debounce, "reload_debounce");
+        let reload_poll = parse_dur(&self.reload_poll, "reload_poll");
+        let mut parse_num = |flag: &Option<String>, key: &str| {
+            let (default, min, max) = range(NUMBERS, key);
+            match pick(flag, key) {
+                None => default,
+                Some(s) => match s.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => n,
+                    _ => {
+                        errors.push(format!("{key}: invalid number `{s}` (from {min} to {max})"));
+                        default
+                    }
+                },
+            }
         };
-        let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity", 0, 0);
-        let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue", 8192, 1) as usize;
-        let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency", 4096, 1) as usize;
+        let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity");
+        let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue") as usize;
+        let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency") as usize;
         let policies = pick(&self.policies, "policies");
         let dsn = self.source_dsn(&file, &mut errors);
         match (&policies, &dsn) {
@@ -329,6 +370,54 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("listen:")));
         assert!(errors.iter().any(|e| e.starts_with("min_revision_wait:")));
         assert!(errors.iter().any(|e| e.starts_with("max_concurrency:")));
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_are_all_reported() {
+        let raw = RawServe {
+            policies: Some("/etc/p".into()),
+            reload_poll: Some("0s".into()),
+            reload_debounce: Some("1m".into()),
+            cache_ttl: Some("99999999999999999m".into()),
+            request_timeout: Some("0ms".into()),
+            min_revision_wait: Some("11s".into()),
+            max_concurrency: Some("0".into()),
+            cache_capacity: Some("18446744073709551615".into()),
+            decision_log_queue: Some("0".into()),
+            ..RawServe::default()
+        };
+        let errors = raw.resolve().unwrap_err();
+        for key in [
+            "reload_poll:",
+            "reload_debounce:",
+            "cache_ttl:",
+            "request_timeout:",
+            "min_revision_wait:",
+            "max_concurrency:",
+            "cache_capacity:",
+            "decision_log_queue:",
+        ] {
+            assert!(errors.iter().any(|e| e.starts_with(key)), "no {key} in {errors:#?}");
+        }
+        assert!(errors.contains(&"reload_poll: `0s` is out of range (100ms to 86400s)".to_owned()), "{errors:#?}");
+        assert_eq!(RawServe { cache_ttl: Some("25h".into()), ..raw.clone() }.resolve().unwrap_err().len(), 8);
+        let edge = RawServe {
+            policies: Some("/etc/p".into()),
+            reload_poll: Some("100ms".into()),
+            cache_ttl: Some("24h".into()),
+            ..RawServe::default()
+        };
+        let cfg = edge.resolve().unwrap();
+        assert_eq!(cfg.reload_poll, Duration::from_millis(100));
+        assert_eq!(cfg.cache.ttl, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn a_zero_poll_is_refused_for_postgres_too() {
+        let raw =
+            RawServe { source: Some("postgres://db/p".into()), reload_poll: Some("0ms".into()), ..RawServe::default() };
+        let errors = raw.resolve().unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("reload_poll:")), "{errors:#?}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The gRPC server: `rolegate.v1.Authorizer`, `grpc.health.v1.Health` (SERVING only once a
-//! snapshot is loaded) and reflection, on TCP and Unix sockets, with load shedding, a request
+//! The gRPC server: `rolegate.v1.Authorizer`, `grpc.health.v1.Health` (SERVING only while
+//! [`Store::is_ready`]) and reflection, on TCP and Unix sockets, with load shedding, a request
 //! timeout and graceful shutdown.
 
+pub mod accept;
 pub mod admin;
 pub mod authorizer;
 pub mod cache;
 pub mod config;
+
+pub mod guard;
 
 pub use rolegate_api::convert;
 
@@ -15,9 +18,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::cache::DecisionCache;
 pub use authorizer::Authorizer;
@@ -41,35 +42,26 @@ pub async fn run(
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 
     let m = metrics.clone();
-    match &cfg.postgres {
+    let (thread, source) = match &cfg.postgres {
         Some(pg) => {
             let health = Arc::new(postgres::Health::default());
             metrics.follow_postgres(health.clone());
             tracing::info!("loading policies from postgres {}", pg.describe());
-            postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
+            let thread = postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
                 .context("cannot start the postgres follower")?;
+            (thread, "postgres follower")
         }
         None => {
             let root = cfg.policies.clone();
             let watch_cfg = WatchConfig { root, debounce: cfg.reload_debounce, poll: cfg.reload_poll };
-            dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
+            let thread = dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
                 .context("cannot start the policy directory watcher")?;
+            (thread, "policy reload")
         }
-    }
-    {
-        let (store, health) = (store.clone(), health.clone());
-        tokio::spawn(async move {
-            let mut rx = store.subscribe();
-            while !store.is_loaded() {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-            health.set_serving::<AuthorizerServer<Authorizer>>().await;
-            health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-            tracing::info!("policy snapshot loaded; serving");
-        });
-    }
+    };
+    let source_died =
+        rolegate_source::supervise(source, thread, store.clone()).context("cannot supervise the source")?;
+    tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
     let evictions = metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
@@ -91,20 +83,12 @@ pub async fn run(
     };
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
+    // One limit for the whole process, however many listeners share it.
+    let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
     let router = || {
-        let shed_metrics = metrics.clone();
-        let shed = tower::ServiceBuilder::new()
-            .map_err(move |e: tower::BoxError| {
-                if e.is::<tower::load_shed::error::Overloaded>() {
-                    shed_metrics.shed.fetch_add(1, Ordering::Relaxed);
-                }
-                e
-            })
-            .load_shed()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrency));
         Server::builder()
             .timeout(cfg.request_timeout)
-            .layer(shed)
+            .layer(guard.clone())
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -123,7 +107,7 @@ pub async fn run(
                     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
                 tracing::info!("listening on {local}");
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                let incoming = accept::Incoming::new(listener, local.to_string());
                 servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
             }
             Listen::Unix(path) => {
@@ -134,7 +118,7 @@ pub async fn run(
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
                 tracing::info!("listening on unix:{}", path.display());
-                let incoming = UnixListenerStream::new(listener);
+                let incoming = accept::Incoming::new(listener, format!("unix:{}", path.display()));
                 servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
             }
         }
@@ -145,7 +129,12 @@ pub async fn run(
         tokio::spawn(admin::serve(listener, store.clone(), metrics.clone()));
     }
 
-    shutdown.await;
+    // A source that stopped can never apply a revocation again: stop, and let the orchestrator
+    // restart the process, rather than serve a snapshot that is frozen for good.
+    let died = tokio::select! {
+        () = shutdown => None,
+        why = source_died => Some(why.unwrap_or_else(|_| "the source supervisor ended".to_owned())),
+    };
     tracing::info!("shutting down: finishing in-flight calls");
     health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
     let _ = stop_tx.send(true);
@@ -157,8 +146,40 @@ pub async fn run(
             let _ = std::fs::remove_file(path);
         }
     }
+    if let Some(log) = telemetry.decision_log.clone() {
+        // Lines still queued would be lost with the process.
+        let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
+    }
     tracing::info!("stopped");
-    Ok(())
+    match died {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// Keeps gRPC health in step with [`Store::is_ready`]: SERVING only while a snapshot with at
+/// least one tenant is served by a running source.
+async fn follow_readiness(store: Arc<Store>, health: tonic_health::server::HealthReporter) {
+    let mut rx = store.subscribe();
+    let mut was_ready = false;
+    loop {
+        let ready = store.is_ready();
+        if ready != was_ready {
+            if ready {
+                health.set_serving::<AuthorizerServer<Authorizer>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                tracing::info!("policy snapshot loaded; serving");
+            } else {
+                health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                tracing::warn!("not ready: no tenant is loaded or the policy source stopped");
+            }
+            was_ready = ready;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

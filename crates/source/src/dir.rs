@@ -1,31 +1,67 @@
 //! The policy-directory source: rescans a directory, reparses only files whose bytes changed,
 //! recompiles only tenants whose document or template changed, and keeps the last good snapshot
-//! of a tenant whose document fails to load.
+//! of a tenant whose document fails to load, is unreadable or is still being written.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 
-use super::ReloadReport;
+use super::{ReloadReport, Stale};
 use crate::store::Store;
-use rolegate_policy::{self as policy, Parsed, PolicyFile};
+use rolegate_policy::{self as policy, Diagnostic, Listing, Parsed, PolicyFile};
+
+/// A file read and parsed at some round.
+#[derive(Debug)]
+struct Read {
+    /// Hash of its bytes (and of whether it is a template).
+    hash: u64,
+    /// Its length in bytes.
+    len: usize,
+    parsed: Parsed,
+}
+
+/// The size and modification time of a file, and since when they have not changed.
+#[derive(Debug)]
+struct Seen {
+    len: u64,
+    modified: Option<SystemTime>,
+    since: Instant,
+    /// When the file was first found still changing, while it keeps changing.
+    unsettled_since: Option<Instant>,
+}
 
 /// State of the directory source between reloads.
 #[derive(Debug)]
 pub struct DirSource {
     root: PathBuf,
-    /// Per file: hash of its bytes and its parse.
-    files: HashMap<PathBuf, (u64, Parsed)>,
-    /// Per tenant: hash of the inputs it was last compiled from, and its revision.
-    compiled: HashMap<String, (u64, u64)>,
+    /// A file is loaded once its size and modification time held for this long.
+    settle: Duration,
+    /// A file still changing (or open for writing) after this long is loaded as it is.
+    max_wait: Duration,
+    /// Files a writer has open now, as the watcher saw them: deferred like a changing file.
+    writing: HashSet<PathBuf>,
+    /// Per file: what was last read of it.
+    files: HashMap<PathBuf, Read>,
+    /// Per file: its last size and modification time.
+    seen: HashMap<PathBuf, Seen>,
+    /// Per served tenant: hash of the inputs it was last compiled from.
+    compiled: HashMap<String, u64>,
+    /// Per tenant whose last inputs failed to compile: their hash and the first error.
+    broken: HashMap<String, (u64, String)>,
     /// Per document file: the tenant it declared when it last parsed.
     owners: HashMap<PathBuf, String>,
-    /// Revisions start here so that a restarted server never reuses a revision it served before.
-    base_revision: u64,
+    /// Unreadable entries already reported, with their error.
+    unreadable: HashMap<String, String>,
+    /// The last revision given; source-wide, so that a tenant's revision never goes back, not
+    /// even after it was removed and restored.
+    revision: u64,
+    /// Files left for a later round because they were still changing.
+    deferred: usize,
 }
 
 fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -35,16 +71,24 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 impl DirSource {
-    /// A source reading `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        // Seconds since the epoch: grows across restarts, leaves room for many changes a second.
-        let base_revision = (Timestamp::now().as_second().max(0) as u64) * 1000;
+    /// A source reading `root`. A file is loaded only once its size and modification time held
+    /// for `settle`; one still changing after `max_wait` is loaded as it is.
+    pub fn new(root: impl Into<PathBuf>, settle: Duration, max_wait: Duration) -> Self {
+        // Microseconds since the epoch: grows across restarts, leaves room for many changes.
+        let revision = Timestamp::now().as_microsecond().max(0) as u64;
         DirSource {
             root: root.into(),
+            settle,
+            max_wait,
+            writing: HashSet::new(),
             files: HashMap::new(),
+            seen: HashMap::new(),
             compiled: HashMap::new(),
+            broken: HashMap::new(),
             owners: HashMap::new(),
-            base_revision,
+            unreadable: HashMap::new(),
+            revision,
+            deferred: 0,
         }
     }
 
@@ -53,33 +97,38 @@ impl DirSource {
         &self.root
     }
 
+    /// Tells the source which files a writer has open now (modified and not closed since): they
+    /// are left for a later round, like a file still changing.
+    pub fn set_writing(&mut self, paths: HashSet<PathBuf>) {
+        self.writing = paths;
+    }
+
+    /// How many files the last reload left for a later round because they were still changing.
+    pub fn deferred(&self) -> usize {
+        self.deferred
+    }
+
     /// Rescans the directory and publishes every change to `store`. The first successful
-    /// rescan always publishes, so readiness follows the first load even of an empty directory.
+    /// rescan that defers nothing always publishes, so a load that finds nothing is still told
+    /// apart from none.
     pub fn reload(&mut self, store: &Store, now: Timestamp) -> ReloadReport {
         let mut report = ReloadReport::default();
         let listing = match policy::scan(&self.root) {
             Ok(l) => l,
             Err(e) => {
-                report.unreadable = Some(format!("cannot read {}: {e}", self.root.display()));
+                let why = format!("cannot read {}: {e}", self.root.display());
+                report.stale = self.compiled.keys().map(|t| Stale { tenant: t.clone(), why: why.clone() }).collect();
+                report.stale.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+                report.unreadable = Some(why);
                 return report;
             }
         };
-        let parsed = self.parse_changed(&listing.documents);
-        let hashes: HashMap<&Path, u64> = self.files.iter().map(|(p, (h, _))| (p.as_path(), *h)).collect();
-        let compiled = &self.compiled;
-        let base = self.base_revision;
-        let loaded = policy::assemble(&parsed, now, |name, doc, tpl| {
-            let mut h = DefaultHasher::new();
-            hashes.get(doc.file.path.as_path()).hash(&mut h);
-            tpl.map(|t| hashes.get(t.file.path.as_path())).hash(&mut h);
-            let inputs = h.finish();
-            match compiled.get(name) {
-                Some((prev, _)) if *prev == inputs => None,
-                Some((_, rev)) => Some(rev + 1),
-                None => Some(base + 1),
-            }
-        });
-        report.errors.extend(loaded.other.iter().filter(|d| d.is_error()).cloned());
+        self.report_unreadable(&listing, &mut report);
+        let (parsed, fresh_files) = self.parse_changed(&listing.documents);
+        let loaded = self.assemble(&parsed, now);
+        report.errors.extend(
+            loaded.other.iter().filter(|d| d.is_error() && fresh_files.contains(Path::new(d.file.as_ref()))).cloned(),
+        );
 
         let mut fresh = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -88,56 +137,141 @@ impl DirSource {
             if outcome.unchanged {
                 continue;
             }
-            report.errors.extend(outcome.diags.iter().filter(|d| d.is_error()).cloned());
+            let inputs = self.inputs_hash(&outcome.file, outcome.template.as_deref(), &parsed);
             match outcome.tenant {
                 Some(tenant) => {
-                    let inputs = self.inputs_hash(&outcome.file, outcome.template.as_deref(), &parsed);
-                    self.compiled.insert(outcome.name.clone(), (inputs, tenant.revision));
+                    report.errors.extend(outcome.diags.iter().filter(|d| d.is_error()).cloned());
+                    self.compiled.insert(outcome.name.clone(), inputs);
+                    self.broken.remove(&outcome.name);
                     report.applied.push((outcome.name.clone(), tenant.revision));
                     fresh.push(Arc::new(tenant));
                 }
-                None => report.failed.push(outcome.name),
+                None if self.broken.get(&outcome.name).is_some_and(|(h, _)| *h == inputs) => {}
+                None => {
+                    let errors: Vec<&Diagnostic> = outcome.diags.iter().filter(|d| d.is_error()).collect();
+                    let why = errors.first().map_or_else(|| "failed to load".to_owned(), ToString::to_string);
+                    report.errors.extend(errors.into_iter().cloned());
+                    self.broken.insert(outcome.name.clone(), (inputs, why));
+                    report.failed.push(outcome.name);
+                }
             }
         }
-        let removed = self.gone_tenants(&listing.documents, &seen);
+        self.broken.retain(|name, _| seen.contains(name));
+        self.track_owners(&parsed, &listing, &fresh_files, &mut report);
+        let removed = self.gone_tenants(&listing, &seen);
         for name in &removed {
             self.compiled.remove(name);
         }
-        self.owners = parsed
-            .iter()
-            .filter_map(|p| {
-                p.doc
-                    .as_ref()
-                    .filter(|_| p.file.template.is_none())
-                    .map(|d| (p.file.path.clone(), d.name.value.clone()))
-            })
-            .collect();
-        if !fresh.is_empty() || !removed.is_empty() || !store.is_loaded() {
+        report.stale.retain(|s| self.compiled.contains_key(&s.tenant));
+        report.stale.extend(
+            self.broken
+                .iter()
+                .filter(|(name, _)| self.compiled.contains_key(*name))
+                .map(|(name, (_, why))| Stale { tenant: name.clone(), why: why.clone() }),
+        );
+        report.stale.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        report.stale.dedup_by(|a, b| a.tenant == b.tenant);
+        if !fresh.is_empty() || !removed.is_empty() || (!store.is_loaded() && self.deferred == 0) {
             store.apply(&removed, fresh);
         }
         report.removed = removed;
         report
     }
 
-    fn parse_changed(&mut self, files: &[PolicyFile]) -> Vec<Parsed> {
+    /// Compiles the tenants whose inputs changed, each at the next source-wide revision. A tenant
+    /// whose inputs already failed is not compiled again until they change.
+    fn assemble(&mut self, parsed: &[Parsed], now: Timestamp) -> policy::Loaded {
+        let hashes: HashMap<&Path, u64> = self.files.iter().map(|(p, r)| (p.as_path(), r.hash)).collect();
+        let (compiled, broken, revision) = (&self.compiled, &self.broken, &mut self.revision);
+        policy::assemble(parsed, now, |name, doc, tpl| {
+            let mut h = DefaultHasher::new();
+            hashes.get(doc.file.path.as_path()).hash(&mut h);
+            tpl.map(|t| hashes.get(t.file.path.as_path())).hash(&mut h);
+            let inputs = h.finish();
+            if compiled.get(name) == Some(&inputs) || broken.get(name).is_some_and(|(b, _)| *b == inputs) {
+                return None;
+            }
+            *revision += 1;
+            Some(*revision)
+        })
+    }
+
+    /// Reports each unreadable entry once, until it changes or goes away.
+    fn report_unreadable(&mut self, listing: &Listing, report: &mut ReloadReport) {
+        let mut now = HashMap::with_capacity(listing.unreadable.len());
+        for d in &listing.unreadable {
+            if self.unreadable.get(d.file.as_ref()) != Some(&d.message) {
+                report.errors.push(d.clone());
+            }
+            now.insert(d.file.to_string(), d.message.clone());
+        }
+        self.unreadable = now;
+    }
+
+    /// Reads the listed files: reparses those whose bytes changed, keeps the last read of those
+    /// still changing. Returns every usable parse and the files parsed this round.
+    fn parse_changed(&mut self, files: &[PolicyFile]) -> (Vec<Parsed>, HashSet<PathBuf>) {
         let mut next = HashMap::with_capacity(files.len());
+        let mut fresh = HashSet::new();
+        let clock = Instant::now();
+        self.seen.retain(|p, _| files.iter().any(|f| &f.path == p));
+        self.deferred = 0;
         for file in files {
+            let prev = self.files.remove(&file.path);
+            if !self.settled(&file.path, clock) {
+                self.deferred += 1;
+                next.extend(prev.map(|r| (file.path.clone(), r)));
+                continue;
+            }
             let bytes = std::fs::read(&file.path).unwrap_or_default();
-            let h = hash_bytes(&bytes) ^ u64::from(file.template.is_some());
-            let parsed = match self.files.remove(&file.path) {
-                Some((prev, p)) if prev == h => p,
-                _ => policy::parse_file(file),
+            let hash = hash_bytes(&bytes) ^ u64::from(file.template.is_some());
+            let read = match prev {
+                Some(r) if r.hash == hash => r,
+                prev => {
+                    if let Some(p) = prev.filter(|p| bytes.len() < p.len / 2) {
+                        tracing::warn!(
+                            rolegate.source = "dir",
+                            "{} shrank from {} to {} bytes; writers should write a new file and rename it into place",
+                            file.path.display(),
+                            p.len,
+                            bytes.len()
+                        );
+                    }
+                    fresh.insert(file.path.clone());
+                    Read { hash, len: bytes.len(), parsed: policy::parse_file(file) }
+                }
             };
-            next.insert(file.path.clone(), (h, parsed));
+            next.insert(file.path.clone(), read);
         }
         self.files = next;
-        let mut out: Vec<Parsed> = self.files.values().map(|(_, p)| p.clone()).collect();
+        let mut out: Vec<Parsed> = self.files.values().map(|r| r.parsed.clone()).collect();
         out.sort_by(|a, b| a.file.cmp(&b.file));
-        out
+        (out, fresh)
+    }
+
+    /// True when `path` may be read now: no writer has it open and its size and modification
+    /// time held for `settle` (or it was last modified over `max_wait` ago), or it has kept
+    /// changing for `max_wait` (so a file rewritten without pause is still loaded eventually).
+    fn settled(&mut self, path: &Path, clock: Instant) -> bool {
+        let meta = std::fs::metadata(path).ok();
+        let (len, modified) = (meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
+        let max_wait = self.max_wait;
+        let seen =
+            self.seen.entry(path.to_path_buf()).or_insert(Seen { len, modified, since: clock, unsettled_since: None });
+        if seen.len != len || seen.modified != modified {
+            *seen = Seen { len, modified, since: clock, unsettled_since: seen.unsettled_since };
+        }
+        let old =
+            !self.writing.contains(path) && modified.and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= max_wait);
+        let held = clock.duration_since(seen.since) >= self.settle && !self.writing.contains(path);
+        let overdue = seen.unsettled_since.is_some_and(|s| clock.duration_since(s) >= max_wait);
+        let settled = old || held || overdue;
+        seen.unsettled_since = if settled { None } else { Some(seen.unsettled_since.unwrap_or(clock)) };
+        settled
     }
 
     fn inputs_hash(&self, doc: &Path, template: Option<&str>, parsed: &[Parsed]) -> u64 {
-        let hash_of = |p: &Path| self.files.get(p).map(|(h, _)| *h);
+        let hash_of = |p: &Path| self.files.get(p).map(|r| r.hash);
         let tpl_path = template
             .and_then(|t| parsed.iter().find(|p| p.file.template.as_deref() == Some(t)).map(|p| p.file.path.as_path()));
         let mut h = DefaultHasher::new();
@@ -146,17 +280,55 @@ impl DirSource {
         h.finish()
     }
 
-    /// Tenants served now that no document declares any more. A document that fails to parse
-    /// still owns the tenant it declared last, so a broken file never removes a tenant.
-    fn gone_tenants(&self, files: &[PolicyFile], seen: &HashSet<String>) -> Vec<String> {
-        let present: HashSet<&Path> = files.iter().map(|f| f.path.as_path()).collect();
-        let mut kept: HashSet<&str> = HashSet::new();
-        for (path, owner) in &self.owners {
-            let unparseable = self.files.get(path).is_some_and(|(_, p)| p.doc.is_none());
-            if present.contains(path.as_path()) && unparseable {
-                kept.insert(owner);
+    /// Records which tenant each document declares. A document that fails to parse, or that
+    /// cannot be read, keeps the tenant it declared last: its tenant stays served at its last
+    /// good version, is reported stale every round, and is counted failed once per content.
+    fn track_owners(
+        &mut self,
+        parsed: &[Parsed],
+        listing: &Listing,
+        fresh_files: &HashSet<PathBuf>,
+        report: &mut ReloadReport,
+    ) {
+        let mut owners = HashMap::with_capacity(parsed.len());
+        for p in parsed.iter().filter(|p| p.file.template.is_none()) {
+            let path = &p.file.path;
+            match (&p.doc, self.owners.get(path)) {
+                (Some(d), _) => {
+                    owners.insert(path.clone(), d.name.value.clone());
+                }
+                (None, Some(owner)) => {
+                    let why = p.diags.iter().find(|d| d.is_error()).map_or_else(String::new, ToString::to_string);
+                    if fresh_files.contains(path) {
+                        report.failed.push(owner.clone());
+                    }
+                    report.stale.push(Stale { tenant: owner.clone(), why });
+                    owners.insert(path.clone(), owner.clone());
+                }
+                (None, None) => {}
             }
         }
+        for (path, owner) in &self.owners {
+            if listing.is_unreadable(path) {
+                let why =
+                    listing.unreadable.iter().find(|d| path.starts_with(d.file.as_ref())).map(ToString::to_string);
+                report.stale.push(Stale { tenant: owner.clone(), why: why.unwrap_or_default() });
+                owners.insert(path.clone(), owner.clone());
+            }
+        }
+        self.owners = owners;
+    }
+
+    /// Tenants served now that no document declares any more. A document that fails to parse
+    /// or cannot be read still owns the tenant it declared last, so it never removes a tenant.
+    fn gone_tenants(&self, listing: &Listing, seen: &HashSet<String>) -> Vec<String> {
+        let present: HashSet<&Path> = listing.documents.iter().map(|f| f.path.as_path()).collect();
+        let kept: HashSet<&str> = self
+            .owners
+            .iter()
+            .filter(|(path, _)| present.contains(path.as_path()) || listing.is_unreadable(path))
+            .map(|(_, owner)| owner.as_str())
+            .collect();
         let mut gone: Vec<String> =
             self.compiled.keys().filter(|n| !seen.contains(*n) && !kept.contains(n.as_str())).cloned().collect();
         gone.sort();

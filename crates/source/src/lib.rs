@@ -35,3 +35,60 @@ pub struct Stale {
     /// What was rejected: file or row, line and key.
     pub why: String,
 }
+
+/// Watches a source's thread: the directory watcher and the PostgreSQL follower never end on
+/// their own, so when one ends or panics nothing would ever update the snapshot again. The
+/// supervisor logs an error, turns readiness off for good and resolves the returned receiver
+/// with why, so the server can exit non-zero and be restarted.
+pub fn supervise(
+    name: &'static str,
+    thread: std::thread::JoinHandle<()>,
+    store: std::sync::Arc<store::Store>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("rolegate-supervisor".into()).spawn(move || {
+        let why = match thread.join() {
+            Ok(()) => format!("the {name} thread ended"),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                format!("the {name} thread panicked: {msg}")
+            }
+        };
+        tracing::error!(rolegate.source = name, "{why}; policies can no longer change, not ready");
+        store.source_stopped();
+        let _ = tx.send(why);
+    })?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_panicking_source_thread_turns_readiness_off_and_is_reported() {
+        let store = Arc::new(Store::default());
+        let tenant = rolegate_policy::parse_str("t.yaml", "tenant: t\nschema: {a: [b]}\n", None).0.unwrap();
+        store.apply(&[], vec![Arc::new(rolegate_policy::compile(&tenant, None, 1).unwrap())]);
+        assert!(store.is_ready());
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = wait.recv();
+            panic!("reload failed");
+        });
+        let died = supervise("reload", thread, store.clone()).unwrap();
+        let mut published = store.subscribe();
+        go.send(()).unwrap();
+        let why = died.await.unwrap();
+        assert_eq!(why, "the reload thread panicked: reload failed");
+        published.changed().await.unwrap();
+        assert!(!store.is_ready());
+    }
+}

@@ -30,7 +30,8 @@ pub struct Config {
     /// Connection settings parsed from the DSN. Its `Debug` form hides the password.
     pub pg: tokio_postgres::Config,
     /// Compare every tenant's revision with the database at least this often: the backstop for
-    /// a lost notification, and the heartbeat behind the staleness metric.
+    /// a lost notification, and the heartbeat behind the staleness metric. The follower never
+    /// checks more often than every [`follow::MIN_POLL`].
     pub poll: Duration,
 }
 

@@ -1,13 +1,18 @@
 //! Watches a policy directory and reloads it: filesystem events (editor saves, atomic renames,
 //! the symlink swap of a Kubernetes ConfigMap update) are debounced, and a periodic rescan backs
 //! up missed events. Reloads run on their own thread, so they never slow `Check`.
+//!
+//! Bounds: a reload follows the first event of a burst after at most [`max_wait`], however
+//! often files keep changing, and the periodic rescan runs every `poll` whatever the events.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::ReloadReport;
@@ -19,27 +24,52 @@ use crate::store::Store;
 pub struct WatchConfig {
     /// The policy directory.
     pub root: PathBuf,
-    /// Quiet time after the last event before reloading.
+    /// Quiet time after the last event before reloading; also how long a file's size and
+    /// modification time must hold before it is loaded.
     pub debounce: Duration,
     /// Rescan at least this often.
     pub poll: Duration,
 }
 
+/// The longest a change waits for quiet, and the longest a file still being written is
+/// deferred: ten debounce intervals, at least one second.
+pub fn max_wait(debounce: Duration) -> Duration {
+    (debounce.saturating_mul(10)).max(Duration::from_secs(1))
+}
+
+/// What the filesystem told the watcher.
+#[derive(Debug)]
+enum Note {
+    /// Files changed; `writing` when a writer opened or wrote them and may not be done.
+    Changed { paths: Vec<PathBuf>, writing: bool },
+    /// A writer closed these files.
+    Closed(Vec<PathBuf>),
+}
+
+fn note(ev: notify::Event) -> Option<Note> {
+    let writing = matches!(ev.kind, EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)));
+    match ev.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Note::Closed(ev.paths)),
+        // Reading the files raises access events; only changes matter.
+        EventKind::Modify(ModifyKind::Metadata(_)) | EventKind::Access(_) | EventKind::Other => None,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any => {
+            Some(Note::Changed { paths: ev.paths, writing })
+        }
+    }
+}
+
 /// Loads the directory once, then keeps reloading it in a background thread until the process
-/// exits. `on_reload` sees every report (logging, metrics).
+/// exits. `on_reload` sees every report (logging, metrics). The thread never ends on its own:
+/// its handle is for a supervisor to notice a panic.
 pub fn spawn(
     cfg: WatchConfig,
     store: Arc<Store>,
     on_reload: impl Fn(&ReloadReport) + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (tx, rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel::<Note>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Reading the files raises access events; only changes matter.
-        if let Ok(ev) = res
-            && matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any)
-            && !matches!(ev.kind, EventKind::Modify(notify::event::ModifyKind::Metadata(_)))
-        {
-            let _ = tx.send(());
+        if let Some(n) = res.ok().and_then(note) {
+            let _ = tx.send(n);
         }
     })
     .map_err(std::io::Error::other)?;
@@ -49,15 +79,77 @@ pub fn spawn(
         if let Err(e) = watching {
             tracing::warn!(rolegate.source = %cfg.root.display(), error = %e, "cannot watch the policy directory; relying on periodic rescans");
         }
-        let mut source = DirSource::new(&cfg.root);
+        let max_wait = max_wait(cfg.debounce);
+        let mut source = DirSource::new(&cfg.root, cfg.debounce, max_wait);
+        let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait };
         loop {
+            source.set_writing(waiter.writing());
             let report = source.reload(&store, Timestamp::now());
             on_reload(&report);
-            // Wait for an event or the poll interval, then for a quiet period.
-            if rx.recv_timeout(cfg.poll) == Err(mpsc::RecvTimeoutError::Disconnected) {
-                std::thread::sleep(cfg.poll);
-            }
-            while rx.recv_timeout(cfg.debounce).is_ok() {}
+            // Files still changing are looked at again after a debounce interval.
+            let next = if source.deferred() > 0 { cfg.debounce.min(cfg.poll) } else { cfg.poll };
+            waiter.wait(Instant::now() + next);
         }
     })
+}
+
+/// Waits for the next reload and tracks which files writers hold open.
+struct Waiter {
+    rx: mpsc::Receiver<Note>,
+    /// Files modified and not closed since, with when that was first seen.
+    writing: HashMap<PathBuf, Instant>,
+    debounce: Duration,
+    max_wait: Duration,
+}
+
+impl Waiter {
+    /// Files held open for writing, for at most `max_wait`: a close event may be lost.
+    fn writing(&mut self) -> HashSet<PathBuf> {
+        let max_wait = self.max_wait;
+        self.writing.retain(|_, since| since.elapsed() < max_wait);
+        self.writing.keys().cloned().collect()
+    }
+
+    fn track(&mut self, note: Note) {
+        match note {
+            Note::Changed { paths, writing: true } => {
+                for p in paths {
+                    self.writing.entry(p).or_insert_with(Instant::now);
+                }
+            }
+            Note::Changed { paths, writing: false } => {
+                for p in paths {
+                    self.writing.remove(&p);
+                }
+            }
+            Note::Closed(paths) => {
+                for p in paths {
+                    self.writing.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// Returns at `rescan_at`, or once events have been quiet for the debounce interval, or
+    /// `max_wait` after the first event, whichever comes first.
+    fn wait(&mut self, rescan_at: Instant) {
+        let left = rescan_at.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(n) => self.track(n),
+            Err(mpsc::RecvTimeoutError::Timeout) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return std::thread::sleep(left),
+        }
+        let first = Instant::now();
+        let deadline = (first + self.max_wait).min(rescan_at);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.rx.recv_timeout(self.debounce.min(left)) {
+                Ok(n) => self.track(n),
+                Err(_) => return,
+            }
+        }
+    }
 }

@@ -31,10 +31,19 @@ impl LogTarget {
     }
 }
 
+/// What the writer thread receives.
+#[derive(Debug)]
+enum Msg {
+    /// One JSON line.
+    Line(String),
+    /// Write everything queued so far, then acknowledge.
+    Flush(SyncSender<()>),
+}
+
 /// A handle to the decision log.
 #[derive(Clone, Debug)]
 pub struct DecisionLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     /// Probability of logging an allow that raised no alert, in [0, 1].
     allow_rate: f64,
     metrics: Arc<Metrics>,
@@ -52,44 +61,82 @@ pub struct Entry<'a> {
     pub trace_id: Option<&'a str>,
 }
 
+/// The writer thread's end: buffers lines and writes them, counting failures.
+struct Writer {
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    metrics: Arc<Metrics>,
+    /// Only the first failure is logged; every one is counted.
+    failed_before: bool,
+}
+
+impl Writer {
+    fn write(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.out.write_all(&self.buf).and_then(|()| self.out.flush()) {
+            self.metrics.log_write_errors.fetch_add(1, Ordering::Relaxed);
+            if !std::mem::replace(&mut self.failed_before, true) {
+                tracing::error!(
+                    "cannot write the decision log: {e}; lines are lost (counted in rolegate_decision_log_write_errors_total)"
+                );
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Drains the queue; false once every sender is gone.
+    fn drain(&mut self, rx: &mpsc::Receiver<Msg>) -> bool {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(line)) => {
+                    self.buf.extend_from_slice(line.as_bytes());
+                    self.buf.push(b'\n');
+                }
+                Ok(Msg::Flush(ack)) => {
+                    self.write();
+                    let _ = ack.send(());
+                }
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+}
+
 impl DecisionLog {
     /// Starts the writer thread.
     pub fn start(target: LogTarget, queue: usize, allow_rate: f64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        let mut out: Box<dyn Write + Send> = match &target {
+        let out: Box<dyn Write + Send> = match &target {
             LogTarget::Stdout => Box::new(std::io::stdout()),
             LogTarget::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
         };
-        let (tx, rx) = mpsc::sync_channel::<String>(queue.max(1));
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
+        let mut writer =
+            Writer { out, buf: Vec::with_capacity(64 * 1024), metrics: metrics.clone(), failed_before: false };
         std::thread::Builder::new().name("rolegate-decision-log".into()).spawn(move || {
             // Poll instead of blocking in `recv`: a sender then never has to wake this thread,
             // which would cost a context switch per logged decision on a busy core.
-            let mut buf = Vec::with_capacity(64 * 1024);
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-                let mut closed = false;
-                loop {
-                    match rx.try_recv() {
-                        Ok(line) => {
-                            buf.extend_from_slice(line.as_bytes());
-                            buf.push(b'\n');
-                        }
-                        Err(mpsc::TryRecvError::Empty) => break,
-                        Err(mpsc::TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    }
-                }
-                if !buf.is_empty() {
-                    let _ = out.write_all(&buf).and_then(|()| out.flush());
-                    buf.clear();
-                }
-                if closed {
+                let open = writer.drain(&rx);
+                writer.write();
+                if !open {
                     return;
                 }
             }
         })?;
         Ok(DecisionLog { tx, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })
+    }
+
+    /// Writes every line queued so far, waiting up to `timeout` (at shutdown: queued lines
+    /// would be lost with the process). Blocks the calling thread.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let (ack, done) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack)).is_ok() && done.recv_timeout(timeout).is_err() {
+            tracing::warn!("the decision log did not flush within {timeout:?}");
+        }
     }
 
     /// Logs the decision when the policy says so: every deny and alert, sampled allows.
@@ -113,7 +160,7 @@ impl DecisionLog {
             revision: e.revision,
         };
         let Ok(line) = serde_json::to_string(&line) else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Line(line)) {
             self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -20,9 +20,21 @@ pub enum Method {
     CheckBatch = 1,
 }
 
+impl Method {
+    /// The method a gRPC request path calls, if it is one of the two.
+    pub fn from_path(path: &str) -> Option<Method> {
+        match path.strip_prefix("/rolegate.v1.Authorizer/")? {
+            "Check" => Some(Method::Check),
+            "CheckBatch" => Some(Method::CheckBatch),
+            _ => None,
+        }
+    }
+}
+
 const METHODS: [&str; 2] = ["Check", "CheckBatch"];
-/// Error codes counted separately; anything else is `other`.
-const CODES: [&str; 4] = ["invalid_argument", "unavailable", "resource_exhausted", "other"];
+/// Error codes counted separately; anything else is `other`. `internal` is an undecodable
+/// message, `out_of_range` one over the size limit.
+const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0];
 
@@ -62,6 +74,8 @@ pub struct Metrics {
     pub spans_dropped: AtomicU64,
     /// Decision-log lines dropped because the log queue was full.
     pub log_lines_dropped: AtomicU64,
+    /// Decision-log writes that failed (lines lost).
+    pub log_write_errors: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     tenants_failed: AtomicU64,
@@ -84,7 +98,9 @@ impl Metrics {
             tonic::Code::InvalidArgument => 0,
             tonic::Code::Unavailable => 1,
             tonic::Code::ResourceExhausted => 2,
-            _ => 3,
+            tonic::Code::Internal => 3,
+            tonic::Code::OutOfRange => 4,
+            _ => 5,
         };
         self.errors[method as usize][i].fetch_add(1, Relaxed);
     }
@@ -181,7 +197,7 @@ impl Metrics {
             )?;
             writeln!(o, "rolegate_rpc_duration_seconds_count{{method=\"{method}\"}} {count}")?;
         }
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             ("rolegate_cache_hits_total", "Decision cache hits.", &self.cache_hits),
             ("rolegate_cache_misses_total", "Decision cache misses.", &self.cache_misses),
             ("rolegate_cache_evictions_total", "Decision cache evictions.", &self.cache_evictions),
@@ -191,6 +207,11 @@ impl Metrics {
                 "rolegate_decision_log_dropped_total",
                 "Decision-log lines dropped because the queue was full.",
                 &self.log_lines_dropped,
+            ),
+            (
+                "rolegate_decision_log_write_errors_total",
+                "Decision-log writes that failed; their lines are lost.",
+                &self.log_write_errors,
             ),
         ];
         for (name, help, v) in counters {
@@ -252,7 +273,7 @@ impl Metrics {
         if let Some(health) = self.postgres.get() {
             health.render(o)?;
         }
-        writeln!(o, "# HELP rolegate_ready 1 once a snapshot is loaded.")?;
-        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_loaded()))
+        writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
+        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }
 }

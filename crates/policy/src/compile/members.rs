@@ -2,6 +2,7 @@
 //! the work of that member, of the tenant's schema, roles and units (small), and a copy of the
 //! member table's pointers — not a recompile of every member.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
@@ -9,7 +10,7 @@ use rustc_hash::FxHashSet;
 use super::Cx;
 use crate::diag::Diagnostic;
 use crate::document::{Document, MemberDoc};
-use rolegate_engine::Tenant;
+use rolegate_engine::{Member, Tenant};
 
 /// One change to a tenant's members.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +19,23 @@ pub enum MemberChange<'d> {
     Put(&'d MemberDoc),
     /// Removes the member with this id, if there is one.
     Remove(&'d str),
+    /// Serves the member with this id as invalid (its input was rejected before it could be
+    /// parsed): no grant at all, and `why` in every decision.
+    Invalid {
+        /// Member id.
+        id: &'d str,
+        /// Why, for the decision's message.
+        why: &'d str,
+    },
+}
+
+/// A tenant compiled by [`compile_members_isolated`].
+#[derive(Debug)]
+pub struct Isolated {
+    /// The tenant, with every rejected member served as invalid.
+    pub tenant: Tenant,
+    /// The findings about each rejected change, by the change's index.
+    pub rejected: BTreeMap<usize, Vec<Diagnostic>>,
 }
 
 /// Applies `changes` to `base` at `revision`. `base` must have been compiled from `doc` and
@@ -30,34 +48,121 @@ pub fn compile_members<'d>(
     changes: &[MemberChange<'d>],
     revision: u64,
 ) -> Result<Tenant, Vec<Diagnostic>> {
-    // Same inputs, same interning: the ids of roles, units and actions match `base`'s.
     let mut cx = Cx::new(doc, template);
-    cx.schema();
-    cx.units();
-    cx.roles();
-    let everyone = cx.everyone();
-    cx.rules();
-    let mut members = base.members.clone();
-    let mut touched: FxHashSet<&str> = FxHashSet::default();
-    for (i, change) in changes.iter().enumerate() {
-        match *change {
-            MemberChange::Put(m) => {
-                let path = format!("members[{i}]");
-                if !touched.insert(&m.id.value) {
-                    cx.doc.error(m.id.at, format!("{path}.id"), format!("duplicate member `{}`", m.id.value));
-                    continue;
-                }
-                let member = cx.member(m, &path);
-                members.insert(member.id.clone(), Arc::new(member));
-            }
-            MemberChange::Remove(id) => {
-                touched.insert(id);
-                members.remove(id);
-            }
+    let everyone = cx.head();
+    let members = cx.apply(base, changes);
+    cx.finish(members, everyone, revision)
+}
+
+/// Like [`compile_members`], but a member whose change fails does not fail the others: it is
+/// served as [`Member::invalid`] (denied everything) and its findings are returned beside the
+/// tenant. Only an error outside every member (the head itself) fails the whole.
+pub fn compile_members_isolated<'d>(
+    doc: &'d Document,
+    template: Option<&'d Document>,
+    base: &Tenant,
+    changes: &[MemberChange<'d>],
+    revision: u64,
+) -> Result<Isolated, Vec<Diagnostic>> {
+    let mut cx = Cx::new(doc, template);
+    let everyone = cx.head();
+    let mut members = cx.apply(base, changes);
+    let mut rejected: BTreeMap<usize, Vec<Diagnostic>> = BTreeMap::new();
+    cx.doc.diags.retain(|d| match change_index(&d.key).filter(|_| d.is_error()) {
+        Some(i) => {
+            rejected.entry(i).or_default().push(d.clone());
+            false
+        }
+        None => true,
+    });
+    for (i, findings) in &rejected {
+        if let Some(id) = changes.get(*i).and_then(changed_id) {
+            members.insert(Arc::from(id), Arc::new(Member::invalid(id, &rejection(id, findings))));
         }
     }
-    cx.clashes_with_kept(base, &touched, changes);
-    cx.finish(members, everyone, revision)
+    let tenant = cx.finish(members, everyone, revision)?;
+    Ok(Isolated { tenant, rejected })
+}
+
+/// The message every decision about a rejected member carries: what was wrong with its input.
+/// Keys are shown relative to the member (`bindings[1].role`); at most three findings are spelled
+/// out, so that a decision stays small.
+pub fn rejection(id: &str, findings: &[Diagnostic]) -> String {
+    const SHOWN: usize = 3;
+    let mut parts: Vec<String> = findings
+        .iter()
+        .take(SHOWN)
+        .map(|d| match relative(&d.key) {
+            "" => d.message.clone(),
+            key => format!("{key}: {}", d.message),
+        })
+        .collect();
+    if findings.len() > SHOWN {
+        parts.push(format!("and {} more", findings.len() - SHOWN));
+    }
+    format!("member `{id}` is denied everything because its policy input is invalid: {}", parts.join("; "))
+}
+
+/// `i` of a key `members[i]…`.
+fn change_index(key: &str) -> Option<usize> {
+    let rest = key.strip_prefix("members[")?;
+    rest.split_once(']')?.0.parse().ok()
+}
+
+/// `key` without its leading `members[i].`.
+fn relative(key: &str) -> &str {
+    let rest = key.strip_prefix("members[").and_then(|r| r.split_once(']')).map(|(_, rest)| rest);
+    rest.map_or(key, |r| r.strip_prefix('.').unwrap_or(r))
+}
+
+/// The member id a change is about.
+fn changed_id<'d>(change: &MemberChange<'d>) -> Option<&'d str> {
+    match *change {
+        MemberChange::Put(m) => Some(&m.id.value),
+        MemberChange::Remove(id) | MemberChange::Invalid { id, .. } => Some(id),
+    }
+}
+
+impl<'d> Cx<'d> {
+    /// Compiles what members compile against: schema, units, roles, rules; returns `everyone`.
+    fn head(&mut self) -> Vec<rolegate_engine::Binding> {
+        // Same inputs, same interning: the ids of roles, units and actions match `base`'s.
+        self.schema();
+        self.units();
+        self.roles();
+        let everyone = self.everyone();
+        self.rules();
+        everyone
+    }
+
+    /// `base`'s members with `changes` applied; errors name `members[i]`.
+    fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> rustc_hash::FxHashMap<Arc<str>, Arc<Member>> {
+        let mut members = base.members.clone();
+        let mut touched: FxHashSet<&str> = FxHashSet::default();
+        for (i, change) in changes.iter().enumerate() {
+            match *change {
+                MemberChange::Put(m) => {
+                    let path = format!("members[{i}]");
+                    if !touched.insert(&m.id.value) {
+                        self.doc.error(m.id.at, format!("{path}.id"), format!("duplicate member `{}`", m.id.value));
+                        continue;
+                    }
+                    let member = self.member(m, &path);
+                    members.insert(member.id.clone(), Arc::new(member));
+                }
+                MemberChange::Remove(id) => {
+                    touched.insert(id);
+                    members.remove(id);
+                }
+                MemberChange::Invalid { id, why } => {
+                    touched.insert(id);
+                    members.insert(Arc::from(id), Arc::new(Member::invalid(id, why)));
+                }
+            }
+        }
+        self.clashes_with_kept(base, &touched, changes);
+        members
+    }
 }
 
 impl Cx<'_> {
@@ -95,7 +200,7 @@ impl Cx<'_> {
 fn put<'d>(change: &MemberChange<'d>) -> Option<&'d MemberDoc> {
     match *change {
         MemberChange::Put(m) => Some(m),
-        MemberChange::Remove(_) => None,
+        MemberChange::Remove(_) | MemberChange::Invalid { .. } => None,
     }
 }
 

@@ -6,7 +6,7 @@
 //! parser. Findings name the row: `postgres:members/acme/rep-1`, `postgres:units/acme/sales-eu`,
 //! `postgres:tenants/acme` (with line and column in the tenant's document).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -14,9 +14,10 @@ use jiff::Timestamp;
 use super::rows::{BindingRow, MemberRow, TemplateRow, TenantRow, UnitRow};
 use super::yaml_text::quote;
 use rolegate_engine::Tenant;
+use rolegate_policy::compile::{compile_members_isolated, rejection};
 use rolegate_policy::diag::{Diagnostic, Loc, Report, Spanned};
 use rolegate_policy::document::{Document, MemberDoc, UnitDoc};
-use rolegate_policy::{MemberChange, compile, compile_members, parse, yaml};
+use rolegate_policy::{MemberChange, compile, parse, yaml};
 
 /// The label of a row in findings: `postgres:<table>/<key>`.
 pub fn label(table: &str, key: &str) -> Arc<str> {
@@ -144,21 +145,37 @@ fn instant(s: &mut String, key: &str, micros: Option<i64>, report: &mut Report, 
     }
 }
 
+/// A tenant compiled from rows, and the members it serves as invalid because their rows were
+/// rejected (by member id, with the findings, each naming its row).
+#[derive(Debug)]
+pub struct Built {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Members denied everything until their rows are fixed.
+    pub rejected: BTreeMap<String, Vec<Diagnostic>>,
+}
+
+/// Compiles a head without members: fails when the tenant document, its template or a unit row
+/// is wrong, which no member can be served without.
+pub fn base(head: &Head, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {
+    let tenant = &head.doc.name.value;
+    compile(&head.doc, head.template.as_deref(), revision)
+        .map_err(|d| relabel(d, "units", "units", tenant, &unit_ids(&head.doc)))
+}
+
 /// Compiles a whole tenant from its head and every member row (bindings grouped by member).
 pub fn tenant(
     head: &Head,
     members: &[&MemberRow],
     bindings: &HashMap<&str, Vec<&BindingRow>>,
     revision: u64,
-) -> Result<Tenant, Vec<Diagnostic>> {
-    let tenant = &head.doc.name.value;
-    let base = compile(&head.doc, head.template.as_deref(), revision)
-        .map_err(|d| relabel(d, "units", "units", tenant, &unit_ids(&head.doc)))?;
-    update(head, &base, members, &[], bindings, revision)
+) -> Result<Built, Vec<Diagnostic>> {
+    update(head, &base(head, revision)?, members, &[], bindings, revision)
 }
 
 /// Applies changed members (`put`) and deleted ones (`removed`) to the tenant compiled from
-/// `head`: only those members are compiled.
+/// `head`: only those members are compiled. A member whose rows fail is served as invalid
+/// (denied everything) and reported in [`Built::rejected`]; the other changes apply.
 pub fn update(
     head: &Head,
     base: &Tenant,
@@ -166,30 +183,38 @@ pub fn update(
     removed: &[&str],
     bindings: &HashMap<&str, Vec<&BindingRow>>,
     revision: u64,
-) -> Result<Tenant, Vec<Diagnostic>> {
-    let mut diags = Vec::new();
+) -> Result<Built, Vec<Diagnostic>> {
+    let mut rejected = BTreeMap::new();
     let mut docs = Vec::with_capacity(put.len());
+    let mut unparsed: Vec<(&str, String)> = Vec::new();
     for row in put {
         match member(row, bindings.get(row.id.as_str()).map_or(&[], Vec::as_slice)) {
             Ok(doc) => docs.push(doc),
-            Err(d) => diags.extend(d),
+            Err(d) => {
+                unparsed.push((row.id.as_str(), rejection(&row.id, &d)));
+                rejected.insert(row.id.clone(), d);
+            }
         }
     }
-    if !diags.is_empty() {
-        return Err(diags);
-    }
     let mut changes: Vec<MemberChange<'_>> = docs.iter().map(MemberChange::Put).collect();
+    changes.extend(unparsed.iter().map(|(id, why)| MemberChange::Invalid { id, why }));
     changes.extend(removed.iter().map(|id| MemberChange::Remove(id)));
     let ids: Vec<&str> = changes
         .iter()
         .map(|c| match c {
             MemberChange::Put(m) => m.id.value.as_str(),
-            MemberChange::Remove(id) => id,
+            MemberChange::Remove(id) | MemberChange::Invalid { id, .. } => id,
         })
         .collect();
     let tenant = &head.doc.name.value;
-    compile_members(&head.doc, head.template.as_deref(), base, &changes, revision)
-        .map_err(|d| relabel(d, "members", "members", tenant, &ids))
+    let isolated = compile_members_isolated(&head.doc, head.template.as_deref(), base, &changes, revision)
+        .map_err(|d| relabel(d, "members", "members", tenant, &ids))?;
+    for (i, findings) in isolated.rejected {
+        if let Some(id) = ids.get(i) {
+            rejected.insert((*id).to_owned(), relabel(findings, "members", "members", tenant, &ids));
+        }
+    }
+    Ok(Built { tenant: isolated.tenant, rejected })
 }
 
 fn unit_ids(doc: &Document) -> Vec<&str> {
@@ -262,7 +287,9 @@ mod tests {
         let rows = [member_row("rep", r#"{"level": 3, "code": "3"}"#)];
         let b = binding("rep", "agent", r#"{"relation": "assignee"}"#, Some(r#"{"context": {"n": {"lt": 3}}}"#));
         let bindings = HashMap::from([("rep", vec![&b])]);
-        let t = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 7).unwrap();
+        let built = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 7).unwrap();
+        assert!(built.rejected.is_empty(), "{:?}", built.rejected);
+        let t = built.tenant;
         assert_eq!(t.revision, 7);
         assert_eq!(t.member_count(), 1);
         let doc = member(&rows[0], &[&b]).unwrap();
@@ -278,7 +305,7 @@ mod tests {
         let err = head(&tenant_row(DOC), &units.iter().collect::<Vec<_>>(), &Templates::new())
             .and_then(|h| tenant(&h, &[], &HashMap::new(), 1))
             .unwrap_err();
-        assert_eq!(err[0].to_string(), "postgres:units/acme/eu-west:0:0: error: parent: unknown unit `europe`");
+        assert_eq!(err[0].to_string(), "postgres:units/acme/eu-west: error: parent: unknown unit `europe`");
 
         let units = [unit("eu", None)];
         let head = head(&tenant_row(DOC), &units.iter().collect::<Vec<_>>(), &Templates::new()).unwrap();
@@ -286,17 +313,57 @@ mod tests {
         let b = binding("rep", "agnet", r#""tenant""#, None);
         let bad_scope = binding("ok", "agent", r#""everywhere""#, None);
         let bindings = HashMap::from([("rep", vec![&b]), ("ok", vec![&bad_scope])]);
-        let err = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 2).unwrap_err();
-        let lines: Vec<String> = err.iter().map(|d| format!("{} {}", d.file, d.key)).collect();
+        let built = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 2).unwrap();
+        let lines: Vec<String> = built.rejected.values().flatten().map(|d| format!("{} {}", d.file, d.key)).collect();
         assert_eq!(lines, ["postgres:members/acme/ok bindings[0].scope", "postgres:members/acme/rep attrs.id"]);
 
         let bindings = HashMap::from([("rep", vec![&b])]);
         let rows = [member_row("rep", "{}")];
-        let err = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 2).unwrap_err();
+        let built = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 2).unwrap();
         assert_eq!(
-            err[0].to_string(),
-            "postgres:members/acme/rep:0:0: error: bindings[0].role: unknown role `agnet` (did you mean `agent`?)"
+            built.rejected["rep"][0].to_string(),
+            "postgres:members/acme/rep: error: bindings[0].role: unknown role `agnet` (did you mean `agent`?)"
         );
+    }
+
+    #[test]
+    fn a_member_whose_rows_fail_is_denied_everything_and_spares_the_others() {
+        let units = [unit("eu", None)];
+        let head = head(&tenant_row(DOC), &units.iter().collect::<Vec<_>>(), &Templates::new()).unwrap();
+        let rows = [member_row("ok", "{}"), member_row("bad-attrs", r#"{"id": "x"}"#), member_row("bad-role", "{}")];
+        let (good, unknown) =
+            (binding("ok", "agent", r#""tenant""#, None), binding("bad-role", "agnet", r#""tenant""#, None));
+        let bindings = HashMap::from([("ok", vec![&good]), ("bad-role", vec![&unknown])]);
+        let built = tenant(&head, &rows.iter().collect::<Vec<_>>(), &bindings, 3).unwrap();
+        assert_eq!(built.rejected.keys().collect::<Vec<_>>(), ["bad-attrs", "bad-role"]);
+        let mut snapshot = rolegate_engine::Snapshot::default();
+        snapshot.insert(Arc::new(built.tenant));
+        let decide = |who: &str| {
+            let req = rolegate_engine::Request {
+                tenant: "acme".into(),
+                principal: who.into(),
+                action: "conversation.view".into(),
+                resource: rolegate_engine::Resource {
+                    kind: "conversation".into(),
+                    id: "c".into(),
+                    ..Default::default()
+                },
+                context: rolegate_engine::Context::default(),
+            };
+            rolegate_engine::decide(&snapshot, &req.query(), Timestamp::UNIX_EPOCH).unwrap()
+        };
+        assert!(decide("ok").allowed);
+        let denied = decide("bad-role");
+        assert!(!denied.allowed && denied.reason == rolegate_engine::Reason::NoGrant, "{denied:?}");
+        assert_eq!(
+            denied.message.as_deref(),
+            Some(
+                "member `bad-role` is denied everything because its policy input is invalid: bindings[0].role: \
+                 unknown role `agnet` (did you mean `agent`?)"
+            )
+        );
+        let message = decide("bad-attrs").message.unwrap_or_default();
+        assert!(message.contains("attrs.id"), "{message}");
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Queries {
             changes: client
                 .prepare(
                     "SELECT c.tenant, c.id, c.kind, c.key FROM rolegate.change_log c \
-                     JOIN unnest($1::text[], $2::int8[]) AS a (tenant, after) ON c.tenant = a.tenant AND c.id > a.after \
+                     JOIN unnest($1::text[], $2::int8[]) AS a (tenant, after) ON c.tenant = a.tenant AND c.id >= a.after \
                      ORDER BY c.id",
                 )
                 .await?,
@@ -215,7 +215,8 @@ impl Queries {
             .collect()
     }
 
-    /// The changes of each tenant after the id given for it, in id order.
+    /// The changes of each tenant from the id given for it on (that id included, so that a
+    /// reader can tell whether the log still holds the change it applied last), in id order.
     pub async fn changes(&self, c: &impl GenericClient, after: &[(String, i64)]) -> Result<Vec<ChangeRow>, Error> {
         let (tenants, ids): (Vec<&str>, Vec<i64>) = after.iter().map(|(t, id)| (t.as_str(), *id)).unzip();
         let rows = c.query(&self.changes, &[&tenants, &ids]).await?;

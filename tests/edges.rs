@@ -1,0 +1,296 @@
+//! The server's edges under a hostile or careless caller, on the real binary and real sockets:
+//! overload (health never shed, one limit for every listener, shed and undecodable calls
+//! counted), echoed input kept short, the open-file limit reached, the admin port's methods, and
+//! the decision log flushed at shutdown and its write errors counted.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rolegate::api::{self, attr_value::Kind};
+use support::server::Server;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+fn desk(dir: &Path) {
+    std::fs::write(
+        dir.join("desk.yaml"),
+        "tenant: desk
+schema: {conversation: [view, reply]}
+roles: {agent: {allow: [conversation.view, conversation.reply]}}
+members:
+  - {id: rep, bindings: [{role: agent, scope: {relation: assignee}}]}
+",
+    )
+    .unwrap();
+}
+
+fn reply(who: &str, min_revision: u64) -> api::CheckRequest {
+    api::CheckRequest {
+        tenant: "desk".into(),
+        principal: who.into(),
+        action: "conversation.reply".into(),
+        resource: Some(api::Resource {
+            kind: "conversation".into(),
+            id: "c1".into(),
+            unit: String::new(),
+            attrs: [("assignee".to_owned(), api::AttrValue { kind: Some(Kind::Text(who.into())) })].into(),
+        }),
+        context: None,
+        min_revision,
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel>;
+
+/// Holds the only slot of `--max-concurrency 1` with a call waiting for a revision that never
+/// comes, and returns once a call on `probe` is shed (the observable sign the slot is held).
+async fn hold_the_only_slot(holder: &Client, probe: &Client) -> tokio::task::JoinHandle<Result<(), tonic::Status>> {
+    let rev = holder.clone().check(reply("rep", 0)).await.unwrap().into_inner().revision;
+    let mut h = holder.clone();
+    let held = tokio::spawn(async move { h.check(reply("rep", rev + 1)).await.map(|_| ()) });
+    for _ in 0..200 {
+        if probe.clone().check(reply("rep", 0)).await.is_err_and(|e| e.code() == Code::ResourceExhausted) {
+            return held;
+        }
+    }
+    panic!("the slot was never held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_answer_serving_while_calls_are_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(
+        dir.path(),
+        &["--max-concurrency", "1", "--min-revision-wait", "900ms", "--admin-listen", "127.0.0.1:0"],
+    );
+    let client = server.client().await;
+    let held = hold_the_only_slot(&client, &client).await;
+    let channel = rolegate::cli::connect(&server.addr).await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "rolegate.v1.Authorizer"] {
+        let ask = tonic_health::pb::HealthCheckRequest { service: service.into() };
+        let status = health.check(ask).await.expect("a health check is never shed").into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service `{service}`");
+    }
+    assert_eq!(client.clone().check(reply("rep", 0)).await.unwrap_err().code(), Code::ResourceExhausted);
+    let text = server.metrics().await;
+    let shed = metric(&text, "rolegate_shed_total");
+    assert!(shed >= 2.0, "{shed}");
+    assert_eq!(metric(&text, "rolegate_rpc_errors_total{method=\"Check\",code=\"resource_exhausted\"}"), shed);
+    assert_eq!(held.await.unwrap().unwrap_err().code(), Code::Unavailable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_shares_one_concurrency_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let sock = dir.path().join("rolegate.sock");
+    let unix = format!("unix:{}", sock.display());
+    let server =
+        Server::start(dir.path(), &["--listen", &unix, "--max-concurrency", "1", "--min-revision-wait", "900ms"]);
+    let over_tcp = server.client().await;
+    let over_unix = api::authorizer_client::AuthorizerClient::new(rolegate::cli::connect(&unix).await.unwrap());
+    // Held on TCP, shed on the Unix socket: one limit for the process, not one per listener.
+    let held = hold_the_only_slot(&over_tcp, &over_unix).await;
+    assert_eq!(held.await.unwrap().unwrap_err().code(), Code::Unavailable);
+    assert!(over_unix.clone().check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+}
+
+/// A message whose field 1 is a number where `CheckRequest` has a string: undecodable.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbage {
+    #[prost(uint64, tag = "1")]
+    tenant: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_and_over_size_messages_are_counted_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
+    let channel = rolegate::cli::connect(&server.addr).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/rolegate.v1.Authorizer/Check");
+    let codec = tonic_prost::ProstCodec::<Garbage, api::CheckResponse>::default();
+    let err = grpc.unary(tonic::Request::new(Garbage { tenant: 7 }), path, codec).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+
+    let mut client = server.client().await;
+    let mut huge = reply("rep", 0);
+    huge.tenant = "t".repeat(5 << 20);
+    let err = client.check(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+
+    let text = server.metrics().await;
+    assert_eq!(metric(&text, "rolegate_rpc_errors_total{method=\"Check\",code=\"internal\"}"), 1.0);
+    assert_eq!(metric(&text, "rolegate_rpc_errors_total{method=\"Check\",code=\"out_of_range\"}"), 1.0);
+    assert_eq!(metric(&text, "rolegate_rpc_errors_total{method=\"Check\",code=\"other\"}"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_attribute_names_and_client_ips_get_a_short_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    let mut r = reply("rep", 0);
+    r.resource.as_mut().unwrap().attrs.insert("n".repeat(1 << 20), api::AttrValue { kind: Some(Kind::Int(1)) });
+    let err = client.check(r).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().starts_with("resource.attrs[nnn"), "{}", err.message());
+    assert!(err.message().ends_with("…]: is 1048576 bytes, the limit is 1024"), "{}", err.message());
+    assert!(err.message().len() < 300);
+
+    let mut r = reply("rep", 0);
+    r.context = Some(api::Context { client_ip: "1".repeat(20_000), attrs: Default::default() });
+    let err = client.check(r).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.message(), "context.client_ip: is 20000 bytes, the limit is 1024");
+}
+
+/// User plus system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
+}
+
+async fn get(addr: &str, request: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(request.as_bytes()).await?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code, reason = "lowers the server's open-file limit with prlimit, which libc offers only unsafe")]
+async fn at_the_open_file_limit_the_server_idles_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
+    let admin = server.admin.clone().unwrap();
+    let pid = server.child.id();
+    // Leave the server a few descriptors beyond what it holds now.
+    let limit = open_fds(pid) + 8;
+    let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+    // SAFETY: `prlimit` only reads `rlimit` and writes nothing back (the old value is not asked for).
+    let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "cannot lower the server's open-file limit");
+
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(std::net::TcpStream::connect(&server.addr).unwrap());
+    }
+    for _ in 0..5 {
+        idle.push(std::net::TcpStream::connect(&admin).unwrap());
+    }
+    // The limit is reached once the server holds all it may.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds(pid) < limit {
+        assert!(Instant::now() < deadline, "the server never reached its open-file limit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = cpu_ticks(pid) - before;
+    // 100 ticks is a whole core for the second; a backed-off accept costs next to nothing.
+    assert!(spent < 20, "the server spent {spent} ticks of CPU in one second at its open-file limit");
+
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Ok(body)) =
+            tokio::time::timeout(Duration::from_secs(3), get(&admin, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")).await
+            && body.starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz never answered again");
+    }
+    assert!(server.client().await.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_answers_get_and_head_only() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
+    let admin = server.admin.clone().unwrap();
+    let post = get(&admin, "POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(post.contains("allow: GET, HEAD"), "{post}");
+    let head = get(&admin, "HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+    // Idle connections beyond the bound wait in the backlog; a probe still gets through.
+    let mut idle = Vec::new();
+    for _ in 0..(rolegate::server::admin::MAX_CONNECTIONS + 10) {
+        idle.push(tokio::net::TcpStream::connect(&admin).await.unwrap());
+    }
+    let started = Instant::now();
+    let ok = get(&admin, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(started.elapsed() < rolegate::server::admin::CONNECTION_TIMEOUT * 3, "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_queued_at_sigterm_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("decisions.jsonl");
+    let mut server = Server::start(dir.path(), &["--decision-log", log.to_str().unwrap()]);
+    let mut client = server.client().await;
+    for _ in 0..50 {
+        assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+    }
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert!(status.success(), "{status}");
+    let lines = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    assert_eq!(lines, 50, "denies logged before shutdown were lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_log_write_errors_are_counted_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    let server = Server::start(dir.path(), &["--decision-log", "/dev/full", "--admin-listen", "127.0.0.1:0"]);
+    let mut client = server.client().await;
+    assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+    let logged = (0..100).any(|_| {
+        server.lines.recv_timeout(Duration::from_millis(100)).is_ok_and(|l| l.contains("cannot write the decision log"))
+    });
+    assert!(logged, "the write error was not logged");
+    assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+    let mut errors = 0.0;
+    for _ in 0..100 {
+        errors = metric(&server.metrics().await, "rolegate_decision_log_write_errors_total");
+        if errors >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(errors, 2.0);
+    let again = (0..5).any(|_| {
+        server.lines.recv_timeout(Duration::from_millis(50)).is_ok_and(|l| l.contains("cannot write the decision log"))
+    });
+    assert!(!again, "the write error is logged only the first time");
+}
