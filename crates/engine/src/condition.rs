@@ -1,12 +1,12 @@
-//! Compiled `when` conditions and their evaluation against a request.
+//! Compiled `when` conditions (docs/policy-language.md, "Conditions"): the data the compiler
+//! builds, and the schedule edges inside it. Evaluating one against a request is the `eval` module.
 
 use ipnet::IpNet;
 use jiff::Timestamp;
 
-use super::decide::Env;
+use super::ids::UnitId;
 use super::schedule::Schedule;
-use super::snapshot::UnitId;
-use super::value::{Test, Value, canonical_ip};
+use super::value::Test;
 
 /// A `when` map: every clause must hold.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,11 +52,6 @@ impl Cond {
         Cond { clauses: clauses.into_boxed_slice(), has_schedule }
     }
 
-    /// True when every clause holds.
-    pub fn holds(&self, env: &Env<'_>) -> bool {
-        self.clauses.iter().all(|c| c.holds(env))
-    }
-
     /// Lowers `bound` to the first schedule edge after `now` inside this condition.
     pub fn edges(&self, now: Timestamp, bound: &mut Option<Timestamp>) {
         if !self.has_schedule {
@@ -77,53 +72,5 @@ impl Cond {
 pub fn lower(bound: &mut Option<Timestamp>, candidate: Option<Timestamp>) {
     if let Some(c) = candidate {
         *bound = Some(bound.map_or(c, |b| b.min(c)));
-    }
-}
-
-impl Clause {
-    fn holds(&self, env: &Env<'_>) -> bool {
-        match self {
-            Clause::Principal(tests) => tests.iter().all(|(k, t)| principal_test(env, k, t)),
-            Clause::Resource(tests) => tests.iter().all(|(k, t)| resource_test(env, k, t)),
-            Clause::Context(tests) => tests.iter().all(|(k, t)| context_test(env, k, t)),
-            Clause::Ip(nets) => {
-                env.context.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&canonical_ip(ip))))
-            }
-            Clause::Relation(attr) => env.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&env.member.id)),
-            Clause::InUnit(u) => env.res_unit.is_some_and(|r| env.tenant.unit_covers(*u, r)),
-            Clause::Schedule(s) => s.contains(env.now),
-            Clause::Any(cs) => cs.iter().any(|c| c.holds(env)),
-            Clause::Not(c) => !c.holds(env),
-        }
-    }
-}
-
-fn principal_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
-    let m = env.member;
-    match key {
-        "id" => test.eval(Some(&Value::Text(m.id.to_string()))),
-        "units" => {
-            let names = m.units.iter().filter_map(|u| env.tenant.unit_names.get(*u as usize));
-            test.eval(Some(&Value::List(names.map(|n| n.to_string()).collect())))
-        }
-        _ => test.eval(m.attrs.get(key)),
-    }
-}
-
-fn resource_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
-    let r = env.resource;
-    match key {
-        "id" => test.eval(Some(&Value::Text(r.id.clone()))),
-        "kind" => test.eval(Some(&Value::Text(r.kind.clone()))),
-        "unit" if r.unit.is_empty() => test.eval(None),
-        "unit" => test.eval(Some(&Value::Text(r.unit.clone()))),
-        _ => test.eval(r.attrs.get(key)),
-    }
-}
-
-fn context_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
-    match key {
-        "client_ip" => test.eval(env.context.client_ip.map(|ip| Value::Text(canonical_ip(ip).to_string())).as_ref()),
-        _ => test.eval(env.context.attrs.get(key)),
     }
 }

@@ -1,80 +1,16 @@
-//! The decision function of DESIGN §3.
+//! The decision function (docs/policy-language.md, "Decision order"): pure, synchronous, and
+//! the only place a decision is made.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use super::condition::lower;
-use super::snapshot::{ActionId, Binding, Member, Rule, Scope, Snapshot, Tenant, UnitId};
-use super::value::Attrs;
+use super::eval::Env;
+use super::request::Query;
+use super::snapshot::{ActionId, Binding, Rule, Scope, Snapshot, Tenant};
 use crate::suggest;
-
-/// The resource a request is about, as the caller knows it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Resource {
-    /// Resource kind (`conversation`).
-    pub kind: String,
-    /// Resource id.
-    pub id: String,
-    /// Owning unit; empty when none.
-    pub unit: String,
-    /// Attributes (`assignee`, `admins`, `tags`, ...).
-    pub attrs: Attrs,
-}
-
-/// Facts about the end user's request.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Context {
-    /// The end user's address.
-    pub client_ip: Option<IpAddr>,
-    /// Attributes (`active_conversations`, ...).
-    pub attrs: Attrs,
-}
-
-/// An owned authorization request.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Request {
-    /// Tenant id.
-    pub tenant: String,
-    /// Member id.
-    pub principal: String,
-    /// `kind.verb`.
-    pub action: String,
-    /// The resource acted on.
-    pub resource: Resource,
-    /// The request context.
-    pub context: Context,
-}
-
-/// A borrowed request: lets a batch share tenant, principal and context across items.
-#[derive(Clone, Copy, Debug)]
-pub struct Query<'a> {
-    /// Tenant id.
-    pub tenant: &'a str,
-    /// Member id.
-    pub principal: &'a str,
-    /// `kind.verb`.
-    pub action: &'a str,
-    /// The resource acted on.
-    pub resource: &'a Resource,
-    /// The request context.
-    pub context: &'a Context,
-}
-
-impl Request {
-    /// Borrows the request as a [`Query`].
-    pub fn query(&self) -> Query<'_> {
-        Query {
-            tenant: &self.tenant,
-            principal: &self.principal,
-            action: &self.action,
-            resource: &self.resource,
-            context: &self.context,
-        }
-    }
-}
 
 /// Why a decision came out as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,16 +135,6 @@ pub enum RequestError {
         /// The action's kind.
         expected: String,
     },
-}
-
-/// What a condition is evaluated against.
-pub struct Env<'a> {
-    pub tenant: &'a Tenant,
-    pub member: &'a Member,
-    pub resource: &'a Resource,
-    pub context: &'a Context,
-    pub res_unit: Option<UnitId>,
-    pub now: Timestamp,
 }
 
 /// Decides `query` on `snapshot` at `now`: DESIGN §3, steps 1–7.

@@ -4,6 +4,9 @@
 mod bitset;
 mod condition;
 mod decide;
+mod eval;
+mod ids;
+mod request;
 mod schedule;
 mod snapshot;
 pub mod suggest;
@@ -11,7 +14,9 @@ mod value;
 
 pub use bitset::BitSet;
 pub use condition::{Clause, Cond};
-pub use decide::{Context, Decision, Query, Reason, Request, RequestError, Resource, decide};
+pub use decide::{Decision, Reason, RequestError, decide};
+pub use eval::Env;
+pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{
     ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Role, RoleId, Rule, Scope, Snapshot,

@@ -1,6 +1,6 @@
 //! The compiled, immutable form of a tenant's policy: names interned to integer ids, role
 //! permissions as bit sets, the unit tree as pre-order intervals. Built by
-//! [`rolegate_policy::compile`], read by [`crate::decide`].
+//! `rolegate_policy::compile`, read by `decide`.
 
 use std::sync::Arc;
 
@@ -9,14 +9,8 @@ use rustc_hash::FxHashMap;
 
 use super::bitset::BitSet;
 use super::condition::Cond;
+pub use super::ids::{ActionId, RoleId, UnitId};
 use super::value::Attrs;
-
-/// Index of an action (`kind.verb`) in its tenant.
-pub type ActionId = u32;
-/// Index of a unit in its tenant.
-pub type UnitId = u32;
-/// Index of a role in its tenant.
-pub type RoleId = u32;
 
 /// Every tenant rolegate knows, by name.
 #[derive(Clone, Debug, Default)]
