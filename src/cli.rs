@@ -8,8 +8,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 
+use crate::api;
 use crate::engine::{Attrs, Context, Request, Resource, decide};
-use crate::policy::{self, parse::scalar_value};
+use crate::policy::parse::scalar_value;
+use crate::source::files;
 use crate::source::postgres::transfer as pg;
 use crate::suite;
 
@@ -193,8 +195,15 @@ fn test(dir: &Path) -> anyhow::Result<ExitCode> {
     for d in loaded.diagnostics().iter().filter(|d| d.is_error()) {
         println!("{d}");
     }
-    let listing = policy::scan(dir)?;
-    let outcome = suite::run_files(&snapshot, &listing.tests);
+    let listing = files::scan(dir)?;
+    let mut outcome = suite::Outcome::default();
+    for path in &listing.tests {
+        let label = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => suite::run_file(&mut outcome, &snapshot, &label, &text),
+            Err(e) => outcome.failures.push(format!("{label}: cannot read file: {e}")),
+        }
+    }
     for f in &outcome.failures {
         println!("FAIL {f}");
     }
@@ -261,65 +270,21 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
 
 pub use rolegate_api::client::connect;
 
-/// The wire form of a request.
-pub fn to_api(req: &Request) -> crate::api::CheckRequest {
-    use crate::api::{self, attr_value::Kind};
-    let attrs = |a: &Attrs| {
-        a.0.iter()
-            .map(|(k, v)| {
-                let kind = match v {
-                    crate::engine::Value::Text(t) => Kind::Text(t.clone()),
-                    crate::engine::Value::Int(i) => Kind::Int(*i),
-                    crate::engine::Value::Flag(b) => Kind::Flag(*b),
-                    crate::engine::Value::Number(n) => Kind::Number(*n),
-                    crate::engine::Value::List(l) => Kind::List(api::StringList { values: l.clone() }),
-                };
-                (k.clone(), api::AttrValue { kind: Some(kind) })
-            })
-            .collect()
-    };
-    api::CheckRequest {
-        tenant: req.tenant.clone(),
-        principal: req.principal.clone(),
-        action: req.action.clone(),
-        resource: Some(api::Resource {
-            kind: req.resource.kind.clone(),
-            id: req.resource.id.clone(),
-            unit: req.resource.unit.clone(),
-            attrs: attrs(&req.resource.attrs),
-        }),
-        context: Some(api::Context {
-            client_ip: req.context.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            attrs: attrs(&req.context.attrs),
-        }),
-        min_revision: 0,
-    }
-}
+pub use rolegate_api::convert::request as to_api;
 
 async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> {
     if args.now.is_some() {
         bail!("--now applies only with --policies: a server decides at its own clock");
     }
     let request = args.request()?;
-    let mut client = crate::api::authorizer_client::AuthorizerClient::new(connect(addr).await?);
+    let mut client = api::authorizer_client::AuthorizerClient::new(connect(addr).await?);
     match client.check(to_api(&request)).await {
         Ok(resp) => {
-            let resp = resp.into_inner();
-            let d = resp.decision.unwrap_or_default();
-            let reason = crate::api::Reason::try_from(d.reason).map_or("REASON_UNSPECIFIED", |r| r.as_str_name());
-            let json = serde_json::json!({
-                "allowed": d.allowed,
-                "reason": reason,
-                "rule": (!d.rule.is_empty()).then_some(d.rule),
-                "mask": d.mask,
-                "review": d.review,
-                "requestable": d.requestable,
-                "alert": d.alert,
-                "message": (!d.message.is_empty()).then_some(d.message),
-                "valid_until": d.valid_until.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
-                "cache_until": d.cache_until.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok()).map(|t| t.to_string()),
-                "revision": resp.revision,
-            });
+            let api::CheckResponse { decision, revision } = resp.into_inner();
+            let d = rolegate_api::convert::decision_from_wire(decision.unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("the server answered {}: {}", e.field, e.message))?;
+            let mut json = decision_json(&d);
+            json["revision"] = revision.into();
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(ExitCode::SUCCESS)
         }

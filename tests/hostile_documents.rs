@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use rolegate::api;
 use rolegate::engine::{Context, Decision, Request, Resource, Snapshot, decide};
 use rolegate::policy;
+use rolegate::source::files;
 use support::server::Server;
 
 fn now() -> Timestamp {
@@ -22,7 +23,7 @@ fn now() -> Timestamp {
 fn load(bytes: &[u8]) -> (Vec<String>, Snapshot) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.yaml"), bytes).unwrap();
-    let loaded = policy::load_dir(dir.path(), now(), |_| 1).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 1).unwrap();
     let errors = loaded.diagnostics().iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
     let mut snapshot = Snapshot::default();
     for t in loaded.tenants.into_iter().filter_map(|t| t.tenant) {
@@ -146,7 +147,7 @@ fn an_unreadable_file_is_named_without_a_fake_position() {
     // A directory where a file is expected cannot be read as one.
     std::fs::create_dir(dir.path().join("t.yaml")).unwrap();
     let file = policy::PolicyFile { path: dir.path().join("t.yaml"), template: None };
-    let parsed = policy::parse_file(&file);
+    let parsed = files::parse_file(&file);
     let shown = parsed.diags.first().map(ToString::to_string).unwrap_or_default();
     assert!(shown.contains("t.yaml: error: cannot read file"), "{shown}");
     assert!(!shown.contains(":0:0"), "{shown}");

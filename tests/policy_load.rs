@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 use rolegate::engine::{Context, Request, Resource, Snapshot, decide};
 use rolegate::policy;
+use rolegate::source::files;
 
 fn now() -> Timestamp {
     "2026-11-26T10:00:00Z".parse().unwrap()
@@ -37,7 +38,7 @@ members:
 fn a_file_with_five_mistakes_yields_five_located_errors() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "shop.yaml", FIVE_MISTAKES);
-    let loaded = policy::load_dir(dir.path(), now(), |_| 1).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 1).unwrap();
     let errors: Vec<String> = loaded.diagnostics().iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
     let expected = [
         ("5:11", "roles.agent.alow", "unknown key `alow` (did you mean `allow`?)"),
@@ -85,7 +86,7 @@ rules:
   - {id: pii, effect: mask, fields: [phone], actions: [customer.view]}
 ",
     );
-    let loaded = policy::load_dir(dir.path(), now(), |_| 7).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 7).unwrap();
     assert_eq!(loaded.error_count(), 0, "{:#?}", loaded.diagnostics());
     let mut snapshot = Snapshot::default();
     snapshot.insert(std::sync::Arc::new(loaded.tenants.into_iter().next().unwrap().tenant.unwrap()));
@@ -114,12 +115,12 @@ fn hidden_folders_and_test_files_are_skipped_and_duplicate_tenants_fail() {
     // A Kubernetes ConfigMap mount keeps the real files under `..data`.
     write(dir.path(), "..2026_11_26/t.yaml", doc);
     write(dir.path(), "t_test.yaml", "not: [a, policy");
-    let loaded = policy::load_dir(dir.path(), now(), |_| 1).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 1).unwrap();
     assert_eq!(loaded.error_count(), 0, "{:#?}", loaded.diagnostics());
     assert_eq!(loaded.tenants.len(), 1);
 
     write(dir.path(), "copy.yml", doc);
-    let loaded = policy::load_dir(dir.path(), now(), |_| 1).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 1).unwrap();
     assert!(loaded.tenants[0].tenant.is_none());
     assert!(loaded.diagnostics().iter().any(|d| d.message.contains("also defined in")));
 }
@@ -138,7 +139,7 @@ fn cycles_in_extends_and_unknown_template_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "c.yaml", "tenant: c\ntemplate: dsek\n");
     write(dir.path(), "templates/desk.yaml", "schema: {a: [b]}\n");
-    let loaded = policy::load_dir(dir.path(), now(), |_| 1).unwrap();
+    let loaded = files::load_dir(dir.path(), now(), |_| 1).unwrap();
     let all: Vec<String> = loaded.diagnostics().iter().map(|d| d.to_string()).collect();
     assert!(all.iter().any(|d| d.contains("unknown template `dsek` (did you mean `desk`?)")), "{all:#?}");
 }

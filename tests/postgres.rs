@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use rolegate::api::{self, attr_value::Kind};
 use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
-use rolegate::{policy, suite};
+use rolegate::source::files;
+use rolegate::suite;
 use support::pg::{self, Proxy};
 use support::server::Server;
 use tonic::Code;
@@ -95,7 +96,7 @@ async fn every_example_scenario_is_served_from_postgres_as_from_the_files() {
     let mut client = server.client().await;
     let (snapshot, _) = load_snapshot(examples()).unwrap();
     let mut checked = 0;
-    for file in &policy::scan(examples()).unwrap().tests {
+    for file in &files::scan(examples()).unwrap().tests {
         let text = std::fs::read_to_string(file).unwrap();
         let suite = suite::parse(&file.display().to_string(), &text).unwrap();
         for case in &suite.cases {
@@ -117,7 +118,7 @@ async fn every_example_scenario_is_served_from_postgres_as_from_the_files() {
 }
 
 fn yaml_files(dir: &Path) -> Vec<(PathBuf, String)> {
-    let listing = policy::scan(dir).unwrap();
+    let listing = files::scan(dir).unwrap();
     let mut files: Vec<(PathBuf, String)> = listing
         .documents
         .iter()
@@ -133,7 +134,7 @@ async fn exported_files_pass_the_example_tests_and_import_back_to_the_same_rows(
     pg::import(examples(), &dsn);
     let out = tempfile::tempdir().unwrap();
     pg::rolegate(&["export", "--from", &dsn, out.path().to_str().unwrap()]);
-    for test in policy::scan(examples()).unwrap().tests {
+    for test in files::scan(examples()).unwrap().tests {
         std::fs::copy(&test, out.path().join(test.file_name().unwrap())).unwrap();
     }
     let validated = pg::rolegate(&["validate", out.path().to_str().unwrap()]);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rolegate::api::{self, attr_value::Kind};
 use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
-use rolegate::policy;
+use rolegate::source::files;
 use rolegate::suite;
 use support::server::Server;
 use tonic::Code;
@@ -29,7 +29,7 @@ async fn every_example_scenario_over_grpc_agrees_with_the_engine_and_with_batche
     let server = Server::start(examples(), &["--allow-now-header", "--cache-capacity", "10000"]);
     let mut client = server.client().await;
     let (snapshot, _) = load_snapshot(examples()).unwrap();
-    let listing = policy::scan(examples()).unwrap();
+    let listing = files::scan(examples()).unwrap();
     let mut checked = 0;
     for file in &listing.tests {
         let text = std::fs::read_to_string(file).unwrap();

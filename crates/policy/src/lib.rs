@@ -1,20 +1,21 @@
-//! Policy documents (DESIGN §4–5): parsing with locations, directory layout and templates, and
-//! the compiler into engine snapshots. Pure and synchronous.
+//! The policy language (docs/policy-language.md): documents parsed with locations, templates,
+//! the compiler into engine snapshots, lints, and the policy-test format. Pure and synchronous:
+//! bytes in, compiled tenants and located findings out; reading files is a source's job.
 
 pub mod compile;
 pub mod diag;
-pub mod dir;
 pub mod document;
 pub mod lint;
 pub mod parse;
+pub mod set;
 pub mod suite;
 pub mod when;
 pub mod yaml;
 
 pub use compile::{MemberChange, compile, compile_members};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
-pub use dir::{Listing, Loaded, Parsed, PolicyFile, TenantOutcome, assemble, load_dir, parse_file, scan};
 pub use document::Document;
+pub use set::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, find_template, parse_bytes, unreadable};
 pub use when::MAX_WHEN_DEPTH;
 pub use yaml::MAX_YAML_DEPTH;
 

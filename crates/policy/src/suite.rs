@@ -2,7 +2,6 @@
 //! run in their own CI with `rolegate test DIR`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -327,39 +326,26 @@ pub struct Outcome {
     pub passed: usize,
 }
 
-/// Runs every test file in `files` against `snapshot`.
-pub fn run_files(snapshot: &Snapshot, files: &[impl AsRef<Path>]) -> Outcome {
-    let mut out = Outcome::default();
-    for path in files {
-        let path = path.as_ref();
-        let label = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                out.failures.push(format!("{label}: cannot read file: {e}"));
-                continue;
-            }
-        };
-        let suite = match parse(&label, &text) {
-            Ok(s) => s,
-            Err(diags) => {
-                out.failures.extend(diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()));
-                continue;
-            }
-        };
-        for case in &suite.cases {
-            if snapshot.tenant(&case.request.tenant).is_none() {
-                out.failures.push(format!(
-                    "{label}:{}: {}: tenant `{}` is not loaded",
-                    case.at.line, case.name, case.request.tenant
-                ));
-                continue;
-            }
-            match run_case(snapshot, case) {
-                Ok(()) => out.passed += 1,
-                Err(why) => out.failures.push(format!("{label}:{}: {}: {why}", case.at.line, case.name)),
-            }
+/// Runs the test file `text` (named `label` in failures) against `snapshot`, adding to `out`.
+pub fn run_file(out: &mut Outcome, snapshot: &Snapshot, label: &str, text: &str) {
+    let suite = match parse(label, text) {
+        Ok(s) => s,
+        Err(diags) => {
+            out.failures.extend(diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()));
+            return;
+        }
+    };
+    for case in &suite.cases {
+        if snapshot.tenant(&case.request.tenant).is_none() {
+            out.failures.push(format!(
+                "{label}:{}: {}: tenant `{}` is not loaded",
+                case.at.line, case.name, case.request.tenant
+            ));
+            continue;
+        }
+        match run_case(snapshot, case) {
+            Ok(()) => out.passed += 1,
+            Err(why) => out.failures.push(format!("{label}:{}: {}: {why}", case.at.line, case.name)),
         }
     }
-    out
 }

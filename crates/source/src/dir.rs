@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use jiff::Timestamp;
 
 use super::{ReloadReport, Stale};
+use crate::files::{self, Listing};
 use crate::store::Store;
-use rolegate_policy::{self as policy, Diagnostic, Listing, Parsed, PolicyFile};
+use rolegate_policy::{self as policy, Diagnostic, Parsed, PolicyFile};
 
 /// A file read and parsed at some round.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ impl DirSource {
     /// apart from none.
     pub fn reload(&mut self, store: &Store, now: Timestamp) -> ReloadReport {
         let mut report = ReloadReport::default();
-        let listing = match policy::scan(&self.root) {
+        let listing = match files::scan(&self.root) {
             Ok(l) => l,
             Err(e) => {
                 let why = format!("cannot read {}: {e}", self.root.display());
@@ -238,7 +239,7 @@ impl DirSource {
                         );
                     }
                     fresh.insert(file.path.clone());
-                    Read { hash, len: bytes.len(), parsed: policy::parse_file(file) }
+                    Read { hash, len: bytes.len(), parsed: files::parse_file(file) }
                 }
             };
             next.insert(file.path.clone(), read);
@@ -341,7 +342,7 @@ impl DirSource {
 pub fn load_snapshot(dir: &Path) -> anyhow::Result<(rolegate_engine::Snapshot, policy::Loaded)> {
     use anyhow::Context as _;
     let mut loaded =
-        policy::load_dir(dir, Timestamp::now(), |_| 1).with_context(|| format!("cannot read {}", dir.display()))?;
+        files::load_dir(dir, Timestamp::now(), |_| 1).with_context(|| format!("cannot read {}", dir.display()))?;
     let mut snapshot = rolegate_engine::Snapshot::default();
     for t in &mut loaded.tenants {
         if let Some(tenant) = t.tenant.take() {

@@ -2,6 +2,7 @@
 //! publishes the result or keeps the last good snapshot.
 
 pub mod dir;
+pub mod files;
 pub mod postgres;
 pub mod store;
 pub mod watch;

@@ -17,7 +17,7 @@ use rolegate_engine::Tenant;
 use rolegate_policy::compile::{compile_members_isolated, rejection};
 use rolegate_policy::diag::{Diagnostic, Loc, Report, Spanned};
 use rolegate_policy::document::{Document, MemberDoc, UnitDoc};
-use rolegate_policy::{MemberChange, compile, parse, yaml};
+use rolegate_policy::{MemberChange, compile, find_template, parse, yaml};
 
 /// The label of a row in findings: `postgres:<table>/<key>`.
 pub fn label(table: &str, key: &str) -> Arc<str> {
@@ -74,19 +74,14 @@ pub fn head(row: &TenantRow, units: &[&UnitRow], templates: &Templates) -> Resul
             "write `template: NAME` on a line of its own at the top level, so that template changes reach the tenant";
         report.error(at, "template", msg);
     }
-    let template = match named.map(|n| (n, templates.get(n))) {
-        None => None,
-        Some((_, Some(Ok(t)))) => Some(t.clone()),
-        Some((_, Some(Err(diags)))) => {
-            report.diags.extend(diags.iter().cloned());
+    let get = |n: &str| templates.get(n).cloned();
+    let template = match find_template(&mut report, &doc, get, templates.keys().map(String::as_str)) {
+        Ok(Some(Ok(t))) => Some(t),
+        Ok(Some(Err(diags))) => {
+            report.diags.extend(diags);
             None
         }
-        Some((name, None)) => {
-            let at = doc.template.as_ref().map_or(first, |t| t.at);
-            let hint = rolegate_engine::suggest::hint(name, templates.keys().map(String::as_str));
-            report.error(at, "template", format!("unknown template `{name}`{hint}"));
-            None
-        }
+        Ok(None) | Err(()) => None,
     };
     if report.has_errors() {
         return Err(report.diags);

@@ -17,6 +17,7 @@ use tokio_postgres::{Client, IsolationLevel, Transaction};
 use super::migrate;
 use super::rows::{BindingRow, MemberRow, Queries, TenantRows};
 use super::yaml_text::{json_flow, node_json, quote, scalar, without_rows};
+use crate::files;
 use rolegate_policy::{self as policy, Report, parse};
 
 async fn connect(dsn: &str) -> anyhow::Result<Client> {
@@ -59,7 +60,7 @@ pub async fn import_command(dir: &Path, dsn: &str) -> anyhow::Result<ExitCode> {
         eprintln!("{} errors; nothing imported", errors.len());
         return Ok(ExitCode::FAILURE);
     }
-    let listing = policy::scan(dir)?;
+    let listing = files::scan(dir)?;
     let mut templates = Vec::new();
     let mut tenants = Vec::new();
     for file in &listing.documents {
