@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate as api;
-use rolegate_engine::{Attrs, Context, Decision, Reason, Resource, Value, canonical_ip};
+use rolegate_engine::{Attrs, Context, Decision, Reason, Request, Resource, Value, canonical_ip};
 
 /// Explicit, documented limits on request sizes and counts.
 #[derive(Clone, Copy, Debug)]
@@ -185,6 +185,76 @@ pub fn decision(d: &Decision) -> api::Decision {
         alert: d.alert,
         message: d.message.as_deref().unwrap_or_default().to_owned(),
     }
+}
+
+/// The wire form of a request, for clients (`rolegate check --server`, tests).
+pub fn request(req: &Request) -> api::CheckRequest {
+    let Request { tenant, principal, action, resource, context } = req;
+    let Resource { kind, id, unit, attrs } = resource;
+    api::CheckRequest {
+        tenant: tenant.clone(),
+        principal: principal.clone(),
+        action: action.clone(),
+        resource: Some(api::Resource {
+            kind: kind.clone(),
+            id: id.clone(),
+            unit: unit.clone(),
+            attrs: wire_attrs(attrs),
+        }),
+        context: Some(api::Context {
+            client_ip: context.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            attrs: wire_attrs(&context.attrs),
+        }),
+        min_revision: 0,
+    }
+}
+
+fn wire_attrs(attrs: &Attrs) -> HashMap<String, api::AttrValue> {
+    use api::attr_value::Kind;
+    let wire = |v: &Value| match v {
+        Value::Text(t) => Kind::Text(t.clone()),
+        Value::Int(i) => Kind::Int(*i),
+        Value::Flag(b) => Kind::Flag(*b),
+        Value::Number(n) => Kind::Number(*n),
+        Value::List(l) => Kind::List(api::StringList { values: l.clone() }),
+    };
+    attrs.0.iter().map(|(k, v)| (k.clone(), api::AttrValue { kind: Some(wire(v)) })).collect()
+}
+
+/// A decision read back from the wire, for clients: every field, so a new one breaks the build
+/// until it is handled.
+pub fn decision_from_wire(d: api::Decision) -> Result<Decision, Invalid> {
+    let api::Decision { allowed, reason, rule, mask, review, requestable, valid_until, alert, message, cache_until } =
+        d;
+    let reason = match api::Reason::try_from(reason) {
+        Ok(api::Reason::Granted) => Reason::Granted,
+        Ok(api::Reason::NoGrant) => Reason::NoGrant,
+        Ok(api::Reason::DeniedByRule) => Reason::DeniedByRule,
+        Ok(api::Reason::UnknownTenant) => Reason::UnknownTenant,
+        Ok(api::Reason::UnknownPrincipal) => Reason::UnknownPrincipal,
+        Ok(api::Reason::PrincipalDisabled) => Reason::PrincipalDisabled,
+        Ok(api::Reason::PrincipalExpired) => Reason::PrincipalExpired,
+        Ok(api::Reason::Unspecified) | Err(_) => {
+            return Err(invalid("decision.reason", format!("unknown reason {reason}")));
+        }
+    };
+    let instant = |field: &str, t: Option<prost_types::Timestamp>| {
+        t.map(|t| jiff::Timestamp::new(t.seconds, t.nanos))
+            .transpose()
+            .map_err(|e| invalid(format!("decision.{field}"), e.to_string()))
+    };
+    Ok(Decision {
+        allowed,
+        reason,
+        rule: (!rule.is_empty()).then(|| rule.into()),
+        mask: mask.into_iter().map(Into::into).collect(),
+        review,
+        requestable,
+        alert,
+        message: (!message.is_empty()).then(|| message.into()),
+        valid_until: instant("valid_until", valid_until)?,
+        cache_until: instant("cache_until", cache_until)?,
+    })
 }
 
 #[cfg(test)]
