@@ -437,6 +437,12 @@ fn metric_names_drop_histogram_suffixes() {
 }
 
 #[test]
+fn metric_names_skip_paths_into_crates() {
+    let got = metric_names("use rolegate_engine::Reason;\nrolegate_source::store::Store; rolegate_tenants 3");
+    assert_eq!(got, BTreeSet::from(["rolegate_tenants".to_owned()]));
+}
+
+#[test]
 fn shell_words_join_continuations_and_quotes() {
     assert_eq!(
         words("rolegate check \\\n  --attr 'a=b c' --x \"\"\n"),
