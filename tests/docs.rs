@@ -275,7 +275,8 @@ fn sources(dir: &Path, names: &[&str], out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `rolegate_*` name in `text`, without the histogram suffixes.
+/// Every `rolegate_*` name in `text`, without the histogram suffixes. A name followed by `::` is
+/// a path into one of the workspace's crates (`rolegate_engine::Reason`), not a metric.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
@@ -283,8 +284,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         let tail = &rest[i..];
         let end = tail.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(tail.len());
         let name = &tail[..end];
+        let is_path = tail[end..].starts_with("::");
         let name = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
-        if name.len() > "rolegate_".len() {
+        if name.len() > "rolegate_".len() && !is_path {
             out.insert(name.trim_end_matches('_').to_owned());
         }
         rest = &tail[end..];
@@ -432,6 +434,12 @@ fn metric_names_drop_histogram_suffixes() {
     let want: BTreeSet<String> =
         ["rolegate_rpc_duration_seconds", "rolegate_ready", "rolegate_shed_total"].map(String::from).into();
     assert_eq!(got, want);
+}
+
+#[test]
+fn metric_names_skip_paths_into_crates() {
+    let got = metric_names("use rolegate_engine::Reason;\nrolegate_source::store::Store; rolegate_tenants 3");
+    assert_eq!(got, BTreeSet::from(["rolegate_tenants".to_owned()]));
 }
 
 #[test]
