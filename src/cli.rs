@@ -1,4 +1,4 @@
-//! The command line (DESIGN §7): `validate`, `test`, `check` and `serve`; `migrate`, `import` and
+//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The meaning of `valid_until` (DESIGN §3 step 7), checked without any theory of how it is
+//! The meaning of `valid_until` (docs/policy-language.md, "Decision order", step 7), checked without any theory of how it is
 //! computed: the answer must not change anywhere in `[now, valid_until)`, or within 30 days when
 //! `valid_until` is unset.
 //!

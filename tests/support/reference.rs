@@ -1,4 +1,4 @@
-//! A deliberately naive second implementation of DESIGN §3–4, working on the documents as
+//! A deliberately naive second implementation of docs/policy-language.md ("Decision order", "Conditions"), working on the documents as
 //! written: no interning, no bit sets, no indexes. Only the differential test uses it.
 //!
 //! It has no theory of `valid_until`: an earlier version copied the engine's edge computation
@@ -277,7 +277,7 @@ fn schedule_active(s: &Schedule, now: Timestamp) -> bool {
     }
 }
 
-/// A caller error, as the reference sees it (DESIGN §3 step 2): never a deny.
+/// A caller error, as the reference sees it (docs/policy-language.md, "Decision order", step 2): never a deny.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefError {
     /// The action is in no schema kind of the tenant or its template.
@@ -286,7 +286,7 @@ pub enum RefError {
     KindMismatch { action: String, kind: String, expected: String },
 }
 
-/// Decides per DESIGN §3 steps 1–6; `Err` for a caller error. Step 7 (`valid_until`) is not
+/// Decides per docs/policy-language.md, "Decision order", steps 1–6; `Err` for a caller error. Step 7 (`valid_until`) is not
 /// computed here: [`first_change`] finds it by brute force, and tests/valid_until.rs checks the
 /// engine's bound against the meaning of the decision itself.
 pub fn decide(doc: &Document, tpl: Option<&Document>, req: &Request, now: Timestamp) -> Result<RefDecision, RefError> {

@@ -137,7 +137,7 @@ pub enum RequestError {
     },
 }
 
-/// Decides `query` on `snapshot` at `now`: DESIGN §3, steps 1–7.
+/// Decides `query` on `snapshot` at `now`: docs/policy-language.md, "Decision order".
 pub fn decide(snapshot: &Snapshot, query: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
     match snapshot.tenant(query.tenant) {
         Some(tenant) => tenant.decide(query, now),

@@ -111,7 +111,7 @@ impl<'d> Cx<'d> {
         })
     }
 
-    /// The template first, then the tenant document: the merge order of DESIGN §5.
+    /// The template first, then the tenant document: the merge order of docs/policy-language.md, "Template merge rules".
     fn layers(&self) -> impl Iterator<Item = (&'d Document, bool)> + use<'d> {
         self.tpl_src.map(|t| (t, true)).into_iter().chain(std::iter::once((self.doc_src, false)))
     }

@@ -1,4 +1,4 @@
-//! Policy documents as written (DESIGN §5), before names are resolved. Every element keeps its
+//! Policy documents as written (docs/policy-language.md), before names are resolved. Every element keeps its
 //! position so the compiler can report file, line and key.
 
 use std::sync::Arc;

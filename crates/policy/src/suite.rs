@@ -1,4 +1,4 @@
-//! Policy tests (`*_test.yaml`, DESIGN §5): cases of requests and expected decisions that tenants
+//! Policy tests (`*_test.yaml`, docs/policy-language.md): cases of requests and expected decisions that tenants
 //! run in their own CI with `rolegate test DIR`.
 
 use std::fmt::Write as _;

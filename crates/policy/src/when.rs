@@ -1,4 +1,4 @@
-//! Parsing `when` conditions (DESIGN §4). Every name, CIDR, zone and time is checked here.
+//! Parsing `when` conditions (docs/policy-language.md, "Conditions"). Every name, CIDR, zone and time is checked here.
 
 use ipnet::IpNet;
 use jiff::tz::TimeZone;

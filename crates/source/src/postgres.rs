@@ -1,4 +1,4 @@
-//! The PostgreSQL source (DESIGN §8): one database is the source of truth for every sidecar.
+//! The PostgreSQL source (docs/operations.md, "PostgreSQL"): one database is the source of truth for every sidecar.
 //!
 //! A tenant's slow-changing part is its YAML document (a row of `rolegate.tenants`, templates in
 //! `rolegate.templates`); units, members and bindings are rows. Triggers append every write to
