@@ -45,7 +45,7 @@ pub async fn run(
     let (thread, source) = match &cfg.postgres {
         Some(pg) => {
             let health = Arc::new(postgres::Health::default());
-            metrics.follow_postgres(health.clone());
+            metrics.follow_source(health.clone());
             tracing::info!("loading policies from postgres {}", pg.describe());
             let thread = postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
                 .context("cannot start the postgres follower")?;
