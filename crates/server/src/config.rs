@@ -116,8 +116,8 @@ impl RawServe {
     /// The DSN given with `--source`, or read from `--source-file`. Never echoed in errors: it
     /// may hold a password.
     fn source_dsn(&self, settings: &mut Settings) -> Option<String> {
-        let dsn = self.source.clone().or_else(|| settings.from_file("source"));
-        let path = self.source_file.clone().or_else(|| settings.from_file("source_file").map(PathBuf::from));
+        let dsn = self.source.clone().or_else(|| settings.in_file("source"));
+        let path = self.source_file.clone().or_else(|| settings.in_file("source_file").map(PathBuf::from));
         match (dsn, path) {
             (Some(_), Some(_)) => {
                 settings.errors.push("source: give either --source or --source-file, not both".to_owned());

@@ -124,13 +124,13 @@ impl Settings {
     }
 
     /// The first value of `key` from the file.
-    pub(super) fn from_file(&self, key: &str) -> Option<String> {
+    pub(super) fn in_file(&self, key: &str) -> Option<String> {
         self.file.get(key).and_then(|v| v.first().cloned())
     }
 
     /// The flag's value, or else the file's.
     pub(super) fn pick(&self, flag: &Option<String>, key: &str) -> Option<String> {
-        flag.clone().or_else(|| self.from_file(key))
+        flag.clone().or_else(|| self.in_file(key))
     }
 
     /// A duration within its range in [`DURATIONS`]; its default when unset or bad.
