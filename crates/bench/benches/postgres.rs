@@ -9,7 +9,6 @@
 //! `cargo bench --bench postgres [-- apply latency fanout]`. Under `cargo test` it runs each part
 //! once at a small size, so the bench keeps working.
 
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,6 +24,10 @@ mod alloc;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
+
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{join_all, ms, percentiles, postgres_cpu, process_cpu, thread_cpu};
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/pg.rs"]
@@ -136,53 +139,6 @@ async fn bench_database(server: &str, db: &str, members: usize) -> String {
         .unwrap();
     client.batch_execute("VACUUM ANALYZE").await.unwrap();
     dsn
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// CPU time of a process (user + system), from /proc.
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
-    Duration::from_millis(ticks * 10)
-}
-
-/// CPU time of every PostgreSQL server process.
-fn postgres_cpu() -> Duration {
-    let mut total = Duration::ZERO;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "postgres" {
-            total += process_cpu(pid);
-        }
-    }
-    total
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-/// p50, p90, p99 and max of `samples`.
-fn percentiles(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    format!(
-        "p50 {} · p90 {} · p99 {} · max {} (n = {})",
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(at(0.99)),
-        ms(at(1.0)),
-        samples.len()
-    )
 }
 
 async fn apply(dsn: &str, sizes: Sizes) {
@@ -333,20 +289,6 @@ async fn latency(dsn: &str, sizes: Sizes) {
         sizes.revocations,
         percentiles(&mut samples)
     );
-}
-
-/// Runs futures as tasks and collects their outputs in order.
-async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
 }
 
 async fn fanout(dsn: &str, sizes: Sizes) {

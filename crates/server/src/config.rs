@@ -1,12 +1,15 @@
 //! `rolegate serve` configuration: flags, `ROLEGATE_*` environment variables and an optional
 //! YAML file, in that order of precedence. Every bad value is reported at once.
 
-use std::collections::HashMap;
+mod settings;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::convert::Limits;
 use crate::cache::CacheConfig;
+use settings::Settings;
+pub use settings::duration;
 
 /// A listening address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,121 +112,22 @@ pub struct RawServe {
     pub decision_log_queue: Option<String>,
 }
 
-const FILE_KEYS: &[&str] = &[
-    "policies",
-    "source",
-    "source_file",
-    "listen",
-    "admin_listen",
-    "min_revision_wait",
-    "cache_capacity",
-    "cache_ttl",
-    "max_concurrency",
-    "request_timeout",
-    "reload_debounce",
-    "reload_poll",
-    "decision_log",
-    "decision_log_allow_rate",
-    "decision_log_queue",
-];
-
-/// Parses `100ms`, `5s`, `2m`, `1h`; `None` for anything else, or a number too large to hold.
-pub fn duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
-    }
-}
-
-const MS: Duration = Duration::from_millis(1);
-const SECOND: Duration = Duration::from_secs(1);
-const DAY: Duration = Duration::from_secs(24 * 3600);
-
-/// The accepted range of each duration setting: its default, least and greatest value.
-/// A zero poll interval would be a busy loop; an entry or wait beyond a day has no use and
-/// risks overflowing the clock arithmetic.
-const DURATIONS: &[(&str, Duration, Duration, Duration)] = &[
-    ("min_revision_wait", Duration::from_millis(100), Duration::ZERO, Duration::from_secs(10)),
-    ("cache_ttl", Duration::from_secs(10), Duration::ZERO, DAY),
-    ("request_timeout", SECOND, MS, Duration::from_secs(600)),
-    ("reload_debounce", Duration::from_millis(100), Duration::ZERO, Duration::from_secs(10)),
-    ("reload_poll", Duration::from_secs(30), Duration::from_millis(100), DAY),
-];
-
-/// The accepted range of each number setting: its default, least and greatest value.
-const NUMBERS: &[(&str, u64, u64, u64)] = &[
-    ("cache_capacity", 0, 0, 10_000_000),
-    ("decision_log_queue", 8192, 1, 1_000_000),
-    ("max_concurrency", 4096, 1, 1_000_000),
-];
-
-/// The range of `key` in `table`; every key looked up is in it.
-fn range<T: Copy + Default>(table: &[(&str, T, T, T)], key: &str) -> (T, T, T) {
-    table.iter().find(|r| r.0 == key).map_or_else(Default::default, |r| (r.1, r.2, r.3))
-}
-
-fn read_file(path: &PathBuf, errors: &mut Vec<String>) -> HashMap<String, Vec<String>> {
-    let mut out = HashMap::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(format!("--config: cannot read {}: {e}", path.display()));
-            return out;
-        }
-    };
-    let node = match marked_yaml::parse_yaml(0, &text) {
-        Ok(n) => n,
-        Err(e) => {
-            errors.push(format!("{}: invalid YAML: {e:?}", path.display()));
-            return out;
-        }
-    };
-    let Some(map) = node.as_mapping() else { return out };
-    for (k, v) in map.iter() {
-        let line = k.span().start().map_or(0, |m| m.line());
-        if !FILE_KEYS.contains(&k.as_str()) {
-            let hint = rolegate_engine::suggest::hint(k.as_str(), FILE_KEYS.iter().copied());
-            errors.push(format!("{}:{line}: unknown key `{}`{hint}", path.display(), k.as_str()));
-            continue;
-        }
-        let values = match v {
-            marked_yaml::Node::Scalar(s) => vec![s.as_str().to_owned()],
-            marked_yaml::Node::Sequence(seq) => {
-                seq.iter().filter_map(|n| n.as_scalar().map(|s| s.as_str().to_owned())).collect()
-            }
-            marked_yaml::Node::Mapping(_) => {
-                errors.push(format!("{}:{line}: `{}` must be a value", path.display(), k.as_str()));
-                continue;
-            }
-        };
-        out.insert(k.as_str().to_owned(), values);
-    }
-    out
-}
-
 impl RawServe {
     /// The DSN given with `--source`, or read from `--source-file`. Never echoed in errors: it
     /// may hold a password.
-    fn source_dsn(&self, file: &HashMap<String, Vec<String>>, errors: &mut Vec<String>) -> Option<String> {
-        let from_file = |key: &str| file.get(key).and_then(|v| v.first().cloned());
-        let dsn = self.source.clone().or_else(|| from_file("source"));
-        let path = self.source_file.clone().or_else(|| from_file("source_file").map(PathBuf::from));
+    fn source_dsn(&self, settings: &mut Settings) -> Option<String> {
+        let dsn = self.source.clone().or_else(|| settings.in_file("source"));
+        let path = self.source_file.clone().or_else(|| settings.in_file("source_file").map(PathBuf::from));
         match (dsn, path) {
             (Some(_), Some(_)) => {
-                errors.push("source: give either --source or --source-file, not both".to_owned());
+                settings.errors.push("source: give either --source or --source-file, not both".to_owned());
                 None
             }
             (Some(dsn), None) => Some(dsn),
             (None, Some(path)) => match std::fs::read_to_string(&path) {
                 Ok(text) => Some(text.trim().to_owned()),
                 Err(e) => {
-                    errors.push(format!("source_file: cannot read {}: {e}", path.display()));
+                    settings.errors.push(format!("source_file: cannot read {}: {e}", path.display()));
                     None
                 }
             },
@@ -231,106 +135,60 @@ impl RawServe {
         }
     }
 
-    /// Resolves every setting, reporting all bad values together.
-    pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
-        let mut errors = Vec::new();
-        let file = self.config.as_ref().map(|p| read_file(p, &mut errors)).unwrap_or_default();
-        let pick =
-            |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).and_then(|v| v.first().cloned()));
-        let mut parse_dur = |flag: &Option<String>, key: &str| {
-            let (default, min, max) = range(DURATIONS, key);
-            match pick(flag, key) {
-                None => default,
-                Some(s) => match duration(&s) {
-                    Some(d) if (min..=max).contains(&d) => d,
-                    Some(_) => {
-                        errors.push(format!("{key}: `{s}` is out of range ({min:?} to {max:?})"));
-                        default
-                    }
-                    None => {
-                        errors.push(format!("{key}: invalid duration `{s}` (e.g. `100ms`, `5s`, `2m`, `1h`)"));
-                        default
-                    }
-                },
-            }
-        };
-        let min_revision_wait = parse_dur(&self.min_revision_wait, "min_revision_wait");
-        let cache_ttl = parse_dur(&self.cache_ttl, "cache_ttl");
-        let request_timeout = parse_dur(&self.request_timeout, "request_timeout");
-        let reload_debounce = parse_dur(&self.reload_debounce, "reload_debounce");
-        let reload_poll = parse_dur(&self.reload_poll, "reload_poll");
-        let mut parse_num = |flag: &Option<String>, key: &str| {
-            let (default, min, max) = range(NUMBERS, key);
-            match pick(flag, key) {
-                None => default,
-                Some(s) => match s.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => n,
-                    _ => {
-                        errors.push(format!("{key}: invalid number `{s}` (from {min} to {max})"));
-                        default
-                    }
-                },
-            }
-        };
-        let cache_capacity = parse_num(&self.cache_capacity, "cache_capacity");
-        let decision_log_queue = parse_num(&self.decision_log_queue, "decision_log_queue") as usize;
-        let max_concurrency = parse_num(&self.max_concurrency, "max_concurrency") as usize;
-        let policies = pick(&self.policies, "policies");
-        let dsn = self.source_dsn(&file, &mut errors);
+    /// Where policies come from: a directory or PostgreSQL, exactly one. `reload_poll` is the
+    /// resolved setting, used for PostgreSQL only when it was given.
+    fn policy_source(
+        &self,
+        settings: &mut Settings,
+        reload_poll: Duration,
+    ) -> (Option<String>, Option<rolegate_source::postgres::Config>) {
+        let policies = settings.pick(&self.policies, "policies");
+        let dsn = self.source_dsn(settings);
         match (&policies, &dsn) {
-            (None, None) => errors.push(
+            (None, None) => settings.errors.push(
                 "policies: required (--policies DIR or ROLEGATE_POLICIES, or --source postgres://… for PostgreSQL)"
                     .to_owned(),
             ),
-            (Some(_), Some(_)) => errors.push("source: give either --policies or --source, not both".to_owned()),
+            (Some(_), Some(_)) => {
+                settings.errors.push("source: give either --policies or --source, not both".to_owned())
+            }
             _ => {}
         }
         // Polling a database is cheap and bounds how stale a sidecar can be without noticing.
-        let poll = if pick(&self.reload_poll, "reload_poll").is_some() { reload_poll } else { Duration::from_secs(5) };
+        let given = settings.pick(&self.reload_poll, "reload_poll").is_some();
+        let poll = if given { reload_poll } else { Duration::from_secs(5) };
         let postgres = dsn.and_then(|dsn| {
             rolegate_source::postgres::Config::from_dsn(&dsn, poll)
-                .map_err(|e| errors.push(format!("source: {e}")))
+                .map_err(|e| settings.errors.push(format!("source: {e}")))
                 .ok()
         });
-        let raw_listen =
-            if self.listen.is_empty() { file.get("listen").cloned().unwrap_or_default() } else { self.listen.clone() };
-        let raw_listen = if raw_listen.is_empty() { vec!["127.0.0.1:50051".to_owned()] } else { raw_listen };
-        let mut listen = Vec::new();
-        for l in raw_listen {
-            match l.strip_prefix("unix:") {
-                Some("") => errors.push("listen: `unix:` needs a path".to_owned()),
-                Some(p) => listen.push(Listen::Unix(PathBuf::from(p))),
-                None if l.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
-                    listen.push(Listen::Tcp(l))
-                }
-                None => errors.push(format!("listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)")),
-            }
-        }
-        let admin_listen = pick(&self.admin_listen, "admin_listen");
-        let log_target = pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
+        (policies, postgres)
+    }
+
+    /// Resolves every setting, reporting all bad values together.
+    pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
+        let mut s = Settings::new(self.config.as_deref());
+        let min_revision_wait = s.duration(&self.min_revision_wait, "min_revision_wait");
+        let cache_ttl = s.duration(&self.cache_ttl, "cache_ttl");
+        let request_timeout = s.duration(&self.request_timeout, "request_timeout");
+        let reload_debounce = s.duration(&self.reload_debounce, "reload_debounce");
+        let reload_poll = s.duration(&self.reload_poll, "reload_poll");
+        let cache_capacity = s.number(&self.cache_capacity, "cache_capacity");
+        let decision_log_queue = s.number(&self.decision_log_queue, "decision_log_queue") as usize;
+        let max_concurrency = s.number(&self.max_concurrency, "max_concurrency") as usize;
+        let (policies, postgres) = self.policy_source(&mut s, reload_poll);
+        let listen = s.listen(&self.listen);
+        let log_target = s.pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
         let decision_log = rolegate_telemetry::LogTarget::parse(&log_target);
-        let decision_log_allow_rate = match pick(&self.decision_log_allow_rate, "decision_log_allow_rate") {
-            None => 0.0,
-            Some(s) => match s.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => r,
-                _ => {
-                    errors.push(format!("decision_log_allow_rate: invalid rate `{s}` (a number from 0 to 1)"));
-                    0.0
-                }
-            },
-        };
-        if let Some(a) =
-            admin_listen.as_deref().filter(|a| a.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
-        {
-            errors.push(format!("admin_listen: invalid address `{a}` (expected `host:port`)"));
-        }
+        let decision_log_allow_rate = s.allow_rate(&self.decision_log_allow_rate);
+        let admin_listen = s.admin_listen(&self.admin_listen);
         if min_revision_wait >= request_timeout {
-            errors.push(format!(
+            s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
             ));
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if !s.errors.is_empty() {
+            return Err(s.errors);
         }
         Ok(ServeConfig {
             policies: PathBuf::from(policies.unwrap_or_default()),

@@ -13,12 +13,14 @@ pub mod guard;
 pub use rolegate_api::convert;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tonic::transport::Server;
+use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::cache::DecisionCache;
 pub use authorizer::Authorizer;
@@ -27,7 +29,11 @@ use rolegate_api::authorizer_server::AuthorizerServer;
 use rolegate_source::postgres;
 use rolegate_source::store::Store;
 use rolegate_source::watch::{self as dirwatch, WatchConfig};
+use rolegate_telemetry::Metrics;
 use rolegate_telemetry::Telemetry;
+
+/// A server task, one per listener.
+type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight calls and returns.
 pub async fn run(
@@ -41,11 +47,47 @@ pub async fn run(
     health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 
+    let source_died = start_source(&cfg, &store, &metrics)?;
+    tokio::spawn(follow_readiness(store.clone(), health.clone()));
+
+    let authorizer = authorizer(&cfg, &store, &telemetry);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = serve(&cfg, authorizer, health_service, &metrics, stop_rx).await?;
+    if let Some(addr) = &cfg.admin_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!("admin listening on {}", listener.local_addr()?);
+        tokio::spawn(admin::serve(listener, store.clone(), metrics.clone()));
+    }
+
+    // A source that stopped can never apply a revocation again: stop, and let the orchestrator
+    // restart the process, rather than serve a snapshot that is frozen for good.
+    let died = tokio::select! {
+        () = shutdown => None,
+        why = source_died => Some(why.unwrap_or_else(|_| "the source supervisor ended".to_owned())),
+    };
+    tracing::info!("shutting down: finishing in-flight calls");
+    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+    let _ = stop_tx.send(true);
+    drain(&cfg, &telemetry, servers).await?;
+    tracing::info!("stopped");
+    match died {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// Starts the configured policy source (PostgreSQL follower or directory watcher) under a
+/// supervisor; the receiver resolves with why if the source ever stops.
+fn start_source(
+    cfg: &ServeConfig,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<oneshot::Receiver<String>> {
     let m = metrics.clone();
     let (thread, source) = match &cfg.postgres {
         Some(pg) => {
             let health = Arc::new(postgres::Health::default());
-            metrics.follow_postgres(health.clone());
+            metrics.follow_source(health.clone());
             tracing::info!("loading policies from postgres {}", pg.describe());
             let thread = postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
                 .context("cannot start the postgres follower")?;
@@ -59,11 +101,12 @@ pub async fn run(
             (thread, "policy reload")
         }
     };
-    let source_died =
-        rolegate_source::supervise(source, thread, store.clone()).context("cannot supervise the source")?;
-    tokio::spawn(follow_readiness(store.clone(), health.clone()));
+    rolegate_source::supervise(source, thread, store.clone()).context("cannot supervise the source")
+}
 
-    let evictions = metrics.clone();
+/// The `Authorizer` service with its cache, limits and telemetry.
+fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>) -> AuthorizerServer<Authorizer> {
+    let evictions = telemetry.metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
         evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
     });
@@ -73,9 +116,20 @@ pub async fn run(
     if cfg.allow_now_header {
         tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
     }
-    let authorizer = AuthorizerServer::new(authorizer)
+    AuthorizerServer::new(authorizer)
         .max_decoding_message_size(cfg.limits.max_message_bytes)
-        .max_encoding_message_size(cfg.limits.max_message_bytes);
+        .max_encoding_message_size(cfg.limits.max_message_bytes)
+}
+
+/// Binds every gRPC listener and serves the authorizer, health and reflection on each until
+/// `stop` turns true.
+async fn serve(
+    cfg: &ServeConfig,
+    authorizer: AuthorizerServer<Authorizer>,
+    health_service: HealthServer<impl Health>,
+    metrics: &Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<ServerTask>> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(rolegate_api::FILE_DESCRIPTOR_SET)
@@ -94,50 +148,41 @@ pub async fn run(
             .add_service(reflection_v1alpha.clone())
             .add_service(authorizer.clone())
     };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut servers = Vec::new();
     for listen in &cfg.listen {
-        match listen {
-            Listen::Tcp(addr) => {
-                let listener =
-                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let local = listener.local_addr()?;
-                tracing::info!("listening on {local}");
-                let incoming = accept::Incoming::new(listener, local.to_string());
-                servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
-            }
-            Listen::Unix(path) => {
-                let _ = std::fs::remove_file(path);
-                let listener = tokio::net::UnixListener::bind(path)
-                    .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-                // Group-writable, so a host container sharing the pod's fsGroup can connect.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-                tracing::info!("listening on unix:{}", path.display());
-                let incoming = accept::Incoming::new(listener, format!("unix:{}", path.display()));
-                servers.push(tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))));
-            }
-        }
+        let stopped = stopped(stop.clone());
+        servers.push(match listen {
+            Listen::Tcp(addr) => tokio::spawn(router().serve_with_incoming_shutdown(bind_tcp(addr).await?, stopped)),
+            Listen::Unix(path) => tokio::spawn(router().serve_with_incoming_shutdown(bind_unix(path)?, stopped)),
+        });
     }
-    if let Some(addr) = &cfg.admin_listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!("admin listening on {}", listener.local_addr()?);
-        tokio::spawn(admin::serve(listener, store.clone(), metrics.clone()));
-    }
+    Ok(servers)
+}
 
-    // A source that stopped can never apply a revocation again: stop, and let the orchestrator
-    // restart the process, rather than serve a snapshot that is frozen for good.
-    let died = tokio::select! {
-        () = shutdown => None,
-        why = source_died => Some(why.unwrap_or_else(|_| "the source supervisor ended".to_owned())),
-    };
-    tracing::info!("shutting down: finishing in-flight calls");
-    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
-    let _ = stop_tx.send(true);
+async fn bind_tcp(addr: &str) -> anyhow::Result<accept::Incoming<tokio::net::TcpListener>> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on {local}");
+    Ok(accept::Incoming::new(listener, local.to_string()))
+}
+
+fn bind_unix(path: &Path) -> anyhow::Result<accept::Incoming<tokio::net::UnixListener>> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+    // Group-writable, so a host container sharing the pod's fsGroup can connect.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    tracing::info!("listening on unix:{}", path.display());
+    Ok(accept::Incoming::new(listener, format!("unix:{}", path.display())))
+}
+
+/// Waits for the servers to finish their in-flight calls, removes the Unix sockets and flushes
+/// the decision log.
+async fn drain(cfg: &ServeConfig, telemetry: &Telemetry, servers: Vec<ServerTask>) -> anyhow::Result<()> {
     for s in servers {
         s.await??;
     }
@@ -150,11 +195,7 @@ pub async fn run(
         // Lines still queued would be lost with the process.
         let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
     }
-    tracing::info!("stopped");
-    match died {
-        Some(why) => Err(anyhow::anyhow!("{why}")),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Keeps gRPC health in step with [`Store::is_ready`]: SERVING only while a snapshot with at

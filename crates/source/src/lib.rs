@@ -7,7 +7,55 @@ pub mod postgres;
 pub mod store;
 pub mod watch;
 
+use std::time::Duration;
+
 use rolegate_policy::Diagnostic;
+
+/// What `/metrics` needs from a source that reports its own health, without knowing which
+/// source it is. A source without one (the directory) is as current as the store's last publish.
+pub trait SourceHealth: Send + Sync + std::fmt::Debug {
+    /// The `source` label on every source and snapshot metric.
+    fn label(&self) -> &'static str;
+
+    /// Time since the source last knew it held every committed change, published or not;
+    /// `None` before the first load.
+    fn age(&self) -> Option<Duration>;
+
+    /// The source's own gauges and counters, each labelled with [`SourceHealth::label`].
+    fn metrics(&self) -> Vec<SourceMetric>;
+}
+
+/// One value a source reports about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceMetric {
+    /// Prometheus metric name.
+    pub name: &'static str,
+    /// One-line help text.
+    pub help: &'static str,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// The current value.
+    pub value: u64,
+}
+
+/// The Prometheus type of a [`SourceMetric`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A count that only goes up.
+    Counter,
+}
+
+impl MetricKind {
+    /// The name in a `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "gauge",
+            MetricKind::Counter => "counter",
+        }
+    }
+}
 
 /// What one reload did.
 #[derive(Debug, Default)]

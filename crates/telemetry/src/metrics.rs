@@ -7,9 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rolegate_engine::Reason;
-use rolegate_source::ReloadReport;
-use rolegate_source::postgres::Health;
 use rolegate_source::store::Store;
+use rolegate_source::{ReloadReport, SourceHealth};
 
 /// The two RPC methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +80,9 @@ pub struct Metrics {
     tenants_failed: AtomicU64,
     /// Tenants served now with rejected input (the last reload's `stale` set).
     tenants_stale: AtomicU64,
-    /// Set when policies come from PostgreSQL rather than a directory.
-    postgres: OnceLock<Arc<Health>>,
+    /// Set when the policy source reports its own health (a database); unset, policies come
+    /// from the directory and are as current as the store's last publish.
+    source: OnceLock<Arc<dyn SourceHealth>>,
 }
 
 impl Metrics {
@@ -110,14 +110,14 @@ impl Metrics {
         self.latency[method as usize].observe(d);
     }
 
-    /// Reports the PostgreSQL source's connection and freshness instead of the directory's.
-    pub fn follow_postgres(&self, health: Arc<Health>) {
-        let _ = self.postgres.set(health);
+    /// Reports the policy source's own label, freshness and metrics instead of the directory's.
+    pub fn follow_source(&self, health: Arc<dyn SourceHealth>) {
+        let _ = self.source.set(health);
     }
 
     /// The `source` label: where the served policies come from.
     fn source(&self) -> &'static str {
-        if self.postgres.get().is_some() { "postgres" } else { "dir" }
+        self.source.get().map_or("dir", |h| h.label())
     }
 
     /// Records one reload and logs its findings with file, line and key.
@@ -156,6 +156,18 @@ impl Metrics {
     }
 
     fn render_into(&self, o: &mut String, store: &Store) -> std::fmt::Result {
+        self.render_decisions(o)?;
+        self.render_errors(o)?;
+        self.render_latency(o)?;
+        self.render_counters(o)?;
+        self.render_reloads(o)?;
+        self.render_snapshot(o, store)?;
+        self.render_source(o)?;
+        writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
+        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
+    }
+
+    fn render_decisions(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o, "# HELP rolegate_decisions_total Decisions made, by method, result and reason.")?;
         writeln!(o, "# TYPE rolegate_decisions_total counter")?;
         for (m, method) in METHODS.iter().enumerate() {
@@ -168,6 +180,10 @@ impl Metrics {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    fn render_errors(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o, "# HELP rolegate_rpc_errors_total Calls that failed, by method and gRPC code.")?;
         writeln!(o, "# TYPE rolegate_rpc_errors_total counter")?;
         for (m, method) in METHODS.iter().enumerate() {
@@ -179,6 +195,10 @@ impl Metrics {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    fn render_latency(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o, "# HELP rolegate_rpc_duration_seconds Server-side latency of a call.")?;
         writeln!(o, "# TYPE rolegate_rpc_duration_seconds histogram")?;
         for (m, method) in METHODS.iter().enumerate() {
@@ -197,6 +217,11 @@ impl Metrics {
             )?;
             writeln!(o, "rolegate_rpc_duration_seconds_count{{method=\"{method}\"}} {count}")?;
         }
+        Ok(())
+    }
+
+    /// The unlabelled counters.
+    fn render_counters(&self, o: &mut String) -> std::fmt::Result {
         let counters: [(&str, &str, &AtomicU64); 7] = [
             ("rolegate_cache_hits_total", "Decision cache hits.", &self.cache_hits),
             ("rolegate_cache_misses_total", "Decision cache misses.", &self.cache_misses),
@@ -217,6 +242,11 @@ impl Metrics {
         for (name, help, v) in counters {
             writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed))?;
         }
+        Ok(())
+    }
+
+    /// Reload outcomes and the tenants they left failed or stale.
+    fn render_reloads(&self, o: &mut String) -> std::fmt::Result {
         let source = self.source();
         writeln!(o, "# HELP rolegate_reloads_total Policy reloads, by source and result.")?;
         writeln!(o, "# TYPE rolegate_reloads_total counter")?;
@@ -245,11 +275,17 @@ impl Metrics {
             o,
             "# TYPE rolegate_stale_tenants gauge\nrolegate_stale_tenants{{source=\"{source}\"}} {}",
             self.tenants_stale.load(Relaxed)
-        )?;
+        )
+    }
+
+    /// The served snapshot: its highest revision, age and size.
+    fn render_snapshot(&self, o: &mut String, store: &Store) -> std::fmt::Result {
+        let source = self.source();
         let snapshot = store.load();
         let revision = snapshot.as_ref().and_then(|s| s.tenants().map(|t| t.revision).max()).unwrap_or(0);
-        // A database source is current while it hears from the database, published or not.
-        let age = match self.postgres.get() {
+        // A source that reports its own health (a database) is current while it hears from its
+        // store, published or not.
+        let age = match self.source.get() {
             Some(health) => health.age(),
             None => store.age(),
         };
@@ -269,11 +305,17 @@ impl Metrics {
             "# TYPE rolegate_snapshot_age_seconds gauge\nrolegate_snapshot_age_seconds{{source=\"{source}\"}} {age}"
         )?;
         writeln!(o, "# HELP rolegate_tenants Tenants in the served snapshot.")?;
-        writeln!(o, "# TYPE rolegate_tenants gauge\nrolegate_tenants {}", snapshot.map_or(0, |s| s.len()))?;
-        if let Some(health) = self.postgres.get() {
-            health.render(o)?;
+        writeln!(o, "# TYPE rolegate_tenants gauge\nrolegate_tenants {}", snapshot.map_or(0, |s| s.len()))
+    }
+
+    /// The followed source's own metrics, if it reports any.
+    fn render_source(&self, o: &mut String) -> std::fmt::Result {
+        let Some(health) = self.source.get() else { return Ok(()) };
+        let source = health.label();
+        for m in health.metrics() {
+            let (name, kind) = (m.name, m.kind.as_str());
+            writeln!(o, "# HELP {name} {}\n# TYPE {name} {kind}\n{name}{{source=\"{source}\"}} {}", m.help, m.value)?;
         }
-        writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
-        writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
+        Ok(())
     }
 }

@@ -1,10 +1,11 @@
-//! How current the PostgreSQL source is, for `/metrics` and logs. A snapshot that did not change
+//! How current the PostgreSQL source is, for `/metrics` (as a [`SourceHealth`]) and logs. A snapshot that did not change
 //! is still current while the follower hears from the database; what goes stale is the
 //! knowledge that nothing changed, so the age counts from the last round that confirmed it.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+use crate::{MetricKind, SourceHealth, SourceMetric};
 
 /// Connection state and freshness of the source.
 #[derive(Debug)]
@@ -54,15 +55,32 @@ impl Health {
     pub fn is_connected(&self) -> bool {
         self.connected.load(Relaxed)
     }
+}
 
-    /// Prometheus lines for the connection (the snapshot age is rendered with the other
-    /// snapshot metrics).
-    pub fn render(&self, o: &mut String) -> std::fmt::Result {
-        writeln!(o, "# HELP rolegate_source_connected 1 while the source's database connection is up.")?;
-        writeln!(o, "# TYPE rolegate_source_connected gauge")?;
-        writeln!(o, "rolegate_source_connected{{source=\"postgres\"}} {}", u8::from(self.is_connected()))?;
-        writeln!(o, "# HELP rolegate_source_connects_total Connections established to the source's database.")?;
-        writeln!(o, "# TYPE rolegate_source_connects_total counter")?;
-        writeln!(o, "rolegate_source_connects_total{{source=\"postgres\"}} {}", self.connects.load(Relaxed))
+impl SourceHealth for Health {
+    fn label(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn age(&self) -> Option<Duration> {
+        Health::age(self)
+    }
+
+    /// The connection (the snapshot age is rendered with the other snapshot metrics).
+    fn metrics(&self) -> Vec<SourceMetric> {
+        vec![
+            SourceMetric {
+                name: "rolegate_source_connected",
+                help: "1 while the source's database connection is up.",
+                kind: MetricKind::Gauge,
+                value: u64::from(self.is_connected()),
+            },
+            SourceMetric {
+                name: "rolegate_source_connects_total",
+                help: "Connections established to the source's database.",
+                kind: MetricKind::Counter,
+                value: self.connects.load(Relaxed),
+            },
+        ]
     }
 }

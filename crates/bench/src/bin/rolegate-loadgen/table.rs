@@ -151,6 +151,19 @@ pub fn problems(results: &str) -> Vec<String> {
 pub fn render(results: &str) -> String {
     let lines = Lines(results.lines().filter_map(|l| serde_json::from_str(l).ok()).collect());
     let mut o = String::new();
+    let quick = machine(&mut o, &lines);
+    table(&mut o, &lines);
+    o.push('\n');
+    ratios(&mut o, &lines);
+    decision_log_and_all_cores(&mut o, &lines);
+    reload_and_h2load(&mut o, &lines);
+    o.push_str("\nTargets:\n");
+    targets(&mut o, &lines, quick);
+    o
+}
+
+/// The machine line, and the warning for a quick run; true for a quick run.
+fn machine(o: &mut String, lines: &Lines) -> bool {
     if let Some(m) = lines.0.iter().rfind(|v| v["kind"] == "machine") {
         let _ = writeln!(
             o,
@@ -167,6 +180,11 @@ pub fn render(results: &str) -> String {
     if quick {
         o.push_str("Quick run (debug build, seconds per step): it proves the harness works; its numbers are not measurements.\n\n");
     }
+    quick
+}
+
+/// The table: one row per workload and server that ran.
+fn table(o: &mut String, lines: &Lines) {
     let rate_of = |w: &str| {
         lines
             .0
@@ -198,7 +216,10 @@ pub fn render(results: &str) -> String {
             );
         }
     }
-    o.push('\n');
+}
+
+/// Per workload: rolegate against the empty server and against Cerbos.
+fn ratios(o: &mut String, lines: &Lines) {
     for w in WORKLOADS {
         let (r, b, c) = (lines.max_rate("rolegate", w), lines.max_rate("baseline", w), lines.max_rate("cerbos", w));
         let (pr, pb, pc) = (
@@ -220,7 +241,10 @@ pub fn render(results: &str) -> String {
             times(ratio(pr, pc))
         );
     }
-    // The control runs of the reload phase, right before each reloading run, at the same rate.
+}
+
+/// The decision-log control runs and the all-cores batch runs against the empty server.
+fn decision_log_and_all_cores(o: &mut String, lines: &Lines) {
     let logged = lines.max_rate("rolegate-decision-log", "check");
     if logged.is_some() {
         let b = lines.max_rate("baseline", "check");
@@ -250,8 +274,11 @@ pub fn render(results: &str) -> String {
             );
         }
     }
-    let steady = lines.p("rolegate", "check", "steady-reload", "p99").or(lines.p("rolegate", "check", "steady", "p99"));
-    let reload = lines.p("rolegate", "check", "reload", "p99");
+}
+
+/// Latency while reloading, and the h2load cross-check.
+fn reload_and_h2load(o: &mut String, lines: &Lines) {
+    let (steady, reload) = reload_p99(lines);
     if let Some(rl) = lines.runs("rolegate", "check", "rate", "reload").last() {
         let _ = writeln!(
             o,
@@ -280,8 +307,17 @@ pub fn render(results: &str) -> String {
     if let Some(x) = ratio(h2("rolegate"), h2("baseline")) {
         let _ = writeln!(o, "- h2load rolegate/limit: {:.0}%", 100.0 * x);
     }
+}
 
-    o.push_str("\nTargets:\n");
+/// rolegate's Check p99 at the reload rate, steady (the control runs right before each reloading
+/// run, else the plain steady runs) and while reloading.
+fn reload_p99(lines: &Lines) -> (Option<f64>, Option<f64>) {
+    let steady = lines.p("rolegate", "check", "steady-reload", "p99").or(lines.p("rolegate", "check", "steady", "p99"));
+    (steady, lines.p("rolegate", "check", "reload", "p99"))
+}
+
+/// Each target, met or missed (never judged on a quick run).
+fn targets(o: &mut String, lines: &Lines, quick: bool) {
     let (r, b, c) =
         (lines.max_rate("rolegate", "check"), lines.max_rate("baseline", "check"), lines.max_rate("cerbos", "check"));
     let (pr, pb, pc) = (
@@ -289,6 +325,7 @@ pub fn render(results: &str) -> String {
         lines.p("baseline", "check", "steady", "p99"),
         lines.p("cerbos", "check", "steady", "p99"),
     );
+    let (steady, reload) = reload_p99(lines);
     let batch = WORKLOADS[1..]
         .iter()
         .flat_map(|w| {
@@ -310,5 +347,4 @@ pub fn render(results: &str) -> String {
     for (what, ok) in targets {
         let _ = writeln!(o, "- {what}: {}", if quick { "not judged on a quick run" } else { verdict(ok) });
     }
-    o
 }
