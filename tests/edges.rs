@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rolegate::api::{self, attr_value::Kind};
 use support::server::Server;
+use support::wait_until;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -52,16 +53,12 @@ type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel
 
 /// Holds the only slot of `--max-concurrency 1` with a call waiting for a revision that never
 /// comes, and returns once a call on `probe` is shed (the observable sign the slot is held).
-async fn hold_the_only_slot(holder: &Client, probe: &Client) -> tokio::task::JoinHandle<Result<(), tonic::Status>> {
+async fn hold_the_only_slot(
+    holder: &Client,
+    probe: &Client,
+) -> tokio::task::JoinHandle<Result<tonic::Response<api::CheckResponse>, tonic::Status>> {
     let rev = holder.clone().check(reply("rep", 0)).await.unwrap().into_inner().revision;
-    let mut h = holder.clone();
-    let held = tokio::spawn(async move { h.check(reply("rep", rev + 1)).await.map(|_| ()) });
-    for _ in 0..200 {
-        if probe.clone().check(reply("rep", 0)).await.is_err_and(|e| e.code() == Code::ResourceExhausted) {
-            return held;
-        }
-    }
-    panic!("the slot was never held");
+    support::server::hold_the_only_slot(holder, reply("rep", rev + 1), probe, reply("rep", 0)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,28 +201,22 @@ async fn at_the_open_file_limit_the_server_idles_and_recovers() {
         idle.push(std::net::TcpStream::connect(&admin).unwrap());
     }
     // The limit is reached once the server holds all it may.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(pid) < limit {
-        assert!(Instant::now() < deadline, "the server never reached its open-file limit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let at_limit = async || (open_fds(pid) >= limit).then_some(());
+    wait_until("the server to reach its open-file limit", Duration::from_secs(10), at_limit).await;
     let before = cpu_ticks(pid);
+    // A measurement, not a synchronisation: the CPU the server spends over one second.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let spent = cpu_ticks(pid) - before;
     // 100 ticks is a whole core for the second; a backed-off accept costs next to nothing.
     assert!(spent < 20, "the server spent {spent} ticks of CPU in one second at its open-file limit");
 
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Ok(body)) =
-            tokio::time::timeout(Duration::from_secs(3), get(&admin, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")).await
-            && body.starts_with("HTTP/1.1 200")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/healthz never answered again");
-    }
+    wait_until("/healthz to answer 200 again", Duration::from_secs(10), async || {
+        let probe =
+            tokio::time::timeout(Duration::from_secs(3), get(&admin, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"));
+        probe.await.ok()?.ok()?.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
     assert!(server.client().await.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
 }
 
@@ -262,7 +253,7 @@ async fn decisions_queued_at_sigterm_reach_the_log() {
     for _ in 0..50 {
         assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
     }
-    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    let status = server.terminate().await;
     assert!(status.success(), "{status}");
     let lines = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
     assert_eq!(lines, 50, "denies logged before shutdown were lost");
@@ -275,19 +266,13 @@ async fn decision_log_write_errors_are_counted_and_logged_once() {
     let server = Server::start(dir.path(), &["--decision-log", "/dev/full", "--admin-listen", "127.0.0.1:0"]);
     let mut client = server.client().await;
     assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
-    let logged = (0..100).any(|_| {
-        server.lines.recv_timeout(Duration::from_millis(100)).is_ok_and(|l| l.contains("cannot write the decision log"))
-    });
-    assert!(logged, "the write error was not logged");
+    server.log_line("about the decision log write error", |l| l.contains("cannot write the decision log"));
     assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
-    let mut errors = 0.0;
-    for _ in 0..100 {
-        errors = metric(&server.metrics().await, "rolegate_decision_log_write_errors_total");
-        if errors >= 2.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let errors = wait_until("two decision log write errors", Duration::from_secs(10), async || {
+        let errors = metric(&server.metrics().await, "rolegate_decision_log_write_errors_total");
+        (errors >= 2.0).then_some(errors)
+    })
+    .await;
     assert_eq!(errors, 2.0);
     let again = (0..5).any(|_| {
         server.lines.recv_timeout(Duration::from_millis(50)).is_ok_and(|l| l.contains("cannot write the decision log"))

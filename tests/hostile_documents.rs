@@ -14,6 +14,7 @@ use rolegate::engine::{Context, Decision, Request, Resource, Snapshot, decide};
 use rolegate::policy;
 use rolegate::source::files;
 use support::server::Server;
+use support::wait_until;
 
 fn now() -> Timestamp {
     "2026-11-26T10:00:00Z".parse().unwrap()
@@ -268,14 +269,10 @@ rules: [{{id: blocked, effect: deny, actions: [\"*\"], when: {{context: {{client
     )
 }
 
-/// Waits for the server to log an error about `t.yaml` containing `what`.
-fn logged(server: &Server, what: &str) -> bool {
-    (0..300).any(|_| {
-        server
-            .lines
-            .recv_timeout(std::time::Duration::from_millis(100))
-            .is_ok_and(|l| l.contains("t.yaml") && l.contains(what))
-    })
+/// Waits for the server to log an error about `t.yaml` containing `what`, for the document `name`.
+fn logged(server: &Server, name: &str, what: &str) {
+    let about = format!("for {name}: an error about `t.yaml` with `{what}`");
+    server.log_line(&about, |l| l.contains("t.yaml") && l.contains(what));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +287,7 @@ async fn the_server_keeps_the_last_good_version_when_a_hostile_document_replaces
     for (name, bytes, expected) in hostile() {
         std::fs::write(&file, &bytes).unwrap();
         let message = expected.split(": error: ").last().unwrap_or(expected);
-        assert!(logged(&server, message), "{name}: the error `{message}` was not logged");
+        logged(&server, name, message);
         let still = client.check(check("t", "m", "10.0.0.1")).await.unwrap().into_inner();
         assert_eq!(still.revision, good.revision, "{name}");
         let d = still.decision.unwrap();
@@ -299,13 +296,10 @@ async fn the_server_keeps_the_last_good_version_when_a_hostile_document_replaces
     assert!(server.child.try_wait().unwrap().is_none(), "the server must still run");
     // A good change still applies after all of them.
     std::fs::write(&file, tenant_text("10.0.0.9")).unwrap();
-    for _ in 0..200 {
+    let applied = wait_until("the good document to apply", std::time::Duration::from_secs(10), async || {
         let r = client.check(check("t", "m", "10.0.0.1")).await.unwrap().into_inner();
-        if r.revision > good.revision {
-            assert!(r.decision.unwrap().allowed);
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the good document was never applied");
+        (r.revision > good.revision).then_some(r)
+    })
+    .await;
+    assert!(applied.decision.unwrap().allowed);
 }

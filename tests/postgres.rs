@@ -22,6 +22,7 @@ use rolegate::source::files;
 use rolegate::suite;
 use support::pg::{self, Proxy};
 use support::server::Server;
+use support::wait_until;
 use tonic::Code;
 
 type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel>;
@@ -67,16 +68,8 @@ fn metric(text: &str, series: &str) -> f64 {
 }
 
 /// Waits for a log line holding every one of `parts`.
-fn logged(server: &Server, parts: &[&str]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(line) = server.lines.recv_timeout(Duration::from_millis(100))
-            && parts.iter().all(|p| line.contains(p))
-        {
-            return true;
-        }
-    }
-    false
+fn logged(server: &Server, parts: &[&str]) {
+    server.log_line(&format!("holding {parts:?}"), |line| parts.iter().all(|p| line.contains(p)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,16 +165,14 @@ async fn disabling_a_member_makes_two_sidecars_deny_within_the_bound() {
     let revision = pg::write(&mut db, "desk", sql).await;
     let committed = Instant::now();
     for c in &mut clients {
-        loop {
+        let left = Duration::from_secs(2).saturating_sub(committed.elapsed());
+        let (reason, at) = wait_until("a deny within 2 s of the commit", left, async || {
             let (allowed, reason, at) = ask(c, "desk", "rep", 0).await;
-            if !allowed {
-                assert_eq!(reason, api::Reason::PrincipalDisabled as i32);
-                assert!(at >= revision, "denied at revision {at}, the change is {revision}");
-                break;
-            }
-            assert!(committed.elapsed() < Duration::from_secs(2), "still allowed 2 s after the commit");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+            (!allowed).then_some((reason, at))
+        })
+        .await;
+        assert_eq!(reason, api::Reason::PrincipalDisabled as i32);
+        assert!(at >= revision, "denied at revision {at}, the change is {revision}");
     }
     let took = committed.elapsed();
     eprintln!("both sidecars denied {} ms after the commit", took.as_millis());
@@ -299,19 +290,16 @@ async fn concurrent_writes_during_a_stream_of_checks_give_no_error_and_no_stale_
 
 /// Reads a metric of `server` until `done` holds for it; panics after 10 s.
 async fn metric_until(server: &Server, series: &str, done: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(&format!("the awaited value of {series}"), Duration::from_secs(10), async || {
         let value = metric(&server.metrics().await, series);
-        if done(value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{series} stayed at {value}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        done(value).then_some(value)
+    })
+    .await
 }
 
 const STALE: &str = "rolegate_stale_tenants{source=\"postgres\"}";
 const ROUNDS_OK: &str = "rolegate_reloads_total{source=\"postgres\",result=\"ok\"}";
+const FAILED: &str = "rolegate_reloads_total{source=\"postgres\",result=\"failed\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_member_row_denies_only_that_member_and_every_later_change_still_applies() {
@@ -329,10 +317,7 @@ async fn a_bad_member_row_denies_only_that_member_and_every_later_change_still_a
     let bad =
         "INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'rep', 'agnet', '\"tenant\"')";
     let broken = pg::write(&mut db, "desk", bad).await;
-    assert!(
-        logged(&server, &["postgres:members/desk/rep", "bindings[1].role: unknown role `agnet`"]),
-        "the bad row was not logged with its id"
-    );
+    logged(&server, &["postgres:members/desk/rep", "bindings[1].role: unknown role `agnet`"]);
     let r = client.check(reply("desk", "rep", broken)).await.expect("check").into_inner();
     let d = r.decision.unwrap_or_default();
     assert!(!d.allowed && d.reason == api::Reason::NoGrant as i32 && r.revision >= broken, "{d:?}");
@@ -379,7 +364,7 @@ async fn a_bad_tenant_document_keeps_the_last_good_one_and_member_changes_still_
 
     let bad = "UPDATE rolegate.tenants SET document = document || E'rules: [{id: r, effect: deny, actions: [conversation.rply]}]\\n' WHERE id = 'desk'";
     let broken = pg::write(&mut db, "desk", bad).await;
-    assert!(logged(&server, &["postgres:tenants/desk", "conversation.rply"]), "the bad document was not logged");
+    logged(&server, &["postgres:tenants/desk", "conversation.rply"]);
     let (allowed, _, at) = ask(&mut client, "desk", "rep", broken).await;
     assert!(allowed && at >= broken, "served on the last good document");
     metric_until(&server, STALE, |n| n == 1.0).await;
@@ -421,17 +406,15 @@ async fn a_restored_or_recreated_database_is_reloaded_whole() {
          UPDATE rolegate.tenant_revisions SET revision = 3 WHERE tenant = 'desk';
          SELECT setval('rolegate.change_id', 3);";
     pg::write(&mut db, "desk", restore).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let (allowed, reason) = wait_until("the restored revision 3", Duration::from_secs(10), async || {
         let (allowed, reason, at) = ask(&mut client, "desk", "rep", 0).await;
-        if at == 3 {
-            assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the restored revocation applies");
-            break;
+        if at != 3 {
+            assert_eq!(at, before, "only the old or the restored revision is served");
         }
-        assert_eq!(at, before, "only the old or the restored revision is served");
-        assert!(Instant::now() < deadline, "the restore was never noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (at == 3).then_some((allowed, reason))
+    })
+    .await;
+    assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the restored revocation applies");
 
     // The schema dropped and re-created in one transaction, its ids started past the ones the
     // sidecar applied: the revision grew, but the history it extends is gone.
@@ -445,11 +428,10 @@ async fn a_restored_or_recreated_database_is_reloaded_whole() {
     );
     let recreated = pg::write(&mut db, "desk", &recreate).await;
     assert!(recreated > 100);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ask(&mut client, "desk", "rep", 0).await.2 != recreated {
-        assert!(Instant::now() < deadline, "the re-created database was never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the re-created database to load", Duration::from_secs(10), async || {
+        (ask(&mut client, "desk", "rep", 0).await.2 == recreated).then_some(())
+    })
+    .await;
     assert!(ask(&mut client, "desk", "rep", 0).await.0, "the re-created grant is served");
     assert_eq!(ask(&mut client, "desk", "other", 0).await.1, api::Reason::NoGrant as i32, "and only it");
 
@@ -461,16 +443,12 @@ async fn a_restored_or_recreated_database_is_reloaded_whole() {
          INSERT INTO rolegate.change_log (id, tenant, kind, key) VALUES (150, 'desk', 'member', 'other');
          UPDATE rolegate.tenant_revisions SET revision = 150 WHERE tenant = 'desk';";
     pg::write(&mut db, "desk", diverged).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let (allowed, reason) = wait_until("the diverged history at revision 150", Duration::from_secs(10), async || {
         let (allowed, reason, at) = ask(&mut client, "desk", "rep", 0).await;
-        if at == 150 {
-            assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the tenant was reloaded whole");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the diverged history was never noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (at == 150).then_some((allowed, reason))
+    })
+    .await;
+    assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "the tenant was reloaded whole");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,7 +469,8 @@ async fn a_zero_reload_poll_is_clamped_and_the_follower_keeps_following() {
     let revision = pg::write(&mut db, "desk", disable).await;
     store.at_least("desk", revision, Duration::from_secs(10)).await.expect("the follower still follows");
 
-    // A measurement, not a synchronisation: rounds over one second stay within the clamp.
+    // A measurement, not a synchronisation: rounds over one second stay within the clamp, so the
+    // second is the subject of the test.
     let start = rounds.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let per_second = rounds.load(Ordering::Relaxed) - start;
@@ -522,7 +501,7 @@ async fn an_unreachable_database_at_start_is_not_serving_until_the_first_load() 
     pg::desk(&db, "desk").await;
     let proxy = Proxy::start(pg_addr(&dsn), false).await;
     let server = Server::start_postgres(&proxy.dsn(&dsn), &[]);
-    assert!(logged(&server, &["not serving until the first load"]));
+    logged(&server, &["not serving until the first load"]);
     use tonic_health::pb::health_check_response::ServingStatus;
     assert_eq!(serving_status(&server).await, ServingStatus::NotServing as i32);
     let err = server.client().await.check(reply("desk", "rep", 0)).await.unwrap_err();
@@ -592,11 +571,10 @@ async fn stopping_postgres_leaves_both_sidecars_serving_and_after_a_restart_they
     let connected = "rolegate_source_connected{source=\"postgres\"}";
     let age = "rolegate_snapshot_age_seconds{source=\"postgres\"}";
     for s in &sidecars {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while metric(&s.metrics().await, connected) != 0.0 {
-            assert!(Instant::now() < deadline, "the sidecar did not notice the database stopping");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until("the sidecar to notice the database stopping", Duration::from_secs(10), async || {
+            (metric(&s.metrics().await, connected) == 0.0).then_some(())
+        })
+        .await;
     }
     for c in &mut clients {
         assert_eq!(
@@ -614,25 +592,23 @@ async fn stopping_postgres_leaves_both_sidecars_serving_and_after_a_restart_they
                    INSERT INTO rolegate.members (tenant, id) VALUES ('desk', 'new');
                    INSERT INTO rolegate.bindings (tenant, member, role, scope) VALUES ('desk', 'new', 'agent', '{\"relation\": \"assignee\"}');";
     let revision = pg::write(&mut db, "desk", changes).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     for (s, c) in sidecars.iter().zip(&mut clients) {
+        // A connection attempt that failed after the commit: the change was there to be missed.
+        let failed = metric(&s.metrics().await, FAILED);
+        metric_until(s, FAILED, |n| n > failed).await;
         assert_eq!(ask(c, "desk", "rep", 0).await.2, before, "still the last snapshot while unreachable");
-        let stale = metric(&s.metrics().await, age);
+        let stale = metric_until(s, age, |seconds| seconds > 0.3).await;
         assert!(stale > 0.3, "the snapshot age grows while the database is unreachable: {stale}");
     }
 
     proxy.set_open(true).await;
     for (s, c) in sidecars.iter().zip(&mut clients) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let (allowed, reason) = wait_until(&format!("revision {revision}"), Duration::from_secs(20), async || {
             let (allowed, reason, at) = ask(c, "desk", "rep", 0).await;
-            if at >= revision {
-                assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "caught up with the change");
-                break;
-            }
-            assert!(Instant::now() < deadline, "never caught up with revision {revision}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (at >= revision).then_some((allowed, reason))
+        })
+        .await;
+        assert!(!allowed && reason == api::Reason::PrincipalDisabled as i32, "caught up with the change");
         assert!(ask(c, "desk", "new", 0).await.0, "the member added while unreachable is served");
         let text = s.metrics().await;
         assert_eq!(metric(&text, connected), 1.0);

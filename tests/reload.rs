@@ -8,11 +8,12 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use rolegate::api::{self, attr_value::Kind};
 use support::server::Server;
+use support::wait_until;
 use tonic::transport::Channel;
 
 type Client = api::authorizer_client::AuthorizerClient<Channel>;
@@ -57,15 +58,25 @@ async fn ask(client: &mut Client, who: &str) -> (api::Decision, u64) {
 /// Asks for `rep` until the answer's reason is `reason` (the observable signal of a reload),
 /// for at most `within`.
 async fn until_reason(client: &mut Client, reason: api::Reason, within: Duration) -> (api::Decision, u64) {
-    let start = Instant::now();
-    loop {
+    wait_until(&format!("a {reason:?} answer for `rep`"), within, async || {
         let (d, rev) = ask(client, "rep").await;
-        if d.reason == reason as i32 {
-            return (d, rev);
-        }
-        assert!(start.elapsed() < within, "no {reason:?} within {within:?}; last answer {d:?} at revision {rev}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (d.reason == reason as i32).then_some((d, rev))
+    })
+    .await
+}
+
+/// The directory source's reloads so far, good or failed.
+async fn reloads(server: &Server) -> f64 {
+    server.metric("rolegate_reloads_total{source=\"dir\",result=\"ok\"}").await
+        + server.metric("rolegate_reloads_total{source=\"dir\",result=\"failed\"}").await
+}
+
+/// Waits until `server` has done `n` more reloads than `before`.
+async fn until_reloads(server: &Server, before: f64, n: f64) {
+    wait_until(&format!("{n} more reloads"), Duration::from_secs(10), async || {
+        (reloads(server).await >= before + n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +114,7 @@ async fn a_dangling_symlink_and_a_symlink_loop_do_not_stop_a_revocation() {
     desk(dir.path(), "disabled");
     let (_, r2) = until_reason(&mut client, api::Reason::PrincipalDisabled, Duration::from_secs(10)).await;
     assert!(r2 > r1);
-    let named = (0..100)
-        .any(|_| server.lines.recv_timeout(Duration::from_millis(100)).is_ok_and(|l| l.contains("dangling.yaml")));
-    assert!(named, "the unreadable entry was not reported by name");
+    server.log_line("naming the unreadable entry `dangling.yaml`", |l| l.contains("dangling.yaml"));
     assert!(server.metric("rolegate_reloads_total{source=\"dir\",result=\"failed\"}").await >= 1.0);
 
     // The same folder does not block readiness at start either.
@@ -125,16 +134,21 @@ async fn a_file_rewritten_every_50ms_does_not_hold_off_a_revocation() {
     assert!(ask(&mut client, "rep").await.0.allowed);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (stop, path) = (stop.clone(), dir.path().join("churn.yaml"));
+        let (stop, writes, path) = (stop.clone(), writes.clone(), dir.path().join("churn.yaml"));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::fs::write(&path, &churn).unwrap();
+                writes.fetch_add(1, Ordering::Relaxed);
+                // The subject of the test: a rewrite every 50 ms, more often than the debounce.
                 std::thread::sleep(Duration::from_millis(50));
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The revocation lands while the churn keeps the debounce busy.
+    let churning = async || (writes.load(Ordering::Relaxed) >= 6).then_some(());
+    wait_until("six rewrites of the churning file", Duration::from_secs(10), churning).await;
     desk(dir.path(), "disabled");
     // At most the maximum debounce wait (1 s) and one more debounce interval, with slack for a
     // busy machine.
@@ -157,23 +171,9 @@ async fn a_yaml_syntax_error_keeps_the_last_good_tenant_counted_and_stale_until_
     let (_, r1) = ask(&mut client, "rep").await;
 
     std::fs::write(dir.path().join("desk.yaml"), "tenant: desk\nroles: [agent\n").unwrap();
-    let logged = (0..100).any(|_| {
-        server
-            .lines
-            .recv_timeout(Duration::from_millis(100))
-            .is_ok_and(|l| l.contains("desk.yaml") && l.contains("error"))
-    });
-    assert!(logged, "the syntax error was not logged with its file");
+    server.log_line("about the syntax error in `desk.yaml`", |l| l.contains("desk.yaml") && l.contains("error"));
     // Several more rescans (every 200 ms) must not drop the tenant.
-    let reloads = |s: &'static Server| async move {
-        s.metric("rolegate_reloads_total{source=\"dir\",result=\"ok\"}").await
-            + s.metric("rolegate_reloads_total{source=\"dir\",result=\"failed\"}").await
-    };
-    let server: &'static Server = Box::leak(Box::new(server));
-    let before = reloads(server).await;
-    while reloads(server).await < before + 3.0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_reloads(&server, reloads(&server).await, 3.0).await;
     let (d, rev) = ask(&mut client, "rep").await;
     assert!(d.allowed, "the last good version keeps serving: {d:?}");
     assert_eq!(rev, r1);
@@ -182,10 +182,7 @@ async fn a_yaml_syntax_error_keeps_the_last_good_tenant_counted_and_stale_until_
 
     desk(dir.path(), "disabled");
     until_reason(&mut client, api::Reason::PrincipalDisabled, Duration::from_secs(10)).await;
-    let before = reloads(server).await;
-    while reloads(server).await < before + 1.0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_reloads(&server, reloads(&server).await, 1.0).await;
     assert_eq!(server.metric("rolegate_stale_tenants{source=\"dir\"}").await, 0.0);
 }
 
@@ -209,6 +206,7 @@ async fn a_document_saved_in_two_chunks_is_never_loaded_half_written() {
                 if d.allowed {
                     allowed.push(rev);
                 }
+                // Pacing, not synchronisation: sample often, yet leave the cores to the server.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             allowed
@@ -219,21 +217,19 @@ async fn a_document_saved_in_two_chunks_is_never_loaded_half_written() {
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(desk_text("active", "# saved again\n").as_bytes()).unwrap();
         f.flush().unwrap();
+        // The subject of the test: the save pauses between its two chunks, longer than the
+        // debounce.
         std::thread::sleep(Duration::from_millis(300));
         f.write_all(rule.as_bytes()).unwrap();
     })
     .await
     .unwrap();
-    let start = Instant::now();
-    loop {
+    let (d, _) = wait_until("the full document to load", Duration::from_secs(10), async || {
         let (d, rev) = ask(&mut client, "rep").await;
-        if rev > r1 {
-            assert_eq!(d.reason, api::Reason::DeniedByRule as i32);
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "the full document was never loaded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (rev > r1).then_some((d, rev))
+    })
+    .await;
+    assert_eq!(d.reason, api::Reason::DeniedByRule as i32);
     stop.store(true, Ordering::Relaxed);
     let allowed = watcher.await.unwrap();
     assert!(allowed.is_empty(), "the half-written document was served at revisions {allowed:?}");
@@ -244,19 +240,13 @@ async fn an_empty_folder_or_a_first_load_that_failed_is_not_ready() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_tuned(dir.path(), "20ms", "100ms", &["--admin-listen", "127.0.0.1:0"], false);
-    while server.admin.is_none() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let loads = || async {
-        server.metric("rolegate_reloads_total{source=\"dir\",result=\"ok\"}").await
-            + server.metric("rolegate_reloads_total{source=\"dir\",result=\"failed\"}").await
-    };
+    let admin = server.admin.as_deref().expect("the admin listener, awaited at start");
     let channel = rolegate::cli::connect(&server.addr).await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = || tonic_health::pb::HealthCheckRequest { service: "rolegate.v1.Authorizer".into() };
     let readyz = || async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut conn = tokio::net::TcpStream::connect(server.admin.as_deref().unwrap()).await.unwrap();
+        let mut conn = tokio::net::TcpStream::connect(admin).await.unwrap();
         conn.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
         let mut body = String::new();
         conn.read_to_string(&mut body).await.unwrap();
@@ -266,10 +256,7 @@ async fn an_empty_folder_or_a_first_load_that_failed_is_not_ready() {
         if stage == "broken" {
             std::fs::write(dir.path().join("desk.yaml"), "tenant: desk\nroles: [agent\n").unwrap();
         }
-        let seen = loads().await;
-        while loads().await < seen + 2.0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_reloads(&server, reloads(&server).await, 2.0).await;
         let s = health.check(status()).await.unwrap().into_inner().status;
         assert_eq!(s, ServingStatus::NotServing as i32, "{stage} folder reported SERVING");
         assert!(readyz().await.starts_with("HTTP/1.1 503"), "{stage} folder: /readyz is not 503");

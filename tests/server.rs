@@ -11,8 +11,11 @@ use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
 use rolegate::source::files;
 use rolegate::suite;
-use support::server::Server;
+use support::server::{Server, hold_the_only_slot};
+use support::wait_until;
 use tonic::Code;
+
+type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel>;
 
 fn with_now<T>(msg: T, now: &jiff::Timestamp) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -106,18 +109,21 @@ fn reply(who: &str, min_revision: u64) -> api::CheckRequest {
     }
 }
 
-async fn wait_for_revision(
-    client: &mut api::authorizer_client::AuthorizerClient<tonic::transport::Channel>,
-    after: u64,
-) -> api::CheckResponse {
-    for _ in 0..200 {
+async fn wait_for_revision(client: &mut Client, after: u64) -> api::CheckResponse {
+    wait_until(&format!("a revision past {after}"), Duration::from_secs(10), async || {
         let r = client.check(reply("rep", 0)).await.unwrap().into_inner();
-        if r.revision > after {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("revision never moved past {after}");
+        (r.revision > after).then_some(r)
+    })
+    .await
+}
+
+/// Sends `call` to a server started with `--max-concurrency 1` and returns once it holds the
+/// only slot (see `hold_the_only_slot`).
+async fn inside_the_only_slot(
+    client: &Client,
+    call: api::CheckRequest,
+) -> tokio::task::JoinHandle<Result<tonic::Response<api::CheckResponse>, tonic::Status>> {
+    hold_the_only_slot(client, call, client, reply("other", 0)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,13 +145,9 @@ async fn disabling_a_member_denies_after_the_revision_changes_even_when_cached_a
 
     // A broken document never replaces the last good snapshot.
     std::fs::write(dir.path().join("desk.yaml"), "tenant: desk\nroles: {agent: {alow: [x]}}\n").unwrap();
-    let broken_seen = (0..100).any(|_| {
-        server
-            .lines
-            .recv_timeout(Duration::from_millis(100))
-            .is_ok_and(|l| l.contains("desk.yaml") && l.contains("unknown key `alow`"))
+    server.log_line("naming `desk.yaml` and the unknown key `alow`", |l| {
+        l.contains("desk.yaml") && l.contains("unknown key `alow`")
     });
-    assert!(broken_seen, "the load error was not logged with file and key");
     let still = client.check(reply("other", 0)).await.unwrap().into_inner();
     assert_eq!(still.revision, after.revision);
     assert!(still.decision.unwrap().allowed);
@@ -166,28 +168,20 @@ async fn health_is_serving_only_after_the_first_load() {
 
     std::fs::create_dir(&policies).unwrap();
     desk(&policies, "active");
-    for _ in 0..200 {
-        let status = health.check(ask()).await.unwrap().into_inner().status;
-        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
-            assert!(client.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never became SERVING");
+    server.ready().await;
+    assert!(client.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_revision_waits_for_a_change_then_fails_naming_both_revisions() {
     let dir = tempfile::tempdir().unwrap();
     desk(dir.path(), "active");
-    let server = Server::start(dir.path(), &["--min-revision-wait", "800ms"]);
+    // One slot, so that a shed probe shows the waiting call has arrived before the change.
+    let server = Server::start(dir.path(), &["--min-revision-wait", "800ms", "--max-concurrency", "1"]);
     let mut client = server.client().await;
     let rev = client.check(reply("rep", 0)).await.unwrap().into_inner().revision;
 
-    let mut waiter = client.clone();
-    let pending = tokio::spawn(async move { waiter.check(reply("rep", rev + 1)).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pending = inside_the_only_slot(&client, reply("rep", rev + 1)).await;
     desk(dir.path(), "disabled");
     let got = pending.await.unwrap().unwrap().into_inner();
     assert!(got.revision > rev);
@@ -308,9 +302,12 @@ async fn concurrent_checks_during_repeated_reloads_see_no_error_and_no_stale_ans
             (n, seen)
         }));
     }
+    let mut watcher = client.clone();
+    let mut revision = watcher.check(reply("rep", 0)).await.unwrap().into_inner().revision;
     for i in 0..20 {
         desk(dir.path(), if i % 2 == 0 { "disabled" } else { "active" });
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Each change is applied before the next, so the workers see every reload.
+        revision = wait_for_revision(&mut watcher, revision).await.revision;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut all: std::collections::HashMap<u64, bool> = Default::default();
@@ -330,20 +327,15 @@ async fn unix_socket_serves_and_sigterm_finishes_in_flight_calls() {
     desk(dir.path(), "active");
     let sock = dir.path().join("rolegate.sock");
     let unix = format!("unix:{}", sock.display());
-    let mut server = Server::start(dir.path(), &["--listen", &unix, "--min-revision-wait", "900ms"]);
-    for _ in 0..100 {
-        if sock.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // One slot, so that a shed probe shows the waiting call has arrived before SIGTERM.
+    let flags = ["--listen", &unix, "--min-revision-wait", "900ms", "--max-concurrency", "1"];
+    let mut server = Server::start(dir.path(), &flags);
+    wait_until("the socket file", Duration::from_secs(10), async || sock.exists().then_some(())).await;
     let mut over_unix = api::authorizer_client::AuthorizerClient::new(rolegate::cli::connect(&unix).await.unwrap());
     let rev = over_unix.check(reply("rep", 0)).await.unwrap().into_inner().revision;
     // A call that waits inside the server when SIGTERM arrives must still get its answer.
-    let mut waiter = server.client().await;
-    let pending = tokio::spawn(async move { waiter.check(reply("rep", rev + 1)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    let pending = inside_the_only_slot(&server.client().await, reply("rep", rev + 1)).await;
+    let status = server.terminate().await;
     assert!(status.success(), "exit status {status}");
     let err = pending.await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "the in-flight call finished with its own answer: {err:?}");
@@ -359,9 +351,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_with_resource_exhausted() {
     let client = server.client().await;
     let rev = client.clone().check(reply("rep", 0)).await.unwrap().into_inner().revision;
     // The first call holds the only slot while it waits for a revision that never comes.
-    let mut holder = client.clone();
-    let held = tokio::spawn(async move { holder.check(reply("rep", rev + 1)).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = inside_the_only_slot(&client, reply("rep", rev + 1)).await;
     let mut shed = 0;
     for _ in 0..5 {
         match client.clone().check(reply("rep", 0)).await {

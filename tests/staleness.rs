@@ -13,6 +13,7 @@ use rolegate::cli::load_snapshot;
 use rolegate::engine::{Context, Request, Resource, decide};
 use rolegate::policy;
 use support::server::Server;
+use support::wait_until;
 
 fn now() -> Timestamp {
     "2026-11-26T10:00:00Z".parse().unwrap()
@@ -153,9 +154,8 @@ async fn the_server_sends_cache_until_and_its_cache_never_serves_past_it() {
     let hit = client.check(ask()).await.unwrap().into_inner().decision.unwrap();
     assert_eq!(ts(hit.cache_until), until);
     // Once it has passed, the answer is decided afresh, with a new bound.
-    while Timestamp::now() <= until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let passed = async || (Timestamp::now() > until).then_some(());
+    wait_until("the clock to pass cache_until", Duration::from_secs(5), passed).await;
     let fresh = client.check(ask()).await.unwrap().into_inner().decision.unwrap();
     assert!(ts(fresh.cache_until) > until);
     let text = server.metrics().await;

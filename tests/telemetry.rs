@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use rolegate::api::{self, attr_value::Kind};
 use support::server::Server;
+use support::wait_until;
 use tokio::sync::mpsc;
 
 struct Receiver(mpsc::UnboundedSender<Span>);
@@ -197,14 +198,12 @@ async fn spans_metrics_and_decision_log_describe_real_checks() {
     assert_eq!(metric(&text, "rolegate_ready"), 1.0);
 
     // Denies and alerts are logged; allows are not sampled by default.
-    let mut lines = Vec::new();
-    for _ in 0..100 {
-        lines = std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_owned).collect();
-        if lines.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lines = wait_until("two decision log entries", Duration::from_secs(10), async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
     let entries: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(entries.len(), 2, "{lines:#?}");
     let deny = &entries[0];

@@ -4,3 +4,6 @@
 pub mod pg;
 pub mod reference;
 pub mod server;
+pub mod wait;
+
+pub use wait::wait_until;

@@ -7,7 +7,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rolegate::api::authorizer_client::AuthorizerClient;
+use rolegate::api::{CheckRequest, CheckResponse};
+use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use tonic::{Code, Response, Status};
 
 pub struct Server {
     pub child: Child,
@@ -114,30 +117,69 @@ impl Server {
         use tonic_health::pb::health_check_response::ServingStatus;
         let channel = rolegate::cli::connect(&self.addr).await.expect("connect");
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        for _ in 0..400 {
+        super::wait_until("the server to report SERVING", Duration::from_secs(20), async || {
             let ask = tonic_health::pb::HealthCheckRequest { service: "rolegate.v1.Authorizer".into() };
-            if health.check(ask).await.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                return;
+            let status = health.check(ask).await.ok()?.into_inner().status;
+            (status == ServingStatus::Serving as i32).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits for a line of the server's log that `matches`, skipping the lines before it; panics
+    /// naming `what` when none comes within 15 s.
+    pub fn log_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if matches(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line {what} within 15 s"),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the server never became SERVING");
     }
 
     pub async fn client(&self) -> AuthorizerClient<Channel> {
         AuthorizerClient::new(rolegate::cli::connect(&self.addr).await.expect("connect"))
     }
 
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe_sigterm(self.child.id());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server did not exit after SIGTERM");
+        let child = &mut self.child;
+        super::wait_until("the server to exit after SIGTERM", Duration::from_secs(5), async || {
+            child.try_wait().expect("the server's exit status")
+        })
+        .await
     }
+}
+
+/// Sends `call` on a task through `holder` to a server started with `--max-concurrency 1`, and
+/// returns once the call is inside the server holding the only slot: a `probe` check through
+/// `prober` is then shed. While a probe holds the slot for a moment the call is shed instead,
+/// and sent again.
+pub async fn hold_the_only_slot(
+    holder: &AuthorizerClient<Channel>,
+    call: CheckRequest,
+    prober: &AuthorizerClient<Channel>,
+    probe: CheckRequest,
+) -> JoinHandle<Result<Response<CheckResponse>, Status>> {
+    let mut caller = holder.clone();
+    let held = tokio::spawn(async move {
+        loop {
+            match caller.check(call.clone()).await {
+                Err(e) if e.code() == Code::ResourceExhausted => continue,
+                answer => return answer,
+            }
+        }
+    });
+    let mut prober = prober.clone();
+    super::wait_until("the call to hold the only slot", Duration::from_secs(10), async || {
+        let shed = prober.check(probe.clone()).await.is_err_and(|e| e.code() == Code::ResourceExhausted);
+        shed.then_some(())
+    })
+    .await;
+    held
 }
 
 fn unsafe_sigterm(pid: u32) {
