@@ -15,7 +15,9 @@ pub mod yaml;
 pub use compile::{MemberChange, compile, compile_members};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
 pub use document::Document;
-pub use set::{Loaded, Parsed, PolicyFile, TenantOutcome, assemble, find_template, parse_bytes, unreadable};
+pub use set::{
+    Loaded, Parsed, PolicyFile, TenantOutcome, UnknownTemplate, assemble, find_template, parse_bytes, unreadable,
+};
 pub use when::MAX_WHEN_DEPTH;
 pub use yaml::MAX_YAML_DEPTH;
 

@@ -66,6 +66,10 @@ fn utf8(report: &mut Report, bytes: Vec<u8>) -> Option<String> {
     }
 }
 
+/// A document names a template that does not exist; the error is already in the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownTemplate;
+
 /// The template `doc` names, looked up with `get` among the templates called `names`: `Ok(None)`
 /// when it names none, and an error at its `template` key (with a "did you mean" hint) when the
 /// name is unknown. The one template lookup of every source.
@@ -74,14 +78,14 @@ pub fn find_template<'a, T>(
     doc: &Document,
     get: impl Fn(&str) -> Option<T>,
     names: impl IntoIterator<Item = &'a str>,
-) -> Result<Option<T>, ()> {
+) -> Result<Option<T>, UnknownTemplate> {
     let Some(name) = &doc.template else { return Ok(None) };
     match get(&name.value) {
         Some(t) => Ok(Some(t)),
         None => {
             let hint = rolegate_engine::suggest::hint(&name.value, names);
             r.error(name.at, "template", format!("unknown template `{}`{hint}", name.value));
-            Err(())
+            Err(UnknownTemplate)
         }
     }
 }
@@ -195,7 +199,7 @@ fn tenant(
     let found = find_template(&mut r, doc, |n| templates.get(n).copied(), templates.keys().copied());
     outcome.diags.extend(r.diags);
     let template = match found {
-        Err(()) => return outcome,
+        Err(UnknownTemplate) => return outcome,
         Ok(None) => None,
         Ok(Some(p)) => {
             outcome.template = doc.template.as_ref().map(|t| t.value.clone());

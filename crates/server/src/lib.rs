@@ -26,9 +26,10 @@ use crate::cache::DecisionCache;
 pub use authorizer::Authorizer;
 pub use config::{Listen, ServeConfig};
 use rolegate_api::authorizer_server::AuthorizerServer;
-use rolegate_source::postgres;
+use rolegate_source::Source;
+use rolegate_source::postgres::PostgresSource;
 use rolegate_source::store::Store;
-use rolegate_source::watch::{self as dirwatch, WatchConfig};
+use rolegate_source::watch::WatchConfig;
 use rolegate_telemetry::Metrics;
 use rolegate_telemetry::Telemetry;
 
@@ -83,25 +84,22 @@ fn start_source(
     store: &Arc<Store>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<oneshot::Receiver<String>> {
-    let m = metrics.clone();
-    let (thread, source) = match &cfg.postgres {
-        Some(pg) => {
-            let health = Arc::new(postgres::Health::default());
-            metrics.follow_source(health.clone());
-            tracing::info!("loading policies from postgres {}", pg.describe());
-            let thread = postgres::spawn(pg.clone(), store.clone(), health, move |report| m.record_reload(report))
-                .context("cannot start the postgres follower")?;
-            (thread, "postgres follower")
-        }
+    let source: Box<dyn Source> = match &cfg.postgres {
+        Some(pg) => Box::new(PostgresSource { cfg: pg.clone(), health: Arc::default() }),
         None => {
-            let root = cfg.policies.clone();
-            let watch_cfg = WatchConfig { root, debounce: cfg.reload_debounce, poll: cfg.reload_poll };
-            let thread = dirwatch::spawn(watch_cfg, store.clone(), move |report| m.record_reload(report))
-                .context("cannot start the policy directory watcher")?;
-            (thread, "policy reload")
+            Box::new(WatchConfig { root: cfg.policies.clone(), debounce: cfg.reload_debounce, poll: cfg.reload_poll })
         }
     };
-    rolegate_source::supervise(source, thread, store.clone()).context("cannot supervise the source")
+    if let Some(health) = source.health() {
+        metrics.follow_source(health);
+    }
+    let described = source.describe();
+    tracing::info!("loading policies from {described}");
+    let m = metrics.clone();
+    let thread = source
+        .spawn(store.clone(), Box::new(move |report| m.record_reload(report)))
+        .with_context(|| format!("cannot start the {described}"))?;
+    rolegate_source::supervise("policy source", thread, store.clone()).context("cannot supervise the source")
 }
 
 /// The `Authorizer` service with its cache, limits and telemetry.

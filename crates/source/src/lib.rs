@@ -7,9 +7,29 @@ pub mod postgres;
 pub mod store;
 pub mod watch;
 
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rolegate_policy::Diagnostic;
+
+/// Called with what every round of a source did: logging and metrics.
+pub type OnReload = Box<dyn Fn(&ReloadReport) + Send + 'static>;
+
+/// A place policies come from (a watched directory, PostgreSQL), as the server sees it: started
+/// once, it loads, publishes into the store and keeps following on a thread of its own. It never
+/// returns while the process runs; [`supervise`] notices if it does.
+pub trait Source: Send {
+    /// Names the source in logs, without secrets: `policy directory examples`, `postgres db:5432/crm`.
+    fn describe(&self) -> String;
+
+    /// The source's own health for `/metrics`, when it keeps one; without it, a source is as
+    /// current as the store's last publish.
+    fn health(&self) -> Option<Arc<dyn SourceHealth>>;
+
+    /// Starts the source's thread.
+    fn spawn(self: Box<Self>, store: Arc<store::Store>, on_reload: OnReload) -> std::io::Result<JoinHandle<()>>;
+}
 
 /// What `/metrics` needs from a source that reports its own health, without knowing which
 /// source it is. A source without one (the directory) is as current as the store's last publish.
@@ -91,8 +111,8 @@ pub struct Stale {
 /// with why, so the server can exit non-zero and be restarted.
 pub fn supervise(
     name: &'static str,
-    thread: std::thread::JoinHandle<()>,
-    store: std::sync::Arc<store::Store>,
+    thread: JoinHandle<()>,
+    store: Arc<store::Store>,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<String>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("rolegate-supervisor".into()).spawn(move || {

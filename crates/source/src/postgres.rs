@@ -35,6 +35,33 @@ pub struct Config {
     pub poll: Duration,
 }
 
+/// The PostgreSQL source: its settings and the health it reports.
+#[derive(Debug)]
+pub struct PostgresSource {
+    /// How to reach and follow the database.
+    pub cfg: Config,
+    /// Connection and freshness, shared with `/metrics`.
+    pub health: std::sync::Arc<Health>,
+}
+
+impl crate::Source for PostgresSource {
+    fn describe(&self) -> String {
+        format!("postgres {}", self.cfg.describe())
+    }
+
+    fn health(&self) -> Option<std::sync::Arc<dyn crate::SourceHealth>> {
+        Some(self.health.clone())
+    }
+
+    fn spawn(
+        self: Box<Self>,
+        store: std::sync::Arc<crate::store::Store>,
+        on_reload: crate::OnReload,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        spawn(self.cfg, store, self.health, on_reload)
+    }
+}
+
 impl Config {
     /// Parses a DSN (`postgres://user:pass@host:port/db` or `host=… dbname=…`) with the
     /// connection defaults a sidecar wants: short connect timeout, TCP keepalives that notice a

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -29,6 +30,20 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Rescan at least this often.
     pub poll: Duration,
+}
+
+impl crate::Source for WatchConfig {
+    fn describe(&self) -> String {
+        format!("policy directory {}", self.root.display())
+    }
+
+    fn health(&self) -> Option<Arc<dyn crate::SourceHealth>> {
+        None
+    }
+
+    fn spawn(self: Box<Self>, store: Arc<Store>, on_reload: crate::OnReload) -> std::io::Result<JoinHandle<()>> {
+        spawn(*self, store, on_reload)
+    }
 }
 
 /// The longest a change waits for quiet, and the longest a file still being written is
@@ -65,7 +80,7 @@ pub fn spawn(
     cfg: WatchConfig,
     store: Arc<Store>,
     on_reload: impl Fn(&ReloadReport) + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = mpsc::channel::<Note>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Some(n) = res.ok().and_then(note) {

@@ -81,7 +81,7 @@ pub fn head(row: &TenantRow, units: &[&UnitRow], templates: &Templates) -> Resul
             report.diags.extend(diags);
             None
         }
-        Ok(None) | Err(()) => None,
+        Ok(None) | Err(_) => None,
     };
     if report.has_errors() {
         return Err(report.diags);
