@@ -216,7 +216,8 @@ fn member(i: usize) -> impl Strategy<Value = String> {
 
 fn rule(i: usize) -> impl Strategy<Value = String> {
     let effect = mostly(&["deny", "mask", "review"], &["forbid"]);
-    let actions = names(PATTERNS, &["conversation.replay"], 3);
+    // A rule names at least one action: `actions: []` is an error of its own, kept out of the mix.
+    let actions = prop::collection::vec(mostly(PATTERNS, &["conversation.replay"]), 1..3).prop_map(flow_list);
     let when = prop::option::weighted(0.6, when(2));
     (effect, actions, when, any::<bool>()).prop_map(move |(effect, actions, when, alert)| {
         let mut lines = vec![format!("id: rule{i}"), format!("effect: {effect}"), format!("actions: {actions}")];
