@@ -228,9 +228,10 @@ fn request(rng: &mut Rng) -> Request {
     }
 }
 
-/// The decision without its bound: what must not change before the bound.
+/// The decision without its bounds: what must not change before them. `cache_until` moves with
+/// the clock by design (`now` + the tenant's `max_staleness`); its own bound is checked apart.
 fn answer(d: &Decision) -> Decision {
-    Decision { valid_until: None, ..d.clone() }
+    Decision { valid_until: None, cache_until: None, ..d.clone() }
 }
 
 /// Instants at which to decide again: every quarter hour in `(now, end)`, the last instant before
@@ -266,6 +267,16 @@ fn check(seed: u64) -> Result<(), String> {
             && until <= now
         {
             return Err(repro(format!("now: {now}\nrequest: {req:#?}\nvalid_until {until} is not after now")));
+        }
+        // The generated tenants keep the default `max_staleness` of 5 s: a caller may reuse the
+        // answer until the earlier of that and `valid_until`, never past either.
+        let staleness_end = now + SignedDuration::from_secs(5);
+        let reuse = first.valid_until.map_or(staleness_end, |v| v.min(staleness_end));
+        if first.cache_until != Some(reuse) {
+            return Err(repro(format!(
+                "now: {now}\nrequest: {req:#?}\ncache_until {:?} is not the earlier of valid_until and now + 5s",
+                first.cache_until
+            )));
         }
         let end = first.valid_until.unwrap_or(now + SignedDuration::from_hours(24 * 30));
         for t in probes(&mut rng, now, end) {

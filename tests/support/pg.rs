@@ -167,10 +167,16 @@ impl Proxy {
 }
 
 /// The `rolegate` binary: cargo's own path in this package's tests; elsewhere (the PostgreSQL
-/// bench of `crates/bench`) `ROLEGATE_BIN`, which `scripts/bench-pg.sh` sets after building it.
+/// bench of `crates/bench`) `ROLEGATE_BIN`, which `scripts/bench-pg.sh` sets after building it,
+/// or else the binary beside the running one's `deps/` folder (`cargo test --workspace` builds it).
 pub fn rolegate_bin() -> std::path::PathBuf {
-    match option_env!("CARGO_BIN_EXE_rolegate") {
-        Some(path) => path.into(),
-        None => std::env::var_os("ROLEGATE_BIN").expect("set ROLEGATE_BIN to the rolegate binary").into(),
+    if let Some(path) = option_env!("CARGO_BIN_EXE_rolegate") {
+        return path.into();
     }
+    if let Some(path) = std::env::var_os("ROLEGATE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the path of the running test");
+    let beside = exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("rolegate"));
+    beside.filter(|p| p.exists()).expect("set ROLEGATE_BIN to the rolegate binary (cargo build --bin rolegate)")
 }
