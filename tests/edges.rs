@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rolegate::api::{self, attr_value::Kind};
-use support::server::Server;
+use support::server::{Server, reply};
 use support::wait_until;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -25,22 +25,6 @@ members:
 ",
     )
     .unwrap();
-}
-
-fn reply(who: &str, min_revision: u64) -> api::CheckRequest {
-    api::CheckRequest {
-        tenant: "desk".into(),
-        principal: who.into(),
-        action: "conversation.reply".into(),
-        resource: Some(api::Resource {
-            kind: "conversation".into(),
-            id: "c1".into(),
-            unit: String::new(),
-            attrs: [("assignee".to_owned(), api::AttrValue { kind: Some(Kind::Text(who.into())) })].into(),
-        }),
-        context: None,
-        min_revision,
-    }
 }
 
 fn metric(text: &str, series: &str) -> f64 {

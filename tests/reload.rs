@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rolegate::api::{self, attr_value::Kind};
-use support::server::Server;
+use rolegate::api;
+use support::server::{Server, reply};
 use support::wait_until;
 use tonic::transport::Channel;
 
@@ -34,24 +34,8 @@ fn desk(dir: &Path, rep_status: &str) {
     std::fs::write(dir.join("desk.yaml"), desk_text(rep_status, "")).unwrap();
 }
 
-fn reply(who: &str) -> api::CheckRequest {
-    api::CheckRequest {
-        tenant: "desk".into(),
-        principal: who.into(),
-        action: "conversation.reply".into(),
-        resource: Some(api::Resource {
-            kind: "conversation".into(),
-            id: "c1".into(),
-            unit: String::new(),
-            attrs: [("assignee".to_owned(), api::AttrValue { kind: Some(Kind::Text(who.into())) })].into(),
-        }),
-        context: None,
-        min_revision: 0,
-    }
-}
-
 async fn ask(client: &mut Client, who: &str) -> (api::Decision, u64) {
-    let r = client.check(reply(who)).await.unwrap().into_inner();
+    let r = client.check(reply(who, 0)).await.unwrap().into_inner();
     (r.decision.unwrap(), r.revision)
 }
 

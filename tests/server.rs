@@ -11,7 +11,7 @@ use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
 use rolegate::source::files;
 use rolegate::suite;
-use support::server::{Server, hold_the_only_slot};
+use support::server::{Server, hold_the_only_slot, reply};
 use support::wait_until;
 use tonic::Code;
 
@@ -91,22 +91,6 @@ members:
         ),
     )
     .unwrap();
-}
-
-fn reply(who: &str, min_revision: u64) -> api::CheckRequest {
-    api::CheckRequest {
-        tenant: "desk".into(),
-        principal: who.into(),
-        action: "conversation.reply".into(),
-        resource: Some(api::Resource {
-            kind: "conversation".into(),
-            id: "c1".into(),
-            unit: String::new(),
-            attrs: [("assignee".to_owned(), api::AttrValue { kind: Some(Kind::Text(who.into())) })].into(),
-        }),
-        context: None,
-        min_revision,
-    }
 }
 
 async fn wait_for_revision(client: &mut Client, after: u64) -> api::CheckResponse {

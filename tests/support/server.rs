@@ -192,3 +192,22 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A `conversation.reply` on conversation `c1` assigned to `who`, in tenant `desk`: the request the
+/// server, reload and edge tests revoke and restore.
+pub fn reply(who: &str, min_revision: u64) -> CheckRequest {
+    use rolegate::api::{self, attr_value::Kind};
+    CheckRequest {
+        tenant: "desk".into(),
+        principal: who.into(),
+        action: "conversation.reply".into(),
+        resource: Some(api::Resource {
+            kind: "conversation".into(),
+            id: "c1".into(),
+            unit: String::new(),
+            attrs: [("assignee".to_owned(), api::AttrValue { kind: Some(Kind::Text(who.into())) })].into(),
+        }),
+        context: None,
+        min_revision,
+    }
+}
