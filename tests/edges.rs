@@ -5,27 +5,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rolegate::api::{self, attr_value::Kind};
-use support::server::{Server, reply};
+use support::server::{Server, desk, reply};
 use support::wait_until;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-
-fn desk(dir: &Path) {
-    std::fs::write(
-        dir.join("desk.yaml"),
-        "tenant: desk
-schema: {conversation: [view, reply]}
-roles: {agent: {allow: [conversation.view, conversation.reply]}}
-members:
-  - {id: rep, bindings: [{role: agent, scope: {relation: assignee}}]}
-",
-    )
-    .unwrap();
-}
 
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -48,7 +34,7 @@ async fn hold_the_only_slot(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_answer_serving_while_calls_are_shed() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(
         dir.path(),
         &["--max-concurrency", "1", "--min-revision-wait", "900ms", "--admin-listen", "127.0.0.1:0"],
@@ -73,7 +59,7 @@ async fn health_checks_answer_serving_while_calls_are_shed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_shares_one_concurrency_limit() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let sock = dir.path().join("rolegate.sock");
     let unix = format!("unix:{}", sock.display());
     let server =
@@ -96,7 +82,7 @@ struct Garbage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_and_over_size_messages_are_counted_as_errors() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
     let channel = rolegate::cli::connect(&server.addr).await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -121,7 +107,7 @@ async fn undecodable_and_over_size_messages_are_counted_as_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_attribute_names_and_client_ips_get_a_short_invalid_argument() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(dir.path(), &[]);
     let mut client = server.client().await;
     let mut r = reply("rep", 0);
@@ -166,7 +152,7 @@ async fn get(addr: &str, request: &str) -> std::io::Result<String> {
 #[allow(unsafe_code, reason = "lowers the server's open-file limit with prlimit, which libc offers only unsafe")]
 async fn at_the_open_file_limit_the_server_idles_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
     let admin = server.admin.clone().unwrap();
     let pid = server.child.id();
@@ -207,7 +193,7 @@ async fn at_the_open_file_limit_the_server_idles_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_port_answers_get_and_head_only() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(dir.path(), &["--admin-listen", "127.0.0.1:0"]);
     let admin = server.admin.clone().unwrap();
     let post = get(&admin, "POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
@@ -229,7 +215,7 @@ async fn the_admin_port_answers_get_and_head_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_queued_at_sigterm_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("decisions.jsonl");
     let mut server = Server::start(dir.path(), &["--decision-log", log.to_str().unwrap()]);
@@ -246,7 +232,7 @@ async fn decisions_queued_at_sigterm_reach_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_log_write_errors_are_counted_and_logged_once() {
     let dir = tempfile::tempdir().unwrap();
-    desk(dir.path());
+    desk(dir.path(), "active");
     let server = Server::start(dir.path(), &["--decision-log", "/dev/full", "--admin-listen", "127.0.0.1:0"]);
     let mut client = server.client().await;
     assert!(!client.check(reply("stranger", 0)).await.unwrap().into_inner().decision.unwrap().allowed);

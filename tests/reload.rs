@@ -6,33 +6,16 @@
 mod support;
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rolegate::api;
-use support::server::{Server, reply};
+use support::server::{Server, desk, desk_text, reply};
 use support::wait_until;
 use tonic::transport::Channel;
 
 type Client = api::authorizer_client::AuthorizerClient<Channel>;
-
-fn desk_text(rep_status: &str, extra: &str) -> String {
-    format!(
-        "tenant: desk
-schema: {{conversation: [view, reply]}}
-roles: {{agent: {{allow: [conversation.view, conversation.reply]}}}}
-members:
-  - {{id: rep, status: {rep_status}, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
-  - {{id: other, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
-{extra}"
-    )
-}
-
-fn desk(dir: &Path, rep_status: &str) {
-    std::fs::write(dir.join("desk.yaml"), desk_text(rep_status, "")).unwrap();
-}
 
 async fn ask(client: &mut Client, who: &str) -> (api::Decision, u64) {
     let r = client.check(reply(who, 0)).await.unwrap().into_inner();

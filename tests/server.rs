@@ -11,7 +11,7 @@ use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
 use rolegate::source::files;
 use rolegate::suite;
-use support::server::{Server, hold_the_only_slot, reply};
+use support::server::{Server, desk, hold_the_only_slot, reply};
 use support::wait_until;
 use tonic::Code;
 
@@ -75,22 +75,6 @@ async fn every_example_scenario_over_grpc_agrees_with_the_engine_and_with_batche
         }
     }
     assert!(checked > 100, "only {checked} cases");
-}
-
-fn desk(dir: &Path, rep_status: &str) {
-    std::fs::write(
-        dir.join("desk.yaml"),
-        format!(
-            "tenant: desk
-schema: {{conversation: [view, reply]}}
-roles: {{agent: {{allow: [conversation.view, conversation.reply]}}}}
-members:
-  - {{id: rep, status: {rep_status}, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
-  - {{id: other, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
-"
-        ),
-    )
-    .unwrap();
 }
 
 async fn wait_for_revision(client: &mut Client, after: u64) -> api::CheckResponse {

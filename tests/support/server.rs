@@ -211,3 +211,22 @@ pub fn reply(who: &str, min_revision: u64) -> CheckRequest {
         min_revision,
     }
 }
+
+/// Tenant `desk`: an agent role granted on assigned conversations to `rep` (with `rep_status`)
+/// and `other`, then `extra` (more YAML, or nothing).
+pub fn desk_text(rep_status: &str, extra: &str) -> String {
+    format!(
+        "tenant: desk
+schema: {{conversation: [view, reply]}}
+roles: {{agent: {{allow: [conversation.view, conversation.reply]}}}}
+members:
+  - {{id: rep, status: {rep_status}, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
+  - {{id: other, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}
+{extra}"
+    )
+}
+
+/// Writes tenant `desk` ([`desk_text`]) as `desk.yaml` in `dir`.
+pub fn desk(dir: &Path, rep_status: &str) {
+    std::fs::write(dir.join("desk.yaml"), desk_text(rep_status, "")).unwrap();
+}
