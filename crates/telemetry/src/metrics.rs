@@ -10,13 +10,15 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The two RPC methods.
+/// The RPC methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// `Plan`.
+    Plan = 2,
 }
 
 impl Method {
@@ -25,12 +27,14 @@ impl Method {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
+            "Plan" => Some(Method::Plan),
             _ => None,
         }
     }
 }
 
-const METHODS: [&str; 2] = ["Check", "CheckBatch"];
+/// Label of each method, indexed by `Method as usize`; every per-method array is this long.
+const METHODS: [&str; 3] = ["Check", "CheckBatch", "Plan"];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
@@ -58,9 +62,9 @@ impl Histogram {
 /// Every counter rolegate exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: [[AtomicU64; Reason::ALL.len()]; 2],
-    errors: [[AtomicU64; CODES.len()]; 2],
-    latency: [Histogram; 2],
+    decisions: [[AtomicU64; Reason::ALL.len()]; METHODS.len()],
+    errors: [[AtomicU64; CODES.len()]; METHODS.len()],
+    latency: [Histogram; METHODS.len()],
     /// Decision cache hits.
     pub cache_hits: AtomicU64,
     /// Decision cache misses.
@@ -83,6 +87,8 @@ pub struct Metrics {
     /// Set when the policy source reports its own health (a database); unset, policies come
     /// from the directory and are as current as the store's last publish.
     source: OnceLock<Arc<dyn SourceHealth>>,
+    /// TLS handshakes, credential reloads and callers-file denials.
+    pub access: crate::access::AccessMetrics,
 }
 
 impl Metrics {
@@ -163,6 +169,7 @@ impl Metrics {
         self.render_reloads(o)?;
         self.render_snapshot(o, store)?;
         self.render_source(o)?;
+        self.access.render(o)?;
         writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
         writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }
