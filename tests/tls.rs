@@ -95,8 +95,23 @@ async fn mutual_tls_admits_only_current_certificates_of_the_client_authority() {
     let ca = setup.ca_path.to_str().unwrap().to_owned();
     let server = setup.start(&["--tls-client-ca", &ca]);
     let good = setup.client_cert(&setup.ca, "inbox", &[San::Dns("inbox.svc")]);
-    assert_eq!(decides(&server.addr, &setup.ca_path, Some(good)).await, Ok(true));
+    assert_eq!(decides(&server.addr, &setup.ca_path, Some(good.clone())).await, Ok(true));
     assert_eq!(server.metric("rolegate_tls_handshake_failures_total").await, 0.0);
+
+    // The CLI asks the same way.
+    let (cert, key) = (good.0.to_str().unwrap(), good.1.to_str().unwrap());
+    let tls = ["--tls-ca", &ca, "--tls-cert", cert, "--tls-key", key, "--tls-server-name", "localhost"];
+    let ask =
+        ["--tenant", "desk", "--principal", "rep", "--action", "conversation.reply", "--resource", "conversation:c1"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        .args(["check", "--server", &server.addr])
+        .args(tls)
+        .args(ask)
+        .args(["--attr", "assignee=rep"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(json["allowed"], true, "{}", String::from_utf8_lossy(&out.stderr));
 
     let stranger = Ca::new("another CA");
     let foreign = setup.client_cert(&stranger, "foreign", &[San::Dns("inbox.svc")]);
