@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub decision_log_allow_rate: f64,
     /// Lines queued for the log writer before new ones are dropped.
     pub decision_log_queue: usize,
+    /// The AuthZEN HTTP listener; `None` is off.
+    pub authzen: Option<crate::authzen::Config>,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -110,6 +112,13 @@ pub struct RawServe {
     /// Decision-log lines queued before new ones are dropped, 1 to 1000000 [default: 8192].
     #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
     pub decision_log_queue: Option<String>,
+    /// AuthZEN Authorization API listener (HTTP/1.1 and h2c), `host:port` or `unix:PATH` [default: off].
+    #[arg(long, env = "ROLEGATE_AUTHZEN_LISTEN")]
+    pub authzen_listen: Option<String>,
+    /// A file holding the bearer token AuthZEN callers must send (`Authorization: Bearer …`);
+    /// read again when it changes [default: no token required].
+    #[arg(long, env = "ROLEGATE_AUTHZEN_TOKEN_FILE")]
+    pub authzen_token_file: Option<PathBuf>,
 }
 
 impl RawServe {
@@ -182,6 +191,7 @@ impl RawServe {
         let decision_log = rolegate_telemetry::LogTarget::parse(&log_target);
         let decision_log_allow_rate = s.allow_rate(&self.decision_log_allow_rate);
         let admin_listen = s.admin_listen(&self.admin_listen);
+        let authzen = s.authzen(&self.authzen_listen, &self.authzen_token_file);
         if min_revision_wait >= request_timeout {
             s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
@@ -206,6 +216,7 @@ impl RawServe {
             decision_log,
             decision_log_allow_rate,
             decision_log_queue,
+            authzen,
         })
     }
 }

@@ -10,17 +10,25 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The two RPC methods.
+/// The methods a caller can call: gRPC RPCs and AuthZEN endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// AuthZEN Access Evaluation.
+    AuthzenEvaluation = 2,
+    /// AuthZEN Access Evaluations.
+    AuthzenEvaluations = 3,
+    /// AuthZEN Subject Search.
+    AuthzenSubjectSearch = 4,
+    /// AuthZEN Action Search.
+    AuthzenActionSearch = 5,
 }
 
 impl Method {
-    /// The method a gRPC request path calls, if it is one of the two.
+    /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
@@ -30,7 +38,9 @@ impl Method {
     }
 }
 
-const METHODS: [&str; 2] = ["Check", "CheckBatch"];
+/// Label of each [`Method`], indexed by its value.
+const METHODS: [&str; 6] =
+    ["Check", "CheckBatch", "AuthzenEvaluation", "AuthzenEvaluations", "AuthzenSubjectSearch", "AuthzenActionSearch"];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
@@ -58,9 +68,9 @@ impl Histogram {
 /// Every counter rolegate exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: [[AtomicU64; Reason::ALL.len()]; 2],
-    errors: [[AtomicU64; CODES.len()]; 2],
-    latency: [Histogram; 2],
+    decisions: [[AtomicU64; Reason::ALL.len()]; METHODS.len()],
+    errors: [[AtomicU64; CODES.len()]; METHODS.len()],
+    latency: [Histogram; METHODS.len()],
     /// Decision cache hits.
     pub cache_hits: AtomicU64,
     /// Decision cache misses.
