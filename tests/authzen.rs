@@ -89,8 +89,12 @@ async fn the_interop_todo_suite_passes_every_case() {
     for (i, case) in suite["evaluations"].as_array().unwrap().iter().enumerate() {
         let answer = post(addr, &format!("{TODO}/evaluations"), &case["request"]).await;
         assert_eq!(answer.status, StatusCode::OK, "evaluations {i}: {}", answer.body);
-        let got: Vec<Json> =
-            answer.json()["evaluations"].as_array().unwrap().iter().map(|d| json!({"decision": d["decision"]})).collect();
+        let got: Vec<Json> = answer.json()["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| json!({"decision": d["decision"]}))
+            .collect();
         if Json::Array(got.clone()) == case["expected"] {
             passed += 1;
         } else {
@@ -159,7 +163,8 @@ async fn every_example_case_gets_the_same_answer_over_authzen_as_over_grpc() {
                     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{}", case.name);
                     // AuthZEN names the action by the resource's type: a kind mismatch over gRPC
                     // is a different question over AuthZEN, asked about the resource's kind.
-                    let same_kind = req.action.split_once('.').map(|(k, _)| k) == Some(case.request.resource.kind.as_str());
+                    let same_kind =
+                        req.action.split_once('.').map(|(k, _)| k) == Some(case.request.resource.kind.as_str());
                     if same_kind {
                         assert_eq!(http.status, StatusCode::BAD_REQUEST, "{}: {}", case.name, http.body);
                         assert!(http.body.starts_with("action.name:"), "{}: {}", case.name, http.body);
@@ -175,8 +180,9 @@ async fn every_example_case_gets_the_same_answer_over_authzen_as_over_grpc() {
                     let ctx = &got["context"];
                     assert_eq!(ctx["reason"], json!(want.reason().as_str_name()), "{}", case.name);
                     assert_eq!(ctx["rule"].as_str().unwrap_or_default(), want.rule, "{}", case.name);
-                    let mask: Vec<String> =
-                        ctx["mask"].as_array().map_or_else(Vec::new, |m| m.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
+                    let mask: Vec<String> = ctx["mask"]
+                        .as_array()
+                        .map_or_else(Vec::new, |m| m.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
                     assert_eq!(mask, want.mask, "{}", case.name);
                     assert_eq!(ctx["review"].as_bool().unwrap_or(false), want.review, "{}", case.name);
                     assert_eq!(ctx["requestable"].as_bool().unwrap_or(false), want.requestable, "{}", case.name);
@@ -340,9 +346,7 @@ async fn evaluations_merge_defaults_and_honour_each_semantic_on_one_snapshot() {
 async fn action_search_metadata_request_ids_and_h2c() {
     let server = Server::start(examples(), &["--authzen-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
     let addr = authzen(&server);
-    let search = |who: &str, owner: &str| {
-        json!({"subject": {"type": "user", "id": who}, "resource": {"type": "todo", "id": "1", "properties": {"ownerID": owner}}})
-    };
+    let search = |who: &str, owner: &str| json!({"subject": {"type": "user", "id": who}, "resource": {"type": "todo", "id": "1", "properties": {"ownerID": owner}}});
     let names = |a: Answer| -> Vec<String> {
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         let j = a.json();
@@ -354,20 +358,36 @@ async fn action_search_metadata_request_ids_and_h2c() {
         names(post(addr, &path, &search(MORTY, "morty@the-citadel.com")).await),
         ["can_read_todos", "can_create_todo", "can_update_todo", "can_delete_todo"]
     );
-    assert_eq!(names(post(addr, &path, &search(MORTY, "rick@the-citadel.com")).await), ["can_read_todos", "can_create_todo"]);
+    assert_eq!(
+        names(post(addr, &path, &search(MORTY, "rick@the-citadel.com")).await),
+        ["can_read_todos", "can_create_todo"]
+    );
     assert_eq!(names(post(addr, &path, &search(BETH, "beth@the-smiths.com")).await), ["can_read_todos"]);
     let mut bad = search(BETH, "x");
     bad["resource"]["type"] = json!("spaceship");
     let a = post(addr, &path, &bad).await;
     assert!(a.body.starts_with("resource.type: unknown resource type `spaceship`"), "{}", a.body);
 
-    let a = send(addr, "GET", "/.well-known/authzen-configuration/tenants/authzen-todo", &[("host", "pdp.example")], "", false)
-        .await;
+    let a = send(
+        addr,
+        "GET",
+        "/.well-known/authzen-configuration/tenants/authzen-todo",
+        &[("host", "pdp.example")],
+        "",
+        false,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let meta = a.json();
     assert_eq!(meta["policy_decision_point"], json!("http://pdp.example/tenants/authzen-todo"));
-    assert_eq!(meta["access_evaluation_endpoint"], json!("http://pdp.example/tenants/authzen-todo/access/v1/evaluation"));
-    assert_eq!(meta["search_action_endpoint"], json!("http://pdp.example/tenants/authzen-todo/access/v1/search/action"));
+    assert_eq!(
+        meta["access_evaluation_endpoint"],
+        json!("http://pdp.example/tenants/authzen-todo/access/v1/evaluation")
+    );
+    assert_eq!(
+        meta["search_action_endpoint"],
+        json!("http://pdp.example/tenants/authzen-todo/access/v1/search/action")
+    );
     assert!(meta.get("search_resource_endpoint").is_none(), "resource search is not offered");
 
     let headers = [("content-type", "application/json"), ("x-request-id", "req-7")];
@@ -378,7 +398,9 @@ async fn action_search_metadata_request_ids_and_h2c() {
     let a = send(addr, "POST", &format!("{TODO}/evaluation"), &headers, &body, true).await;
     assert_eq!((a.status, a.json()["decision"].clone()), (StatusCode::OK, json!(true)), "h2c with prior knowledge");
 
-    let evaluations = server.metric("rolegate_decisions_total{method=\"AuthzenEvaluation\",result=\"allow\",reason=\"GRANTED\"}").await;
+    let evaluations = server
+        .metric("rolegate_decisions_total{method=\"AuthzenEvaluation\",result=\"allow\",reason=\"GRANTED\"}")
+        .await;
     assert_eq!(evaluations, 2.0, "each AuthZEN decision is counted under its own method");
 }
 

@@ -199,7 +199,12 @@ impl Service {
         Ok(resp)
     }
 
-    async fn endpoint(self: Arc<Self>, endpoint: Endpoint, tenant: String, req: Request<Incoming>) -> Result<Value, Failure> {
+    async fn endpoint(
+        self: Arc<Self>,
+        endpoint: Endpoint,
+        tenant: String,
+        req: Request<Incoming>,
+    ) -> Result<Value, Failure> {
         if let Some(token) = &self.token {
             token.admit(req.headers().get(header::AUTHORIZATION))?;
         }
@@ -245,7 +250,8 @@ impl Service {
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let essence = content_type.split(';').next().unwrap_or_default().trim();
         if !essence.eq_ignore_ascii_case("application/json") {
-            let message = format!("content-type: must be application/json, not `{}`", crate::convert::echo(content_type));
+            let message =
+                format!("content-type: must be application/json, not `{}`", crate::convert::echo(content_type));
             return Err(Failure::new(StatusCode::BAD_REQUEST, message));
         }
         let max = self.limits.max_message_bytes;
@@ -264,7 +270,8 @@ impl Service {
         }
         match endpoint {
             Endpoint::Evaluation | Endpoint::Evaluations => {
-                let (items, semantic, batch) = match (endpoint, json::evaluations(&body, self.limits.max_batch_items)?) {
+                let (items, semantic, batch) = match (endpoint, json::evaluations(&body, self.limits.max_batch_items)?)
+                {
                     (Endpoint::Evaluations, Some((items, semantic))) => (items, semantic, true),
                     _ => (vec![json::evaluation(&body)?], Default::default(), false),
                 };
@@ -282,9 +289,13 @@ impl Service {
                 let req = ActionSearch { tenant, principal, resource: Some(resource), context };
                 let found = self.authorizer.action_search(call(&metadata, req)).await?.into_inner();
                 let results: Vec<Value> = found.verbs.iter().map(|v| json!({ "name": v })).collect();
-                Ok(json!({ "page": { "next_token": "" }, "results": results, "context": { "revision": found.revision } }))
+                Ok(
+                    json!({ "page": { "next_token": "" }, "results": results, "context": { "revision": found.revision } }),
+                )
             }
-            Endpoint::SubjectSearch => Err(Failure::new(StatusCode::NOT_IMPLEMENTED, "subject search is not available yet")),
+            Endpoint::SubjectSearch => {
+                Err(Failure::new(StatusCode::NOT_IMPLEMENTED, "subject search is not available yet"))
+            }
             Endpoint::Metadata => Err(Failure::new(StatusCode::METHOD_NOT_ALLOWED, "metadata takes GET")),
         }
     }

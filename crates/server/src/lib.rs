@@ -200,8 +200,9 @@ async fn serve_authzen(
     ));
     Ok(match &az.listen {
         Listen::Tcp(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("AuthZEN: cannot listen on {addr}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("AuthZEN: cannot listen on {addr}"))?;
             let local = listener.local_addr()?;
             tracing::info!("AuthZEN listening on {local}");
             let incoming = accept::Incoming::new(listener, format!("AuthZEN {local}"));

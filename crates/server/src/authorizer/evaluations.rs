@@ -215,7 +215,8 @@ impl Authorizer {
             if t.action_kind.get(a).is_none_or(|k| *k as usize != kind) {
                 continue;
             }
-            let q = Query { tenant: &tenant, principal: &principal, action: name, resource: &resource, context: &context };
+            let q =
+                Query { tenant: &tenant, principal: &principal, action: name, resource: &resource, context: &context };
             let (d, _) = self.decide(&snapshot, &q, now, None)?;
             if d.allowed {
                 verbs.push(name.strip_prefix(prefix.as_str()).unwrap_or(name).to_owned());

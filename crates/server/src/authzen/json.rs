@@ -290,8 +290,7 @@ pub fn decision(d: &api::Decision, revision: u64) -> Value {
 }
 
 fn instant(t: &prost_types::Timestamp) -> Option<String> {
-    let nanos = i32::try_from(t.nanos).ok()?;
-    jiff::Timestamp::new(t.seconds, nanos).ok().map(|t| t.to_string())
+    jiff::Timestamp::new(t.seconds, t.nanos).ok().map(|t| t.to_string())
 }
 
 #[cfg(test)]
@@ -328,21 +327,42 @@ mod tests {
         assert_eq!((items[1].principal.as_str(), items[1].action.as_str()), ("bo", "doc.edit"));
         assert_eq!(items[1].resource.as_ref().unwrap().id, "d0");
         let c1 = items[1].context.as_ref().unwrap();
-        assert!(c1.attrs.contains_key("n") && !c1.attrs.contains_key("channel"), "an item's context replaces the default");
+        assert!(
+            c1.attrs.contains_key("n") && !c1.attrs.contains_key("channel"),
+            "an item's context replaces the default"
+        );
     }
 
     #[test]
     fn errors_name_the_field_as_the_caller_wrote_it() {
         let cases = [
             (json!({"action": {"name": "v"}, "resource": {"type": "d", "id": "1"}}), "subject"),
-            (json!({"subject": {"type": "user"}, "action": {"name": "v"}, "resource": {"type": "d", "id": "1"}}), "subject.id"),
-            (json!({"subject": {"type": "user", "id": "a"}, "action": {}, "resource": {"type": "d", "id": "1"}}), "action.name"),
-            (json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"}, "resource": {"id": "1"}}), "resource.type"),
-            (json!({"subject": {"type": "user", "id": 7}, "action": {"name": "v"}, "resource": {"type": "d", "id": "1"}}), "subject.id"),
-            (json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"},
-                    "resource": {"type": "d", "id": "1", "properties": {"x": {"y": 1}}}}), "resource.properties[x]"),
-            (json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"},
-                    "resource": {"type": "d", "id": "1"}, "context": {"l": [1]}}), "context[l]"),
+            (
+                json!({"subject": {"type": "user"}, "action": {"name": "v"}, "resource": {"type": "d", "id": "1"}}),
+                "subject.id",
+            ),
+            (
+                json!({"subject": {"type": "user", "id": "a"}, "action": {}, "resource": {"type": "d", "id": "1"}}),
+                "action.name",
+            ),
+            (
+                json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"}, "resource": {"id": "1"}}),
+                "resource.type",
+            ),
+            (
+                json!({"subject": {"type": "user", "id": 7}, "action": {"name": "v"}, "resource": {"type": "d", "id": "1"}}),
+                "subject.id",
+            ),
+            (
+                json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"},
+                    "resource": {"type": "d", "id": "1", "properties": {"x": {"y": 1}}}}),
+                "resource.properties[x]",
+            ),
+            (
+                json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "v"},
+                    "resource": {"type": "d", "id": "1"}, "context": {"l": [1]}}),
+                "context[l]",
+            ),
         ];
         for (body, field) in cases {
             let e = evaluation(&obj(body.clone())).unwrap_err();

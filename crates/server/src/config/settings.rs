@@ -202,7 +202,8 @@ impl Settings {
             Some(p) => Listen::Unix(PathBuf::from(p)),
             None if is_host_port(&l) => Listen::Tcp(l),
             None => {
-                self.errors.push(format!("authzen_listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)"));
+                self.errors
+                    .push(format!("authzen_listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)"));
                 return None;
             }
         };
