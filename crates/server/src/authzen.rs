@@ -24,9 +24,11 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::authorizer::{ActionSearch, Authorizer, Evaluations};
+use crate::callers::{Api, Callers};
 use crate::config::Listen;
 use crate::convert::{Invalid, Limits};
 use crate::guard::GuardLayer;
+use crate::peer::Peer;
 use rolegate_telemetry::Metrics;
 use rolegate_telemetry::metrics::Method;
 pub use token::Token;
@@ -53,6 +55,8 @@ pub struct Service {
     guard: GuardLayer,
     metrics: Arc<Metrics>,
     token: Option<Token>,
+    /// Who may ask what, when a callers file is set.
+    callers: Option<Arc<Callers>>,
     timeout: Duration,
     /// Scheme of the PDP identifier in the metadata: `http`, or `https` behind TLS.
     scheme: &'static str,
@@ -135,6 +139,15 @@ impl Endpoint {
         Some((endpoint, tenant))
     }
 
+    /// The API group a callers file grants this endpoint with.
+    fn api(self) -> Api {
+        match self {
+            Endpoint::Evaluation | Endpoint::Evaluations => Api::Check,
+            Endpoint::SubjectSearch | Endpoint::ActionSearch => Api::Inspect,
+            Endpoint::Metadata => Api::Open,
+        }
+    }
+
     fn method(self) -> Option<Method> {
         match self {
             Endpoint::Evaluation => Some(Method::AuthzenEvaluation),
@@ -156,17 +169,29 @@ impl Service {
         token: Option<Token>,
         timeout: Duration,
     ) -> Self {
-        Service { authorizer, limits, guard, metrics, token, timeout, scheme: "http" }
+        Service { authorizer, limits, guard, metrics, token, callers: None, timeout, scheme: "http" }
+    }
+
+    /// Admits callers by the callers file, as on gRPC listeners.
+    pub fn with_callers(mut self, callers: Option<Arc<Callers>>) -> Self {
+        self.callers = callers;
+        self
+    }
+
+    /// Says the listener is behind TLS: the metadata names `https` endpoints.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.scheme = if tls { "https" } else { "http" };
+        self
     }
 
     /// Answers one HTTP request; never fails at the HTTP level.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    pub async fn handle(self: Arc<Self>, peer: Peer, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         let request_id = req.headers().get("x-request-id").cloned();
         let route = Endpoint::route(req.uri().path()).map(|(e, t)| (e, t.to_owned()));
         let method = route.as_ref().and_then(|(e, _)| e.method());
         let answer = match route {
             None => Err(Failure::new(StatusCode::NOT_FOUND, format!("no AuthZEN endpoint at {}", req.uri().path()))),
-            Some((endpoint, tenant)) => self.clone().endpoint(endpoint, tenant, req).await,
+            Some((endpoint, tenant)) => self.clone().endpoint(endpoint, tenant, &peer, req).await,
         };
         let mut resp = match answer {
             Ok(value) => json_response(StatusCode::OK, &value),
@@ -203,19 +228,23 @@ impl Service {
         self: Arc<Self>,
         endpoint: Endpoint,
         tenant: String,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Value, Failure> {
         if let Some(token) = &self.token {
             token.admit(req.headers().get(header::AUTHORIZATION))?;
         }
+        if let Some(callers) = &self.callers {
+            let api = Some(endpoint.api());
+            if let Err(why) = callers.admit(peer, api).and_then(|a| a.tenant(&tenant)) {
+                callers.record_denial(api, req.uri().path(), Some(&tenant), &why);
+                return Err(Failure::new(StatusCode::FORBIDDEN, why.0));
+            }
+        }
         let expected = if endpoint == Endpoint::Metadata { HttpMethod::GET } else { HttpMethod::POST };
         if req.method() != expected {
             let message = format!("{} takes {expected}, not {}", req.uri().path(), req.method());
-            let mut f = Failure::new(StatusCode::METHOD_NOT_ALLOWED, message);
-            if endpoint == Endpoint::Metadata {
-                f.status = StatusCode::METHOD_NOT_ALLOWED;
-            }
-            return Err(f);
+            return Err(Failure::new(StatusCode::METHOD_NOT_ALLOWED, message));
         }
         self.limits.id("tenant", &tenant)?;
         if endpoint == Endpoint::Metadata {
@@ -309,21 +338,22 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 }
 
 /// Serves AuthZEN on `incoming` until `stop` turns true, then lets in-flight calls finish.
-pub async fn serve<L>(service: Arc<Service>, mut incoming: crate::accept::Incoming<L>, mut stop: watch::Receiver<bool>)
-where
-    L: crate::accept::Accept,
-    L::Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
+pub async fn serve(service: Arc<Service>, mut incoming: crate::conn::Connections, mut stop: watch::Receiver<bool>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_stream::StreamExt as _;
+    use tonic::transport::server::Connected as _;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
         let conn = tokio::select! {
-            conn = incoming.next() => conn,
+            conn = incoming.next() => match conn {
+                Some(Ok(conn)) => conn,
+                _ => break,
+            },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let svc = service.clone();
-        let hyper_service = hyper::service::service_fn(move |req| svc.clone().handle(req));
+        let (svc, peer) = (service.clone(), conn.connect_info());
+        let hyper_service = hyper::service::service_fn(move |req| svc.clone().handle(peer.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(conn), hyper_service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -7,9 +7,13 @@ pub mod admin;
 pub mod authorizer;
 pub mod authzen;
 pub mod cache;
+pub mod callers;
 pub mod config;
+pub mod conn;
 
 pub mod guard;
+pub mod peer;
+pub mod tls;
 
 pub use rolegate_api::convert;
 
@@ -53,14 +57,18 @@ pub async fn run(
     tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
     let authorizer = authorizer(&cfg, &store, &telemetry);
+    let access = Access::load(&cfg, &metrics)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // One limit for the whole process, however many listeners share it.
     let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
     let authzen = match &cfg.authzen {
-        Some(az) => Some(serve_authzen(az, &cfg, authorizer.clone(), &guard, &metrics, stop_rx.clone()).await?),
+        Some(az) => {
+            Some(serve_authzen(az, &cfg, authorizer.clone(), &guard, &metrics, &access, stop_rx.clone()).await?)
+        }
         None => None,
     };
-    let servers = serve(&cfg, grpc_authorizer(&cfg, authorizer), health_service, guard, stop_rx).await?;
+    let authorizer = grpc_authorizer(&cfg, authorizer);
+    let servers = serve(&cfg, authorizer, health_service, &metrics, guard, &access, stop_rx).await?;
     if let Some(addr) = &cfg.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!("admin listening on {}", listener.local_addr()?);
@@ -134,13 +142,48 @@ fn grpc_authorizer(cfg: &ServeConfig, authorizer: Authorizer) -> AuthorizerServe
         .max_encoding_message_size(cfg.limits.max_message_bytes)
 }
 
+/// Who may connect and ask: the TLS credentials of the TCP listeners and the callers file, each
+/// reloaded when its files change.
+#[derive(Clone, Default)]
+struct Access {
+    tls: Option<Arc<tls::Credentials>>,
+    callers: Option<Arc<callers::Callers>>,
+}
+
+impl Access {
+    fn load(cfg: &ServeConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Access> {
+        let tls = match &cfg.tls {
+            Some(files) => {
+                let creds = tls::Credentials::load(files.clone(), metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                creds.spawn_reload();
+                let clients = if creds.mutual() { "client certificates required" } else { "no client certificates" };
+                tracing::info!("TLS on TCP listeners with {}; {clients}", files.cert.display());
+                Some(creds)
+            }
+            None => None,
+        };
+        let callers = match &cfg.callers {
+            Some(path) => {
+                let callers = callers::Callers::load(path.clone(), metrics.clone())
+                    .map_err(|errors| anyhow::anyhow!("the callers file is invalid:\n  {}", errors.join("\n  ")))?;
+                callers.spawn_reload();
+                Some(callers)
+            }
+            None => None,
+        };
+        Ok(Access { tls, callers })
+    }
+}
+
 /// Binds every gRPC listener and serves the authorizer, health and reflection on each until
 /// `stop` turns true.
 async fn serve(
     cfg: &ServeConfig,
     authorizer: AuthorizerServer<Authorizer>,
     health_service: HealthServer<impl Health>,
+    metrics: &Arc<Metrics>,
     guard: guard::GuardLayer,
+    access: &Access,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<ServerTask>> {
     let reflection = || {
@@ -150,10 +193,12 @@ async fn serve(
     };
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
+    let callers = callers::CallersLayer::new(access.callers.clone(), cfg.limits.max_message_bytes);
     let router = || {
         Server::builder()
             .timeout(cfg.request_timeout)
             .layer(guard.clone())
+            .layer(callers.clone())
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -166,21 +211,28 @@ async fn serve(
     for listen in &cfg.listen {
         let stopped = stopped(stop.clone());
         servers.push(match listen {
-            Listen::Tcp(addr) => tokio::spawn(router().serve_with_incoming_shutdown(bind_tcp(addr).await?, stopped)),
-            Listen::Unix(path) => tokio::spawn(router().serve_with_incoming_shutdown(bind_unix(path, "")?, stopped)),
+            Listen::Tcp(addr) => {
+                let incoming = conn::Connections::new(bind_tcp(addr).await?, access.tls.clone(), metrics.clone());
+                tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
+            }
+            Listen::Unix(path) => {
+                let incoming = conn::Connections::new(bind_unix(path, "")?, None, metrics.clone());
+                tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
+            }
         });
     }
     Ok(servers)
 }
 
-/// Binds the AuthZEN listener and serves it until `stop` turns true; the task ends once its
-/// in-flight calls are done.
+/// Binds the AuthZEN listener — TLS and the callers file apply as on gRPC listeners — and
+/// serves it until `stop` turns true; the task ends once its in-flight calls are done.
 async fn serve_authzen(
     az: &authzen::Config,
     cfg: &ServeConfig,
     authorizer: Authorizer,
     guard: &guard::GuardLayer,
     metrics: &Arc<Metrics>,
+    access: &Access,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let token = match &az.token_file {
@@ -190,14 +242,9 @@ async fn serve_authzen(
         ),
         None => None,
     };
-    let service = Arc::new(authzen::Service::new(
-        authorizer,
-        cfg.limits,
-        guard.clone(),
-        metrics.clone(),
-        token,
-        cfg.request_timeout,
-    ));
+    let service =
+        authzen::Service::new(authorizer, cfg.limits, guard.clone(), metrics.clone(), token, cfg.request_timeout)
+            .with_callers(access.callers.clone());
     Ok(match &az.listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -206,13 +253,18 @@ async fn serve_authzen(
             let local = listener.local_addr()?;
             tracing::info!("AuthZEN listening on {local}");
             let incoming = accept::Incoming::new(listener, format!("AuthZEN {local}"));
-            tokio::spawn(authzen::serve(service, incoming, stop))
+            let service = Arc::new(service.with_tls(access.tls.is_some()));
+            tokio::spawn(authzen::serve(
+                service,
+                conn::Connections::new(incoming, access.tls.clone(), metrics.clone()),
+                stop,
+            ))
         }
         Listen::Unix(path) => {
-            let incoming = bind_unix(path, "AuthZEN ")?;
+            let incoming = conn::Connections::new(bind_unix(path, "AuthZEN ")?, None, metrics.clone());
             let path = path.clone();
             tokio::spawn(async move {
-                authzen::serve(service, incoming, stop).await;
+                authzen::serve(Arc::new(service), incoming, stop).await;
                 let _ = std::fs::remove_file(path);
             })
         }
