@@ -17,14 +17,16 @@ pub enum Method {
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// `Plan`.
+    Plan = 2,
     /// AuthZEN Access Evaluation.
-    AuthzenEvaluation = 2,
+    AuthzenEvaluation = 3,
     /// AuthZEN Access Evaluations.
-    AuthzenEvaluations = 3,
+    AuthzenEvaluations = 4,
     /// AuthZEN Subject Search.
-    AuthzenSubjectSearch = 4,
+    AuthzenSubjectSearch = 5,
     /// AuthZEN Action Search.
-    AuthzenActionSearch = 5,
+    AuthzenActionSearch = 6,
 }
 
 impl Method {
@@ -33,14 +35,22 @@ impl Method {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
+            "Plan" => Some(Method::Plan),
             _ => None,
         }
     }
 }
 
-/// Label of each [`Method`], indexed by its value.
-const METHODS: [&str; 6] =
-    ["Check", "CheckBatch", "AuthzenEvaluation", "AuthzenEvaluations", "AuthzenSubjectSearch", "AuthzenActionSearch"];
+/// Label of each method, indexed by `Method as usize`; every per-method array is this long.
+const METHODS: [&str; 7] = [
+    "Check",
+    "CheckBatch",
+    "Plan",
+    "AuthzenEvaluation",
+    "AuthzenEvaluations",
+    "AuthzenSubjectSearch",
+    "AuthzenActionSearch",
+];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
