@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use jiff::Timestamp;
-use rolegate_engine::{ActionId, Binding, Clause, Cond, Effect, Member, Schedule, Scope, Tenant, Test, Value};
+use rolegate_engine::{
+    ActionId, AttrRef, Binding, Clause, Cond, Effect, Member, Op, Schedule, Scope, Side, Tenant, Test, Value,
+};
 
 /// The member's standing, which decides before any binding does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +100,9 @@ pub enum Part {
     Relation(String),
     /// The resource's unit is one of these.
     InUnit(BTreeSet<String>),
+    /// `SIDE.KEY` passes a test comparing it with other attributes of the call (`same_as`), with
+    /// the member's values of the principal attributes it reads.
+    Bound(String, String, Test, Vec<(String, Option<Value>)>),
     /// The instant is inside the weekly window: zone, day bits, start and end seconds.
     Schedule(String, u8, u32, u32),
     /// At least one holds (sorted).
@@ -337,13 +342,22 @@ impl Cx<'_> {
         for clause in cond.clauses.iter() {
             match clause {
                 Clause::Principal(tests) => {
-                    if !tests.iter().all(|(k, t)| self.principal(k, t)) {
-                        return Simple::Never;
+                    for (k, test) in tests.iter() {
+                        if refs(test).all(|r| r.side == Side::Principal) {
+                            let lookup = |r: &AttrRef| self.principal(&r.name);
+                            if !test.eval_with(self.principal(k).as_ref(), &lookup) {
+                                return Simple::Never;
+                            }
+                        } else {
+                            parts.push(self.bound(Side::Principal, k, test));
+                        }
                     }
                 }
                 Clause::Resource(tests) => {
                     for (k, test) in tests.iter() {
-                        if &**k == "kind" {
+                        if refs(test).next().is_some() {
+                            parts.push(self.bound(Side::Resource, k, test));
+                        } else if &**k == "kind" {
                             if !test.eval(Some(&Value::Text(self.kind.clone()))) {
                                 return Simple::Never;
                             }
@@ -353,7 +367,13 @@ impl Cx<'_> {
                     }
                 }
                 Clause::Context(tests) => {
-                    parts.extend(tests.iter().map(|(k, t)| Part::Context(k.to_string(), t.clone())))
+                    for (k, test) in tests.iter() {
+                        if refs(test).next().is_some() {
+                            parts.push(self.bound(Side::Context, k, test));
+                        } else {
+                            parts.push(Part::Context(k.to_string(), test.clone()));
+                        }
+                    }
                 }
                 Clause::Ip(nets) => {
                     let mut nets: Vec<String> = nets.iter().map(|n| n.trunc().to_string()).collect();
@@ -405,17 +425,43 @@ impl Cx<'_> {
         Simple::Only(Residual(parts))
     }
 
-    fn principal(&self, key: &str, test: &Test) -> bool {
+    /// The value a principal test on `key` reads.
+    fn principal(&self, key: &str) -> Option<Value> {
         let m = self.m;
         match key {
-            "id" => test.eval(Some(&Value::Text(m.id.to_string()))),
+            "id" => Some(Value::Text(m.id.to_string())),
             "units" => {
                 let names = m.units.iter().filter_map(|u| self.t.unit_names.get(*u as usize));
-                test.eval(Some(&Value::List(names.map(|n| n.to_string()).collect())))
+                Some(Value::List(names.map(|n| n.to_string()).collect()))
             }
-            _ => test.eval(m.attrs.get(key)),
+            _ => m.attrs.get(key).cloned(),
         }
     }
+
+    /// A test that compares with another side of the call: kept, with the member's values of
+    /// every principal attribute it reads, so a change of those values is a change.
+    fn bound(&self, side: Side, key: &str, test: &Test) -> Part {
+        let mut names: Vec<&str> = refs(test).filter(|r| r.side == Side::Principal).map(|r| &*r.name).collect();
+        if side == Side::Principal {
+            names.push(key);
+        }
+        names.sort_unstable();
+        names.dedup();
+        let values = names.into_iter().map(|n| (n.to_owned(), self.principal(n))).collect();
+        Part::Bound(side.as_str().to_owned(), key.to_owned(), test.clone(), values)
+    }
+}
+
+/// The attributes of other sides a test compares with (`same_as`).
+fn refs(test: &Test) -> impl Iterator<Item = &AttrRef> {
+    let ops: &[Op] = match test {
+        Test::Ops(ops) => ops,
+        _ => &[],
+    };
+    ops.iter().filter_map(|op| match op {
+        Op::SameAs(r) => Some(r),
+        _ => None,
+    })
 }
 
 fn schedule(s: &Schedule) -> Part {
@@ -458,6 +504,7 @@ fn test_text(f: &mut fmt::Formatter<'_>, key: &str, t: &Test) -> fmt::Result {
                     Op::Contains(s) => format!("{key} contains {s:?}"),
                     Op::Present(true) => format!("{key} present"),
                     Op::Present(false) => format!("{key} absent"),
+                    Op::SameAs(r) => format!("{key} same as {r}"),
                 })
                 .collect();
             f.write_str(&ops.join(" and "))
@@ -476,6 +523,19 @@ impl fmt::Display for Part {
             Part::Ip(nets) => write!(f, "ip in [{}]", nets.join(", ")),
             Part::Relation(a) => write!(f, "relation {a}"),
             Part::InUnit(us) => write!(f, "resource.unit in [{}]", set(us)),
+            Part::Bound(side, k, t, values) => {
+                test_text(f, &format!("{side}.{k}"), t)?;
+                let values: Vec<String> = values
+                    .iter()
+                    .map(|(n, v)| {
+                        format!("principal.{n} = {}", v.as_ref().map_or("absent".to_owned(), ToString::to_string))
+                    })
+                    .collect();
+                if !values.is_empty() {
+                    write!(f, " (here {})", values.join(", "))?;
+                }
+                Ok(())
+            }
             Part::Schedule(tz, days, from, to) => {
                 let days: Vec<&str> =
                     DAYS.iter().enumerate().filter(|(i, _)| days & (1 << i) != 0).map(|(_, d)| *d).collect();
