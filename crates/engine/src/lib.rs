@@ -6,6 +6,7 @@ mod condition;
 mod decide;
 mod eval;
 mod ids;
+pub mod plan;
 mod request;
 mod schedule;
 mod snapshot;
@@ -16,6 +17,7 @@ pub use bitset::BitSet;
 pub use condition::{Clause, Cond};
 pub use decide::{Decision, Reason, RequestError, decide};
 pub use eval::Env;
+pub use plan::{Field, FieldOp, FieldTest, Filter, Plan, plan};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{

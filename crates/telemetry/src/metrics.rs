@@ -10,27 +10,47 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The two RPC methods.
+/// The methods a caller can call: gRPC RPCs and AuthZEN endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// `Plan`.
+    Plan = 2,
+    /// AuthZEN Access Evaluation.
+    AuthzenEvaluation = 3,
+    /// AuthZEN Access Evaluations.
+    AuthzenEvaluations = 4,
+    /// AuthZEN Subject Search.
+    AuthzenSubjectSearch = 5,
+    /// AuthZEN Action Search.
+    AuthzenActionSearch = 6,
 }
 
 impl Method {
-    /// The method a gRPC request path calls, if it is one of the two.
+    /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
+            "Plan" => Some(Method::Plan),
             _ => None,
         }
     }
 }
 
-const METHODS: [&str; 2] = ["Check", "CheckBatch"];
+/// Label of each method, indexed by `Method as usize`; every per-method array is this long.
+const METHODS: [&str; 7] = [
+    "Check",
+    "CheckBatch",
+    "Plan",
+    "AuthzenEvaluation",
+    "AuthzenEvaluations",
+    "AuthzenSubjectSearch",
+    "AuthzenActionSearch",
+];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
@@ -58,9 +78,9 @@ impl Histogram {
 /// Every counter rolegate exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: [[AtomicU64; Reason::ALL.len()]; 2],
-    errors: [[AtomicU64; CODES.len()]; 2],
-    latency: [Histogram; 2],
+    decisions: [[AtomicU64; Reason::ALL.len()]; METHODS.len()],
+    errors: [[AtomicU64; CODES.len()]; METHODS.len()],
+    latency: [Histogram; METHODS.len()],
     /// Decision cache hits.
     pub cache_hits: AtomicU64,
     /// Decision cache misses.
