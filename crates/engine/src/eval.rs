@@ -32,6 +32,34 @@ impl Cond {
     }
 }
 
+impl Cond {
+    /// The path of the first clause (and key) that does not hold, under `at` (`when`):
+    /// `when.principal.employment`, `when.schedule`, `when.any`. `None` when the condition
+    /// holds. Agrees with [`Cond::holds`] by construction: it asks the same tests.
+    pub(crate) fn first_false(&self, env: &Env<'_>, at: &str) -> Option<String> {
+        for clause in self.clauses.iter() {
+            let key = |side: &str, tests: &[(Box<str>, Test)], test: fn(&Env<'_>, &str, &Test) -> bool| {
+                let k = tests.iter().find(|(k, t)| !test(env, k, t)).map_or("", |(k, _)| &**k);
+                format!("{at}.{side}.{k}")
+            };
+            let failed = match clause {
+                _ if clause.holds(env) => continue,
+                Clause::Principal(tests) => key("principal", tests, principal_test),
+                Clause::Resource(tests) => key("resource", tests, resource_test),
+                Clause::Context(tests) => key("context", tests, context_test),
+                Clause::Ip(_) => format!("{at}.ip"),
+                Clause::Relation(_) => format!("{at}.relation"),
+                Clause::InUnit(_) => format!("{at}.in_unit"),
+                Clause::Schedule(_) => format!("{at}.schedule"),
+                Clause::Any(_) => format!("{at}.any"),
+                Clause::Not(_) => format!("{at}.not"),
+            };
+            return Some(failed);
+        }
+        None
+    }
+}
+
 impl Clause {
     fn holds(&self, env: &Env<'_>) -> bool {
         match self {

@@ -5,17 +5,22 @@ mod bitset;
 mod condition;
 mod decide;
 mod eval;
+mod explain;
 mod ids;
+mod permissions;
 mod request;
 mod schedule;
 mod snapshot;
 pub mod suggest;
 mod value;
+mod who;
 
 pub use bitset::BitSet;
 pub use condition::{Clause, Cond};
 pub use decide::{Decision, Reason, RequestError, decide};
 pub use eval::Env;
+pub use explain::{Step, StepKind, explain};
+pub use permissions::{Grant, GrantScope, Permissions, UnknownKind};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{
@@ -23,3 +28,4 @@ pub use snapshot::{
     Tenant, UnitId,
 };
 pub use value::{Attrs, Lit, MappedPrefixError, Op, Test, Value, canonical_ip, canonical_net};
+pub use who::{Page, WhoError, WhoPage};

@@ -10,27 +10,63 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The two RPC methods.
+/// The RPC methods, counted apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// `Inspector.Explain`.
+    Explain = 2,
+    /// `Inspector.Permissions`.
+    Permissions = 3,
+    /// `Inspector.Who`.
+    Who = 4,
 }
 
 impl Method {
-    /// The method a gRPC request path calls, if it is one of the two.
+    /// Every method, in the order of their numbers; per-method arrays are sized from it.
+    pub const ALL: [Method; 5] = [Method::Check, Method::CheckBatch, Method::Explain, Method::Permissions, Method::Who];
+
+    /// The method a gRPC request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
+        if let Some(name) = path.strip_prefix("/rolegate.v1.Inspector/") {
+            return match name {
+                "Explain" => Some(Method::Explain),
+                "Permissions" => Some(Method::Permissions),
+                "Who" => Some(Method::Who),
+                _ => None,
+            };
+        }
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
             _ => None,
         }
     }
+
+    /// The `method` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Check => "Check",
+            Method::CheckBatch => "CheckBatch",
+            Method::Explain => "Explain",
+            Method::Permissions => "Permissions",
+            Method::Who => "Who",
+        }
+    }
 }
 
-const METHODS: [&str; 2] = ["Check", "CheckBatch"];
+const METHODS: [&str; Method::ALL.len()] = {
+    let mut names = [""; Method::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Method::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
@@ -58,9 +94,9 @@ impl Histogram {
 /// Every counter rolegate exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: [[AtomicU64; Reason::ALL.len()]; 2],
-    errors: [[AtomicU64; CODES.len()]; 2],
-    latency: [Histogram; 2],
+    decisions: [[AtomicU64; Reason::ALL.len()]; Method::ALL.len()],
+    errors: [[AtomicU64; CODES.len()]; Method::ALL.len()],
+    latency: [Histogram; Method::ALL.len()],
     /// Decision cache hits.
     pub cache_hits: AtomicU64,
     /// Decision cache misses.
