@@ -20,6 +20,9 @@ echo "== rolegate validate examples && rolegate test examples"
 cargo run --quiet --locked -- validate examples
 cargo run --quiet --locked -- test examples
 
+echo "== client matrix: Python grpcio and Node @grpc/grpc-js over TCP and a Unix socket"
+scripts/clients.sh
+
 echo "== Helm chart: render every values set and validate strictly, then prove the check can fail"
 scripts/chart-check.sh
 scripts/chart-check-selftest.sh

@@ -91,19 +91,30 @@ fn when(rng: &mut Rng, depth: usize) -> String {
         }
         used.push(k);
         let clause = match k {
-            "principal" => match rng.below(4) {
+            "principal" => match rng.below(6) {
+                4 => "principal: {team: {same_as: resource.team}}".to_owned(),
+                5 => "principal: {level: {same_as: context.active}}".to_owned(),
                 0 => "principal: {employment: outsourced}".to_owned(),
                 1 => "principal: {level: {lt: 2}}".to_owned(),
                 2 => format!("principal: {{units: u{}}}", rng.below(UNITS)),
                 _ => format!("principal: {{id: [m{}, m{}]}}", rng.below(MEMBERS), rng.below(MEMBERS)),
             },
-            "resource" => match rng.below(4) {
+            "resource" => match rng.below(8) {
+                4 => "resource: {owner_email: {same_as: principal.email}}".to_owned(),
+                5 => "resource: {assignee: {same_as: resource.owner}}".to_owned(),
+                6 => "resource: {admins: {same_as: principal.id}}".to_owned(),
+                7 => format!(
+                    "resource: {{{}: {{same_as: {}}}}}",
+                    rng.pick(&["team", "admin_count", "unit"]),
+                    rng.pick(&["principal.team", "principal.units", "context.active", "resource.id", "context.team",])
+                ),
                 0 => "resource: {sensitivity: [high, critical]}".to_owned(),
                 1 => "resource: {tags: {contains: vip}}".to_owned(),
                 2 => "resource: {admin_count: {ge: 10}}".to_owned(),
                 _ => "resource: {sensitivity: {present: true}}".to_owned(),
             },
-            "context" => match rng.below(3) {
+            "context" => match rng.below(4) {
+                3 => "context: {team: {same_as: resource.team}}".to_owned(),
                 0 => "context: {client_ip: [10.1.2.3, \"::ffff:192.168.1.1\"]}".to_owned(),
                 _ => format!("context: {{active: {{lt: {}}}}}", rng.below(5)),
             },
@@ -250,7 +261,17 @@ fn tenant(rng: &mut Rng) -> (String, Option<String>) {
         }
         let units: Vec<String> = (0..UNITS).filter(|_| rng.chance(25)).map(|u| format!("u{u}")).collect();
         f.push(format!("units: {}", list(&units)));
-        f.push(format!("attrs: {{employment: {}, level: {}}}", rng.pick(&["outsourced", "employee"]), rng.below(3)));
+        let team = match rng.below(3) {
+            0 => String::new(),
+            1 => format!(", team: {}", rng.pick(&["red", "blue"])),
+            _ => ", team: [red, blue]".to_owned(),
+        };
+        let email = if rng.chance(80) { format!(", email: m{m}@x") } else { String::new() };
+        f.push(format!(
+            "attrs: {{employment: {}, level: {}{team}{email}}}",
+            rng.pick(&["outsourced", "employee"]),
+            rng.below(3)
+        ));
         let bindings: Vec<String> = (0..rng.below(4)).map(|_| binding(rng, roles, &mut explicit_id)).collect();
         f.push(format!("bindings: {}", list(&bindings)));
         let _ = writeln!(doc, "  - {{{}}}", f.join(", "));
@@ -300,7 +321,25 @@ fn request(rng: &mut Rng) -> (Request, Timestamp) {
     if rng.chance(30) {
         attrs.insert("admin_count", Value::Int(rng.below(12) as i64));
     }
+    if rng.chance(40) {
+        attrs.insert("owner", Value::Text(member(rng)));
+    }
+    if rng.chance(40) {
+        let m = member(rng);
+        attrs.insert("owner_email", Value::Text(format!("{m}@x")));
+    }
+    if rng.chance(50) {
+        let team = match rng.below(4) {
+            0 => Value::List(vec!["red".into()]),
+            1 => Value::Int(1),
+            _ => Value::Text(rng.pick(&["red", "blue"]).to_string()),
+        };
+        attrs.insert("team", team);
+    }
     let mut ctx = Attrs::default();
+    if rng.chance(30) {
+        ctx.insert("team", Value::Text(rng.pick(&["red", "blue", "u1"]).to_string()));
+    }
     if rng.chance(60) {
         ctx.insert("active", Value::Int(rng.below(5) as i64));
     }

@@ -9,7 +9,7 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 use rolegate::engine::Effect;
-use rolegate::engine::{Lit, Op, Reason, Request, Schedule, Test, Value};
+use rolegate::engine::{AttrRef, Lit, Op, Reason, Request, Schedule, Side, Test, Value};
 use rolegate::policy::document::{
     BindingDoc, ClauseDoc, Document, MemberDoc, RoleDoc, RuleDoc, ScopeDoc, Status, WhenDoc,
 };
@@ -155,7 +155,21 @@ fn number_of(v: Option<&Value>) -> Option<f64> {
     }
 }
 
-fn test_holds(test: &Test, v: Option<&Value>) -> bool {
+/// `same_as`, spelled out case by case from docs/policy-language.md.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Text(x), Value::Text(y)) => x == y,
+        (Value::Flag(x), Value::Flag(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x), Value::Number(y)) | (Value::Number(y), Value::Int(x)) => *x as f64 == *y,
+        (Value::Number(x), Value::Number(y)) => x == y,
+        (Value::List(l), Value::Text(t)) => l.contains(t),
+        (Value::Text(t), Value::List(l)) => l.contains(t),
+        _ => false,
+    }
+}
+
+fn test_holds(test: &Test, v: Option<&Value>, facts: &Facts<'_>) -> bool {
     match test {
         Test::Equals(lit) => v.map(|v| lit_equals(lit, v)).unwrap_or(false),
         Test::OneOf(lits) => v.map(|v| lits.iter().any(|l| lit_equals(l, v))).unwrap_or(false),
@@ -168,6 +182,10 @@ fn test_holds(test: &Test, v: Option<&Value>) -> bool {
                     Op::Ge(x) => number_of(v).map(|n| n >= *x).unwrap_or(false),
                     Op::Contains(s) => matches!(v, Some(Value::List(l)) if l.contains(s)),
                     Op::Present(p) => v.is_some() == *p,
+                    Op::SameAs(AttrRef { side, name }) => match (v, facts.value(*side, name)) {
+                        (Some(a), Some(b)) => same_value(a, &b),
+                        _ => false,
+                    },
                 };
                 if !ok {
                     return false;
@@ -187,6 +205,31 @@ fn related(v: Option<&Value>, id: &str) -> bool {
 }
 
 impl Facts<'_> {
+    /// What a key of `side`'s tests (or a `same_as` naming `side.key`) reads.
+    fn value(&self, side: Side, key: &str) -> Option<Value> {
+        let r = &self.req.resource;
+        match (side, key) {
+            (Side::Principal, "id") => Some(Value::Text(self.member.id.value.clone())),
+            (Side::Principal, "units") => {
+                Some(Value::List(self.member.units.iter().map(|u| u.value.clone()).collect()))
+            }
+            (Side::Principal, other) => self.member.attrs.get(other).cloned(),
+            (Side::Resource, "id") => Some(Value::Text(r.id.clone())),
+            (Side::Resource, "kind") => Some(Value::Text(r.kind.clone())),
+            (Side::Resource, "unit") => (!r.unit.is_empty()).then(|| Value::Text(r.unit.clone())),
+            (Side::Resource, other) => r.attrs.get(other).cloned(),
+            // An IPv4-mapped client is its IPv4 address (README, Policies).
+            (Side::Context, "client_ip") => self.req.context.client_ip.map(|ip| match ip {
+                std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => Value::Text(v4.to_string()),
+                    None => Value::Text(v6.to_string()),
+                },
+                v4 => Value::Text(v4.to_string()),
+            }),
+            (Side::Context, other) => self.req.context.attrs.get(other).cloned(),
+        }
+    }
+
     fn when_holds(&self, w: &WhenDoc) -> bool {
         w.clauses.iter().all(|c| self.clause_holds(c))
     }
@@ -194,37 +237,15 @@ impl Facts<'_> {
     fn clause_holds(&self, c: &ClauseDoc) -> bool {
         let r = &self.req.resource;
         match c {
-            ClauseDoc::Principal(tests) => tests.iter().all(|(k, t)| {
-                let v = match k.as_str() {
-                    "id" => Some(Value::Text(self.member.id.value.clone())),
-                    "units" => Some(Value::List(self.member.units.iter().map(|u| u.value.clone()).collect())),
-                    other => self.member.attrs.get(other).cloned(),
-                };
-                test_holds(t, v.as_ref())
-            }),
-            ClauseDoc::Resource(tests) => tests.iter().all(|(k, t)| {
-                let v = match k.as_str() {
-                    "id" => Some(Value::Text(r.id.clone())),
-                    "kind" => Some(Value::Text(r.kind.clone())),
-                    "unit" => (!r.unit.is_empty()).then(|| Value::Text(r.unit.clone())),
-                    other => r.attrs.get(other).cloned(),
-                };
-                test_holds(t, v.as_ref())
-            }),
-            ClauseDoc::Context(tests) => tests.iter().all(|(k, t)| {
-                let v = match k.as_str() {
-                    // An IPv4-mapped client is its IPv4 address (README, Policies).
-                    "client_ip" => self.req.context.client_ip.map(|ip| match ip {
-                        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                            Some(v4) => Value::Text(v4.to_string()),
-                            None => Value::Text(v6.to_string()),
-                        },
-                        v4 => Value::Text(v4.to_string()),
-                    }),
-                    other => self.req.context.attrs.get(other).cloned(),
-                };
-                test_holds(t, v.as_ref())
-            }),
+            ClauseDoc::Principal(tests) => {
+                tests.iter().all(|(k, t)| test_holds(t, self.value(Side::Principal, k).as_ref(), self))
+            }
+            ClauseDoc::Resource(tests) => {
+                tests.iter().all(|(k, t)| test_holds(t, self.value(Side::Resource, k).as_ref(), self))
+            }
+            ClauseDoc::Context(tests) => {
+                tests.iter().all(|(k, t)| test_holds(t, self.value(Side::Context, k).as_ref(), self))
+            }
             ClauseDoc::Ip(nets) => match self.req.context.client_ip {
                 Some(ip) => nets.iter().any(|n| n.contains(&ip.to_canonical())),
                 None => false,

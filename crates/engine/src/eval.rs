@@ -1,13 +1,15 @@
 //! Evaluating a compiled condition against one request (docs/policy-language.md, "Conditions"):
 //! every clause must hold, and a missing attribute makes its test false.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 
 use super::condition::{Clause, Cond};
 use super::ids::UnitId;
 use super::request::{Context, Resource};
 use super::snapshot::{Member, Tenant};
-use super::value::{Test, Value, canonical_ip};
+use super::value::{AttrRef, Side, Test, Value, canonical_ip};
 
 /// What a condition is evaluated against.
 pub struct Env<'a> {
@@ -38,15 +40,15 @@ impl Cond {
     /// holds. Agrees with [`Cond::holds`] by construction: it asks the same tests.
     pub(crate) fn first_false(&self, env: &Env<'_>, at: &str) -> Option<String> {
         for clause in self.clauses.iter() {
-            let key = |side: &str, tests: &[(Box<str>, Test)], test: fn(&Env<'_>, &str, &Test) -> bool| {
-                let k = tests.iter().find(|(k, t)| !test(env, k, t)).map_or("", |(k, _)| &**k);
-                format!("{at}.{side}.{k}")
+            let key = |side: Side, name: &str, tests: &[(Box<str>, Test)]| {
+                let k = tests.iter().find(|(k, t)| !env.test(side, k, t)).map_or("", |(k, _)| &**k);
+                format!("{at}.{name}.{k}")
             };
             let failed = match clause {
                 _ if clause.holds(env) => continue,
-                Clause::Principal(tests) => key("principal", tests, principal_test),
-                Clause::Resource(tests) => key("resource", tests, resource_test),
-                Clause::Context(tests) => key("context", tests, context_test),
+                Clause::Principal(tests) => key(Side::Principal, "principal", tests),
+                Clause::Resource(tests) => key(Side::Resource, "resource", tests),
+                Clause::Context(tests) => key(Side::Context, "context", tests),
                 Clause::Ip(_) => format!("{at}.ip"),
                 Clause::Relation(_) => format!("{at}.relation"),
                 Clause::InUnit(_) => format!("{at}.in_unit"),
@@ -63,9 +65,9 @@ impl Cond {
 impl Clause {
     fn holds(&self, env: &Env<'_>) -> bool {
         match self {
-            Clause::Principal(tests) => tests.iter().all(|(k, t)| principal_test(env, k, t)),
-            Clause::Resource(tests) => tests.iter().all(|(k, t)| resource_test(env, k, t)),
-            Clause::Context(tests) => tests.iter().all(|(k, t)| context_test(env, k, t)),
+            Clause::Principal(tests) => tests.iter().all(|(k, t)| env.test(Side::Principal, k, t)),
+            Clause::Resource(tests) => tests.iter().all(|(k, t)| env.test(Side::Resource, k, t)),
+            Clause::Context(tests) => tests.iter().all(|(k, t)| env.test(Side::Context, k, t)),
             Clause::Ip(nets) => {
                 env.context.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&canonical_ip(ip))))
             }
@@ -78,32 +80,51 @@ impl Clause {
     }
 }
 
-fn principal_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
+impl Env<'_> {
+    /// The value a key of `side`'s tests reads, if present: `principal.id`, `principal.units`,
+    /// `resource.id`, `resource.kind`, `resource.unit` (absent when empty), `context.client_ip`
+    /// (canonical), else an attribute.
+    pub fn lookup(&self, side: Side, key: &str) -> Option<Cow<'_, Value>> {
+        match side {
+            Side::Principal => principal_value(self, key),
+            Side::Resource => resource_value(self.resource, key),
+            Side::Context => context_value(self.context, key),
+        }
+    }
+
+    fn test(&self, side: Side, key: &str, test: &Test) -> bool {
+        let lookup = |r: &AttrRef| self.lookup(r.side, &r.name).map(Cow::into_owned);
+        test.eval_with(self.lookup(side, key).as_deref(), &lookup)
+    }
+}
+
+fn principal_value<'a>(env: &'a Env<'_>, key: &str) -> Option<Cow<'a, Value>> {
     let m = env.member;
     match key {
-        "id" => test.eval(Some(&Value::Text(m.id.to_string()))),
+        "id" => Some(Cow::Owned(Value::Text(m.id.to_string()))),
         "units" => {
             let names = m.units.iter().filter_map(|u| env.tenant.unit_names.get(*u as usize));
-            test.eval(Some(&Value::List(names.map(|n| n.to_string()).collect())))
+            Some(Cow::Owned(Value::List(names.map(|n| n.to_string()).collect())))
         }
-        _ => test.eval(m.attrs.get(key)),
+        _ => m.attrs.get(key).map(Cow::Borrowed),
     }
 }
 
-fn resource_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
-    let r = env.resource;
+/// The value a resource test on `key` reads; shared with plan filters, which test the same
+/// fields.
+pub fn resource_value<'a>(r: &'a Resource, key: &str) -> Option<Cow<'a, Value>> {
     match key {
-        "id" => test.eval(Some(&Value::Text(r.id.clone()))),
-        "kind" => test.eval(Some(&Value::Text(r.kind.clone()))),
-        "unit" if r.unit.is_empty() => test.eval(None),
-        "unit" => test.eval(Some(&Value::Text(r.unit.clone()))),
-        _ => test.eval(r.attrs.get(key)),
+        "id" => Some(Cow::Owned(Value::Text(r.id.clone()))),
+        "kind" => Some(Cow::Owned(Value::Text(r.kind.clone()))),
+        "unit" if r.unit.is_empty() => None,
+        "unit" => Some(Cow::Owned(Value::Text(r.unit.clone()))),
+        _ => r.attrs.get(key).map(Cow::Borrowed),
     }
 }
 
-fn context_test(env: &Env<'_>, key: &str, test: &Test) -> bool {
+fn context_value<'a>(c: &'a Context, key: &str) -> Option<Cow<'a, Value>> {
     match key {
-        "client_ip" => test.eval(env.context.client_ip.map(|ip| Value::Text(canonical_ip(ip).to_string())).as_ref()),
-        _ => test.eval(env.context.attrs.get(key)),
+        "client_ip" => c.client_ip.map(|ip| Cow::Owned(Value::Text(canonical_ip(ip).to_string()))),
+        _ => c.attrs.get(key).map(Cow::Borrowed),
     }
 }

@@ -27,5 +27,5 @@ pub use snapshot::{
     ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Role, RoleId, Rule, Scope, Snapshot,
     Tenant, UnitId,
 };
-pub use value::{Attrs, Lit, MappedPrefixError, Op, Test, Value, canonical_ip, canonical_net};
+pub use value::{AttrRef, Attrs, Lit, MappedPrefixError, Op, Side, Test, Value, canonical_ip, canonical_net, same_as};
 pub use who::{Page, WhoError, WhoPage};

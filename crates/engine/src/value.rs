@@ -180,22 +180,82 @@ pub enum Op {
     Contains(String),
     /// The attribute is present (`true`) or absent (`false`).
     Present(bool),
+    /// The attribute equals another attribute of the same call (see [`same_as`]).
+    SameAs(AttrRef),
+}
+
+/// Whose attribute a reference names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The member asking.
+    Principal,
+    /// The resource asked about.
+    Resource,
+    /// The request's context.
+    Context,
+}
+
+impl Side {
+    /// The name written in a policy (`principal`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Principal => "principal",
+            Side::Resource => "resource",
+            Side::Context => "context",
+        }
+    }
+}
+
+/// An attribute of the call named in a condition: `principal.email`, `resource.unit`. The name
+/// is read like a key of that side's tests (`principal.id`, `principal.units`, `resource.id`,
+/// `resource.kind`, `resource.unit`, `context.client_ip`, else an attribute).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttrRef {
+    /// Whose attribute.
+    pub side: Side,
+    /// The key.
+    pub name: Box<str>,
+}
+
+impl fmt::Display for AttrRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.side.as_str(), self.name)
+    }
+}
+
+/// `same_as` between two present attributes: equal scalars (a number equals a number of the same
+/// value, whether integer or not; text equals text; a flag equals a flag), or a list holding
+/// the other, a text. Two lists are never the same.
+pub fn same_as(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Text(x), Value::Text(y)) => x == y,
+        (Value::Flag(x), Value::Flag(y)) => x == y,
+        (Value::List(l), Value::Text(t)) | (Value::Text(t), Value::List(l)) => l.contains(t),
+        (Value::List(_), _) | (_, Value::List(_)) => false,
+        _ => matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y),
+    }
 }
 
 impl Test {
     /// Evaluates the test on an attribute that may be missing. A missing attribute fails every
-    /// test except `present: false`.
+    /// test except `present: false`. A `same_as` is false here: use [`Test::eval_with`].
     pub fn eval(&self, value: Option<&Value>) -> bool {
+        self.eval_with(value, &|_| None)
+    }
+
+    /// Evaluates the test, reading the attributes a `same_as` names through `lookup`.
+    pub fn eval_with(&self, value: Option<&Value>, lookup: &dyn Fn(&AttrRef) -> Option<Value>) -> bool {
         match self {
             Test::Equals(lit) => value.is_some_and(|v| lit.matches(v)),
             Test::OneOf(lits) => value.is_some_and(|v| lits.iter().any(|l| l.matches(v))),
-            Test::Ops(ops) => ops.iter().all(|op| op.eval(value)),
+            Test::Ops(ops) => ops.iter().all(|op| op.eval(value, lookup)),
         }
     }
 }
 
 impl Op {
-    fn eval(&self, value: Option<&Value>) -> bool {
+    /// Evaluates the operator on an attribute that may be missing.
+    pub fn eval(&self, value: Option<&Value>, lookup: &dyn Fn(&AttrRef) -> Option<Value>) -> bool {
         let num = || value.and_then(Value::as_f64);
         match self {
             Op::Lt(x) => num().is_some_and(|n| n < *x),
@@ -204,6 +264,7 @@ impl Op {
             Op::Ge(x) => num().is_some_and(|n| n >= *x),
             Op::Contains(s) => matches!(value, Some(Value::List(l)) if l.iter().any(|v| v == s)),
             Op::Present(p) => value.is_some() == *p,
+            Op::SameAs(other) => value.is_some_and(|v| lookup(other).is_some_and(|o| same_as(v, &o))),
         }
     }
 }
@@ -268,6 +329,33 @@ mod tests {
         assert_eq!(canonical_net(net("::ffff:10.0.0.1/128")), Ok(net("10.0.0.1/32")));
         assert_eq!(canonical_net(net("2001:db8::/32")), Ok(net("2001:db8::/32")));
         assert_eq!(canonical_net(net("::ffff:0.0.0.0/95")), Err(MappedPrefixError(net("::ffff:0.0.0.0/95"))));
+    }
+
+    #[test]
+    fn same_as_compares_scalars_by_value_and_lists_by_membership() {
+        let text = |s: &str| Value::Text(s.into());
+        assert!(same_as(&text("a@x"), &text("a@x")));
+        assert!(!same_as(&text("a@x"), &text("b@x")));
+        assert!(same_as(&Value::Int(3), &Value::Number(3.0)));
+        assert!(!same_as(&Value::Int(3), &text("3")));
+        assert!(same_as(&Value::Flag(true), &Value::Flag(true)));
+        assert!(!same_as(&Value::Flag(true), &Value::Int(1)));
+        let list = Value::List(vec!["red".into(), "blue".into()]);
+        assert!(same_as(&list, &text("red")) && same_as(&text("blue"), &list));
+        assert!(!same_as(&list, &list.clone()));
+        assert!(!same_as(&list, &Value::Int(1)));
+    }
+
+    #[test]
+    fn same_as_is_false_when_either_side_is_missing() {
+        let r = AttrRef { side: Side::Principal, name: "email".into() };
+        let test = Test::Ops(vec![Op::SameAs(r.clone())]);
+        let found = |_: &AttrRef| Some(Value::Text("a@x".into()));
+        assert!(test.eval_with(Some(&Value::Text("a@x".into())), &found));
+        assert!(!test.eval_with(None, &found));
+        assert!(!test.eval_with(Some(&Value::Text("a@x".into())), &|_| None));
+        assert!(!test.eval(Some(&Value::Text("a@x".into()))));
+        assert_eq!(r.to_string(), "principal.email");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use marked_yaml::Node;
 use super::diag::{Report, Spanned};
 use super::document::{ClauseDoc, WhenDoc};
 use super::yaml::{self, index, key};
-use rolegate_engine::{EVERY_DAY, Lit, Op, Schedule, Test, canonical_ip, canonical_net};
+use rolegate_engine::{AttrRef, EVERY_DAY, Lit, Op, Schedule, Side, Test, canonical_ip, canonical_net};
 
 const WHEN_KEYS: &[&str] = &["principal", "resource", "context", "ip", "relation", "in_unit", "schedule", "any", "not"];
-const OP_KEYS: &[&str] = &["lt", "le", "gt", "ge", "contains", "present"];
+const OP_KEYS: &[&str] = &["lt", "le", "gt", "ge", "contains", "present", "same_as"];
 const SCHEDULE_KEYS: &[&str] = &["tz", "days", "from", "to"];
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -131,6 +131,7 @@ fn test(r: &mut Report, node: &Node, path: &str, lit: LitFn) -> Option<Test> {
                     "ge" => yaml::number(r, v, &p).map(Op::Ge),
                     "contains" => yaml::string(r, v, &p).map(|s| Op::Contains(s.value)),
                     "present" => yaml::boolean(r, v, &p).map(Op::Present),
+                    "same_as" => attr_ref(r, v, &p).map(Op::SameAs),
                     _ => return None,
                 };
                 ops.push(op?);
@@ -142,6 +143,32 @@ fn test(r: &mut Report, node: &Node, path: &str, lit: LitFn) -> Option<Test> {
             Some(Test::Ops(ops))
         }
     }
+}
+
+/// `principal.NAME`, `resource.NAME` or `context.NAME`: attributes are flat, so `NAME` has no dot.
+fn attr_ref(r: &mut Report, node: &Node, path: &str) -> Option<AttrRef> {
+    let s = yaml::string(r, node, path)?;
+    let (side, name) = s.value.split_once('.').unwrap_or((s.value.as_str(), ""));
+    let side = match side {
+        "principal" => Side::Principal,
+        "resource" => Side::Resource,
+        "context" => Side::Context,
+        _ => {
+            let msg = format!(
+                "`{}` names no attribute of the call (expected `principal.NAME`, `resource.NAME` or `context.NAME`)",
+                s.value
+            );
+            r.error(s.at, path, msg);
+            return None;
+        }
+    };
+    if name.is_empty() || name.contains('.') || name.trim() != name {
+        let msg =
+            format!("`{}` is not an attribute path (expected `{}.NAME` with one plain name)", s.value, side.as_str());
+        r.error(s.at, path, msg);
+        return None;
+    }
+    Some(AttrRef { side, name: name.into() })
 }
 
 fn networks(r: &mut Report, node: &Node, path: &str) -> Option<Vec<IpNet>> {
@@ -248,4 +275,76 @@ fn time_of_day(r: &mut Report, node: &Node, path: &str) -> Option<u32> {
         r.error(s.at, path, format!("invalid time `{}` (expected `HH:MM`, e.g. `09:00`)", s.value));
     }
     secs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rolegate_engine::{Attrs, Context, Query, Resource, Snapshot, Value, decide};
+
+    const DOC: &str = "tenant: shop
+schema:
+  customer: [view]
+roles:
+  viewer: {allow: [customer.view]}
+members:
+  - id: ann
+    attrs: {email: ann@shop.example, teams: [red, blue]}
+    bindings:
+      - {role: viewer, scope: tenant, when: {resource: {owner_email: {same_as: principal.email}}}}
+      - {role: viewer, scope: tenant, when: {principal: {teams: {same_as: resource.team}}}}
+";
+
+    fn errors(text: &str) -> Vec<String> {
+        let (_, diags) = crate::parse_str("shop.yaml", text, None);
+        diags.iter().filter(|d| d.is_error()).map(ToString::to_string).collect()
+    }
+
+    fn allowed(attrs: &[(&str, Value)]) -> bool {
+        let (doc, diags) = crate::parse_str("shop.yaml", DOC, None);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut snapshot = Snapshot::default();
+        snapshot.insert(Arc::new(crate::compile(&doc.unwrap(), None, 1).unwrap()));
+        let attrs: Attrs = attrs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let resource = Resource { kind: "customer".into(), id: "c1".into(), unit: String::new(), attrs };
+        let q = Query {
+            tenant: "shop",
+            principal: "ann",
+            action: "customer.view",
+            resource: &resource,
+            context: &Context::default(),
+        };
+        decide(&snapshot, &q, jiff::Timestamp::UNIX_EPOCH).unwrap().allowed
+    }
+
+    #[test]
+    fn same_as_compares_a_resource_attribute_with_the_members() {
+        let text = |s: &str| Value::Text(s.into());
+        assert!(allowed(&[("owner_email", text("ann@shop.example"))]));
+        assert!(!allowed(&[("owner_email", text("bob@shop.example"))]));
+        assert!(!allowed(&[]), "a missing attribute makes same_as false");
+        assert!(allowed(&[("team", text("blue"))]), "a member's list holding the resource's text");
+        assert!(!allowed(&[("team", text("green"))]));
+    }
+
+    #[test]
+    fn same_as_with_an_unknown_side_or_path_is_a_located_error() {
+        let with = |r: &str| DOC.replace("principal.email", r);
+        let unknown_side = errors(&with("member.email"));
+        assert_eq!(unknown_side.len(), 1, "{unknown_side:?}");
+        assert!(
+            unknown_side[0].starts_with(
+                "shop.yaml:10:80: error: members[0].bindings[0].when.resource.owner_email.same_as: `member.email` names \
+                 no attribute of the call"
+            ),
+            "{unknown_side:?}"
+        );
+        for bad in ["principal", "principal.", "principal.contact.email"] {
+            let e = errors(&with(bad));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].contains("when.resource.owner_email.same_as: `"), "{e:?}");
+            assert!(e[0].contains("is not an attribute path"), "{e:?}");
+        }
+    }
 }
