@@ -99,6 +99,18 @@ pub struct CheckArgs {
     /// Decide at this instant (RFC 3339) instead of now.
     #[arg(long)]
     pub now: Option<String>,
+    /// With `--server`: connect over TLS, trusting this certificate authority (PEM).
+    #[arg(long, requires = "server")]
+    pub tls_ca: Option<PathBuf>,
+    /// With `--tls-ca`: the client certificate (PEM) for a server requiring one.
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// With `--tls-ca`: the name the server's certificate must carry, when not the address's host.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 impl CheckArgs {
@@ -277,7 +289,13 @@ async fn check_server(args: &CheckArgs, addr: &str) -> anyhow::Result<ExitCode> 
         bail!("--now applies only with --policies: a server decides at its own clock");
     }
     let request = args.request()?;
-    let mut client = api::authorizer_client::AuthorizerClient::new(connect(addr).await?);
+    let tls = args.tls_ca.clone().map(|ca| rolegate_api::client::ClientTls {
+        ca,
+        identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+        server_name: args.tls_server_name.clone(),
+    });
+    let channel = rolegate_api::client::connect_with(addr, tls.as_ref()).await?;
+    let mut client = api::authorizer_client::AuthorizerClient::new(channel);
     match client.check(to_api(&request)).await {
         Ok(resp) => {
             let api::CheckResponse { decision, revision } = resp.into_inner();

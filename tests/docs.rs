@@ -145,9 +145,15 @@ fn every_marked_example_runs() {
                     checked += 1;
                 }
                 ("yaml", "fragment") => {}
+                ("yaml", "callers") => {
+                    if let Err(errors) = rolegate::server::callers::parse(Path::new("callers.yaml"), &b.body) {
+                        failures.push(format!("{}: not a valid callers file: {errors:?}", b.at()));
+                    }
+                    checked += 1;
+                }
                 ("yaml", _) | ("json", "decision") | ("text", "validate") => failures.push(format!(
                     "{}: mark the block `yaml tenant`, `yaml template NAME`, `yaml test`, `yaml invalid` \
-                     (+ `text validate`), `sh check` (+ `json decision`) or `yaml fragment`",
+                     (+ `text validate`), `sh check` (+ `json decision`), `yaml callers` or `yaml fragment`",
                     b.at()
                 )),
                 _ => {}
@@ -300,7 +306,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn every_exported_metric_is_documented() {
     let mut files = Vec::new();
     for top in ["src", "crates"] {
-        sources(&root().join(top), &["metrics.rs", "health.rs"], &mut files);
+        sources(&root().join(top), &["metrics.rs", "health.rs", "access.rs"], &mut files);
     }
     assert!(!files.is_empty(), "no metrics.rs found under src/ or crates/");
     let exported: BTreeSet<String> = files.iter().flat_map(|f| metric_names(&read(f))).collect();

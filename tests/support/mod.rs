@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod pg;
 pub mod reference;
 pub mod server;

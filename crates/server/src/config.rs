@@ -53,6 +53,10 @@ pub struct ServeConfig {
     pub decision_log_allow_rate: f64,
     /// Lines queued for the log writer before new ones are dropped.
     pub decision_log_queue: usize,
+    /// TLS on every TCP gRPC listener, when set.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The callers file: who may ask what; `None` admits every connected caller.
+    pub callers: Option<PathBuf>,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -110,6 +114,19 @@ pub struct RawServe {
     /// Decision-log lines queued before new ones are dropped, 1 to 1000000 [default: 8192].
     #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
     pub decision_log_queue: Option<String>,
+    /// TLS on every TCP gRPC listener: the certificate chain (PEM), reloaded when it changes.
+    #[arg(long, env = "ROLEGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM), reloaded when it changes.
+    #[arg(long, env = "ROLEGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these authorities (PEM): mutual TLS.
+    #[arg(long, env = "ROLEGATE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Who may ask about which tenants through which APIs (YAML); everyone else is refused
+    /// with PERMISSION_DENIED. Reloaded when it changes.
+    #[arg(long, env = "ROLEGATE_CALLERS")]
+    pub callers: Option<PathBuf>,
 }
 
 impl RawServe {
@@ -182,6 +199,8 @@ impl RawServe {
         let decision_log = rolegate_telemetry::LogTarget::parse(&log_target);
         let decision_log_allow_rate = s.allow_rate(&self.decision_log_allow_rate);
         let admin_listen = s.admin_listen(&self.admin_listen);
+        let tls = s.tls(&self.tls_cert, &self.tls_key, &self.tls_client_ca);
+        let callers = self.callers.clone().or_else(|| s.in_file("callers").map(PathBuf::from));
         if min_revision_wait >= request_timeout {
             s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
@@ -206,6 +225,8 @@ impl RawServe {
             decision_log,
             decision_log_allow_rate,
             decision_log_queue,
+            tls,
+            callers,
         })
     }
 }
@@ -213,6 +234,23 @@ impl RawServe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_files_come_as_a_pair() {
+        let raw = RawServe {
+            policies: Some("/etc/p".into()),
+            tls_cert: Some("/tls/tls.crt".into()),
+            tls_client_ca: Some("/tls/ca.crt".into()),
+            ..RawServe::default()
+        };
+        assert_eq!(raw.resolve().unwrap_err(), ["tls_key: --tls-cert needs --tls-key"]);
+        let alone =
+            RawServe { policies: Some("/etc/p".into()), tls_client_ca: Some("/ca".into()), ..RawServe::default() };
+        assert!(alone.resolve().unwrap_err()[0].starts_with("tls_client_ca: needs --tls-cert"));
+        let cfg = RawServe { tls_key: Some("/tls/tls.key".into()), ..raw }.resolve().unwrap();
+        let tls = cfg.tls.expect("TLS configured");
+        assert_eq!(tls.client_ca, Some(PathBuf::from("/tls/ca.crt")));
+    }
 
     #[test]
     fn every_bad_value_is_reported_at_once() {

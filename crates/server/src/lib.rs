@@ -6,9 +6,13 @@ pub mod accept;
 pub mod admin;
 pub mod authorizer;
 pub mod cache;
+pub mod callers;
 pub mod config;
+pub mod conn;
 
 pub mod guard;
+pub mod peer;
+pub mod tls;
 
 pub use rolegate_api::convert;
 
@@ -51,9 +55,10 @@ pub async fn run(
     let source_died = start_source(&cfg, &store, &metrics)?;
     tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
-    let (authorizer, inspector) = authorizer(&cfg, &store, &telemetry);
+    let services = authorizer(&cfg, &store, &telemetry);
+    let access = Access::load(&cfg, &metrics)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = serve(&cfg, (authorizer, inspector), health_service, &metrics, stop_rx).await?;
+    let servers = serve(&cfg, services, health_service, &metrics, &access, stop_rx).await?;
     if let Some(addr) = &cfg.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!("admin listening on {}", listener.local_addr()?);
@@ -126,6 +131,39 @@ fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>)
 /// The gRPC services every listener serves besides health and reflection.
 type Services = (AuthorizerServer<Authorizer>, InspectorServer<Authorizer>);
 
+/// Who may connect and ask: the TLS credentials of the TCP listeners and the callers file, each
+/// reloaded when its files change.
+#[derive(Clone, Default)]
+struct Access {
+    tls: Option<Arc<tls::Credentials>>,
+    callers: Option<Arc<callers::Callers>>,
+}
+
+impl Access {
+    fn load(cfg: &ServeConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Access> {
+        let tls = match &cfg.tls {
+            Some(files) => {
+                let creds = tls::Credentials::load(files.clone(), metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                creds.spawn_reload();
+                let clients = if creds.mutual() { "client certificates required" } else { "no client certificates" };
+                tracing::info!("TLS on TCP listeners with {}; {clients}", files.cert.display());
+                Some(creds)
+            }
+            None => None,
+        };
+        let callers = match &cfg.callers {
+            Some(path) => {
+                let callers = callers::Callers::load(path.clone(), metrics.clone())
+                    .map_err(|errors| anyhow::anyhow!("the callers file is invalid:\n  {}", errors.join("\n  ")))?;
+                callers.spawn_reload();
+                Some(callers)
+            }
+            None => None,
+        };
+        Ok(Access { tls, callers })
+    }
+}
+
 /// Binds every gRPC listener and serves the authorizer, health and reflection on each until
 /// `stop` turns true.
 async fn serve(
@@ -133,6 +171,7 @@ async fn serve(
     (authorizer, inspector): Services,
     health_service: HealthServer<impl Health>,
     metrics: &Arc<Metrics>,
+    access: &Access,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<ServerTask>> {
     let reflection = || {
@@ -144,10 +183,12 @@ async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
     // One limit for the whole process, however many listeners share it.
     let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
+    let callers = callers::CallersLayer::new(access.callers.clone(), cfg.limits.max_message_bytes);
     let router = || {
         Server::builder()
             .timeout(cfg.request_timeout)
             .layer(guard.clone())
+            .layer(callers.clone())
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -161,8 +202,14 @@ async fn serve(
     for listen in &cfg.listen {
         let stopped = stopped(stop.clone());
         servers.push(match listen {
-            Listen::Tcp(addr) => tokio::spawn(router().serve_with_incoming_shutdown(bind_tcp(addr).await?, stopped)),
-            Listen::Unix(path) => tokio::spawn(router().serve_with_incoming_shutdown(bind_unix(path)?, stopped)),
+            Listen::Tcp(addr) => {
+                let incoming = conn::Connections::new(bind_tcp(addr).await?, access.tls.clone(), metrics.clone());
+                tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
+            }
+            Listen::Unix(path) => {
+                let incoming = conn::Connections::new(bind_unix(path)?, None, metrics.clone());
+                tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
+            }
         });
     }
     Ok(servers)

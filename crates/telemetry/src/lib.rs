@@ -2,6 +2,7 @@
 //! decision log (`decision_log`). All of it is bounded and non-blocking: telemetry drops and
 //! counts rather than slow a `Check`.
 
+pub mod access;
 pub mod decision_log;
 pub mod metrics;
 pub mod otel;

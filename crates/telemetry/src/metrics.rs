@@ -119,6 +119,8 @@ pub struct Metrics {
     /// Set when the policy source reports its own health (a database); unset, policies come
     /// from the directory and are as current as the store's last publish.
     source: OnceLock<Arc<dyn SourceHealth>>,
+    /// TLS handshakes, credential reloads and callers-file denials.
+    pub access: crate::access::AccessMetrics,
 }
 
 impl Metrics {
@@ -199,6 +201,7 @@ impl Metrics {
         self.render_reloads(o)?;
         self.render_snapshot(o, store)?;
         self.render_source(o)?;
+        self.access.render(o)?;
         writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
         writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }

@@ -24,6 +24,10 @@ const FILE_KEYS: &[&str] = &[
     "decision_log",
     "decision_log_allow_rate",
     "decision_log_queue",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "callers",
 ];
 
 /// Parses `100ms`, `5s`, `2m`, `1h`; `None` for anything else, or a number too large to hold.
@@ -198,6 +202,37 @@ impl Settings {
             _ => {
                 self.errors.push(format!("decision_log_allow_rate: invalid rate `{s}` (a number from 0 to 1)"));
                 0.0
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// The TLS files: a certificate and key together, a client CA only with them.
+    pub(super) fn tls(
+        &mut self,
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+        client_ca: &Option<PathBuf>,
+    ) -> Option<crate::tls::TlsFiles> {
+        let path = |flag: &Option<PathBuf>, key: &str| flag.clone().or_else(|| self.in_file(key).map(PathBuf::from));
+        let (cert, key, client_ca) = (path(cert, "tls_cert"), path(key, "tls_key"), path(client_ca, "tls_client_ca"));
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key, client_ca }),
+            (None, None) => {
+                if client_ca.is_some() {
+                    self.errors
+                        .push("tls_client_ca: needs --tls-cert and --tls-key (client certificates need TLS)".into());
+                }
+                None
+            }
+            (Some(_), None) => {
+                self.errors.push("tls_key: --tls-cert needs --tls-key".to_owned());
+                None
+            }
+            (None, Some(_)) => {
+                self.errors.push("tls_cert: --tls-key needs --tls-cert".to_owned());
+                None
             }
         }
     }
