@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod plan;
 
 /// The generated code, re-exported at the crate root.
 #[allow(missing_docs, unused_qualifications, clippy::all, clippy::pedantic)]

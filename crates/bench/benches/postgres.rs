@@ -145,7 +145,7 @@ async fn apply(dsn: &str, sizes: Sizes) {
     let cfg = Config::from_dsn(dsn, Duration::from_secs(3600)).unwrap();
     let store = Arc::new(Store::default());
     let mut follower = Follower::new(cfg.clone(), store.clone(), Arc::new(Health::default()));
-    let mut session = Session::open(&cfg.pg).await.unwrap();
+    let mut session = Session::open(&cfg).await.unwrap();
     let (heap, cpu, wall) = (alloc::live(), thread_cpu(), Instant::now());
     let report = follower.sync(&mut session, None).await.unwrap();
     let (wall, cpu) = (wall.elapsed(), thread_cpu() - cpu);

@@ -86,7 +86,7 @@ impl Env<'_> {
     /// (canonical), else an attribute.
     pub fn lookup(&self, side: Side, key: &str) -> Option<Cow<'_, Value>> {
         match side {
-            Side::Principal => principal_value(self, key),
+            Side::Principal => principal_value(self.tenant, self.member, key),
             Side::Resource => resource_value(self.resource, key),
             Side::Context => context_value(self.context, key),
         }
@@ -98,12 +98,12 @@ impl Env<'_> {
     }
 }
 
-fn principal_value<'a>(env: &'a Env<'_>, key: &str) -> Option<Cow<'a, Value>> {
-    let m = env.member;
+/// The value a principal test on `key` reads.
+pub(crate) fn principal_value<'a>(tenant: &Tenant, m: &'a Member, key: &str) -> Option<Cow<'a, Value>> {
     match key {
         "id" => Some(Cow::Owned(Value::Text(m.id.to_string()))),
         "units" => {
-            let names = m.units.iter().filter_map(|u| env.tenant.unit_names.get(*u as usize));
+            let names = m.units.iter().filter_map(|u| tenant.unit_names.get(*u as usize));
             Some(Cow::Owned(Value::List(names.map(|n| n.to_string()).collect())))
         }
         _ => m.attrs.get(key).map(Cow::Borrowed),
@@ -112,7 +112,7 @@ fn principal_value<'a>(env: &'a Env<'_>, key: &str) -> Option<Cow<'a, Value>> {
 
 /// The value a resource test on `key` reads; shared with plan filters, which test the same
 /// fields.
-pub fn resource_value<'a>(r: &'a Resource, key: &str) -> Option<Cow<'a, Value>> {
+pub(crate) fn resource_value<'a>(r: &'a Resource, key: &str) -> Option<Cow<'a, Value>> {
     match key {
         "id" => Some(Cow::Owned(Value::Text(r.id.clone()))),
         "kind" => Some(Cow::Owned(Value::Text(r.kind.clone()))),
@@ -122,7 +122,8 @@ pub fn resource_value<'a>(r: &'a Resource, key: &str) -> Option<Cow<'a, Value>> 
     }
 }
 
-fn context_value<'a>(c: &'a Context, key: &str) -> Option<Cow<'a, Value>> {
+/// The value a context test on `key` reads.
+pub(crate) fn context_value<'a>(c: &'a Context, key: &str) -> Option<Cow<'a, Value>> {
     match key {
         "client_ip" => c.client_ip.map(|ip| Cow::Owned(Value::Text(canonical_ip(ip).to_string()))),
         _ => c.attrs.get(key).map(Cow::Borrowed),

@@ -8,6 +8,7 @@ mod eval;
 mod explain;
 mod ids;
 mod permissions;
+pub mod plan;
 mod request;
 mod schedule;
 mod snapshot;
@@ -21,6 +22,7 @@ pub use decide::{Decision, Reason, RequestError, decide};
 pub use eval::Env;
 pub use explain::{Step, StepKind, explain};
 pub use permissions::{Grant, GrantScope, Permissions, UnknownKind};
+pub use plan::{Field, FieldOp, FieldTest, Filter, Plan, plan};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{

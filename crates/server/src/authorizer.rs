@@ -21,6 +21,8 @@ use rolegate_source::store::{NotReady, Store};
 use rolegate_telemetry::metrics::Method;
 use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
 
+mod evaluations;
+pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
 mod inspect;
 
 /// Why a call failed; turned into a gRPC status in exactly one place.
@@ -237,6 +239,28 @@ impl Authorizer {
         Ok(api::CheckBatchResponse { decisions, revision })
     }
 
+    async fn plan(&self, req: api::PlanRequest, now: When, call: Call) -> Result<api::PlanResponse, CallError> {
+        let api::PlanRequest { tenant, principal, action, context, min_revision } = req;
+        let l = &self.limits;
+        l.id("tenant", &tenant)?;
+        l.id("principal", &principal)?;
+        l.id("action", &action)?;
+        let span = &call.span;
+        span.record("rolegate.tenant", tenant.as_str());
+        span.record("rolegate.action", action.as_str());
+        let context = l.context("context", context)?;
+        let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
+        let p = rolegate_engine::plan(&snapshot, &tenant, &principal, &action, &context, now.at)
+            .map_err(|source| CallError::Request { field: "action".into(), source })?;
+        let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
+        span.record("rolegate.allowed", p.filter != rolegate_engine::Filter::Constant(false));
+        span.record("rolegate.reason", p.reason.as_str());
+        span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
+        // A plan is no decision about one resource: counted, traced, not in the decision log.
+        self.telemetry.metrics.decision(Method::Plan, p.reason);
+        Ok(rolegate_api::plan::response(&p, revision))
+    }
+
     /// Runs one call inside its span, with the caller's trace context as parent, and records
     /// its latency and outcome.
     async fn traced<Req, Resp, F>(
@@ -319,5 +343,10 @@ impl authorizer_server::Authorizer for Authorizer {
         let span = || rpc_span!("rolegate.v1.Authorizer/CheckBatch", "CheckBatch");
         self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
             .await
+    }
+
+    async fn plan(&self, request: Request<api::PlanRequest>) -> Result<Response<api::PlanResponse>, Status> {
+        let span = || rpc_span!("rolegate.v1.Authorizer/Plan", "Plan");
+        self.traced(Method::Plan, span, request, |req, now, call| Authorizer::plan(self, req, now, call)).await
     }
 }

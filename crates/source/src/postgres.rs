@@ -16,6 +16,7 @@ pub mod follow;
 pub mod health;
 pub mod migrate;
 pub mod rows;
+pub mod tls;
 pub mod transfer;
 mod yaml_text;
 
@@ -33,6 +34,9 @@ pub struct Config {
     /// a lost notification, and the heartbeat behind the staleness metric. The follower never
     /// checks more often than every [`follow::MIN_POLL`].
     pub poll: Duration,
+    /// TLS to the database, from the DSN's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`
+    /// ([`tls`]); `None` is plaintext.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// The PostgreSQL source: its settings and the health it reports.
@@ -71,9 +75,15 @@ impl Config {
         if !dsn.starts_with("postgres://") && !dsn.starts_with("postgresql://") && !dsn.contains('=') {
             return Err("expected a PostgreSQL DSN such as `postgres://user@host:5432/db`".to_owned());
         }
-        let mut pg: tokio_postgres::Config = dsn.parse().map_err(|e| format!("invalid PostgreSQL DSN: {e}"))?;
-        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err("`sslmode=require` is not supported yet: reach PostgreSQL over a trusted network".to_owned());
+        let (rest, tls) = tls::split_dsn(dsn).map_err(|e| format!("invalid PostgreSQL DSN: {e}"))?;
+        let mut pg: tokio_postgres::Config = rest.parse().map_err(|e| format!("invalid PostgreSQL DSN: {e}"))?;
+        let tls = tls.client_config()?.map(|(config, required)| {
+            use tokio_postgres::config::SslMode;
+            pg.ssl_mode(if required { SslMode::Require } else { SslMode::Prefer });
+            config
+        });
+        if tls.is_none() {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
         }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(5));
@@ -83,7 +93,7 @@ impl Config {
         }
         pg.keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
         pg.tcp_user_timeout(Duration::from_secs(10));
-        Ok(Config { pg, poll })
+        Ok(Config { pg, poll, tls })
     }
 
     /// `host:port/db`, for logs: never the password.
@@ -104,12 +114,31 @@ pub fn describe(pg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", pg.get_dbname().unwrap_or_default())
 }
 
-/// Connects once and drives the connection on a task; `None` from the receiver means the
-/// connection ended. Notifications on channel `rolegate` arrive on the receiver as tenant ids.
-pub async fn connect(
-    pg: &tokio_postgres::Config,
-) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<Option<String>>), tokio_postgres::Error> {
-    let (client, mut connection) = pg.connect(tokio_postgres::NoTls).await?;
+/// A connected client and the notifications of its connection.
+pub type Connected = (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<Option<String>>);
+
+/// Connects once, over TLS when configured, and drives the connection on a task; `None` from
+/// the receiver means the connection ended. Notifications on channel `rolegate` arrive on the
+/// receiver as tenant ids.
+pub async fn connect(cfg: &Config) -> Result<Connected, tokio_postgres::Error> {
+    match &cfg.tls {
+        Some(tls) => {
+            let (client, connection) = cfg.pg.connect(tls::RustlsConnect(tls.clone())).await?;
+            Ok((client, drive(connection)))
+        }
+        None => {
+            let (client, connection) = cfg.pg.connect(tokio_postgres::NoTls).await?;
+            Ok((client, drive(connection)))
+        }
+    }
+}
+
+/// Drives a connection on a task, forwarding its notifications.
+fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> tokio::sync::mpsc::UnboundedReceiver<Option<String>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -132,5 +161,5 @@ pub async fn connect(
             }
         }
     });
-    Ok((client, rx))
+    rx
 }

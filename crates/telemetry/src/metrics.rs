@@ -10,26 +10,33 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The RPC methods, counted apart.
+/// The methods a caller can call: gRPC RPCs and AuthZEN endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
     Check = 0,
     /// `CheckBatch`.
     CheckBatch = 1,
+    /// `Plan`.
+    Plan = 2,
+    /// AuthZEN Access Evaluation.
+    AuthzenEvaluation = 3,
+    /// AuthZEN Access Evaluations.
+    AuthzenEvaluations = 4,
+    /// AuthZEN Subject Search.
+    AuthzenSubjectSearch = 5,
+    /// AuthZEN Action Search.
+    AuthzenActionSearch = 6,
     /// `Inspector.Explain`.
-    Explain = 2,
+    Explain = 7,
     /// `Inspector.Permissions`.
-    Permissions = 3,
+    Permissions = 8,
     /// `Inspector.Who`.
-    Who = 4,
+    Who = 9,
 }
 
 impl Method {
-    /// Every method, in the order of their numbers; per-method arrays are sized from it.
-    pub const ALL: [Method; 5] = [Method::Check, Method::CheckBatch, Method::Explain, Method::Permissions, Method::Who];
-
-    /// The method a gRPC request path calls, if it is one of rolegate's.
+    /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
         if let Some(name) = path.strip_prefix("/rolegate.v1.Inspector/") {
             return match name {
@@ -42,31 +49,25 @@ impl Method {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
+            "Plan" => Some(Method::Plan),
             _ => None,
-        }
-    }
-
-    /// The `method` label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Method::Check => "Check",
-            Method::CheckBatch => "CheckBatch",
-            Method::Explain => "Explain",
-            Method::Permissions => "Permissions",
-            Method::Who => "Who",
         }
     }
 }
 
-const METHODS: [&str; Method::ALL.len()] = {
-    let mut names = [""; Method::ALL.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = Method::ALL[i].as_str();
-        i += 1;
-    }
-    names
-};
+/// Label of each method, indexed by `Method as usize`; every per-method array is this long.
+const METHODS: [&str; 10] = [
+    "Check",
+    "CheckBatch",
+    "Plan",
+    "AuthzenEvaluation",
+    "AuthzenEvaluations",
+    "AuthzenSubjectSearch",
+    "AuthzenActionSearch",
+    "Explain",
+    "Permissions",
+    "Who",
+];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
@@ -94,9 +95,9 @@ impl Histogram {
 /// Every counter rolegate exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: [[AtomicU64; Reason::ALL.len()]; Method::ALL.len()],
-    errors: [[AtomicU64; CODES.len()]; Method::ALL.len()],
-    latency: [Histogram; Method::ALL.len()],
+    decisions: [[AtomicU64; Reason::ALL.len()]; METHODS.len()],
+    errors: [[AtomicU64; CODES.len()]; METHODS.len()],
+    latency: [Histogram; METHODS.len()],
     /// Decision cache hits.
     pub cache_hits: AtomicU64,
     /// Decision cache misses.

@@ -11,7 +11,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use rolegate::api::authorizer_server::{Authorizer, AuthorizerServer};
-use rolegate::api::{CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Decision, Reason};
+use rolegate::api::{
+    CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Decision, Filter, PlanRequest, PlanResponse,
+    Reason, filter,
+};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -42,6 +45,16 @@ impl Authorizer for Constant {
     async fn check_batch(&self, request: Request<CheckBatchRequest>) -> Result<Response<CheckBatchResponse>, Status> {
         let n = request.get_ref().items.len();
         Ok(Response::new(CheckBatchResponse { decisions: vec![decision(); n], revision: 1 }))
+    }
+
+    async fn plan(&self, _request: Request<PlanRequest>) -> Result<Response<PlanResponse>, Status> {
+        let filter = Filter { node: Some(filter::Node::Constant(true)) };
+        Ok(Response::new(PlanResponse {
+            filter: Some(filter),
+            revision: 1,
+            valid_until: None,
+            reason: Reason::Granted.into(),
+        }))
     }
 }
 

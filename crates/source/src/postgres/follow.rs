@@ -69,8 +69,8 @@ pub struct Session {
 impl Session {
     /// Connects, LISTENs and prepares the statements. Listening starts before anything is read,
     /// so no change committed after the first read can go unnoticed.
-    pub async fn open(pg: &tokio_postgres::Config) -> Result<Session, FollowError> {
-        let (client, notes) = super::connect(pg).await?;
+    pub async fn open(cfg: &Config) -> Result<Session, FollowError> {
+        let (client, notes) = super::connect(cfg).await?;
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         let queries = Queries::prepare(&client).await?;
         Ok(Session { client, queries, notes })
@@ -121,7 +121,7 @@ impl Follower {
     pub async fn run(mut self, on_round: impl Fn(&ReloadReport)) {
         let mut backoff = MIN_BACKOFF;
         loop {
-            let err = match Session::open(&self.cfg.pg).await {
+            let err = match Session::open(&self.cfg).await {
                 Ok(mut session) => self.follow(&mut session, &on_round, &mut backoff).await,
                 Err(e) => e,
             };

@@ -23,7 +23,7 @@ use rolegate_policy::{self as policy, Report, parse};
 async fn connect(dsn: &str) -> anyhow::Result<Client> {
     let cfg = super::Config::from_dsn(dsn, std::time::Duration::from_secs(1)).map_err(anyhow::Error::msg)?;
     let (client, _) =
-        super::connect(&cfg.pg).await.with_context(|| format!("cannot connect to postgres {}", cfg.describe()))?;
+        super::connect(&cfg).await.with_context(|| format!("cannot connect to postgres {}", cfg.describe()))?;
     Ok(client)
 }
 
