@@ -1,6 +1,8 @@
 //! The command line (docs/api.md, "Command line"): `validate`, `test`, `check` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
+mod diff;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +39,8 @@ enum Command {
     },
     /// Decide one request and print the decision as JSON.
     Check(Box<CheckArgs>),
+    /// Show what a policy change grants and takes away, member by member.
+    Diff(Box<diff::DiffArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
@@ -171,6 +175,7 @@ impl Cli {
                 Some(addr) => runtime()?.block_on(check_server(&args, addr)),
                 None => check(&args),
             },
+            Command::Diff(args) => diff::run(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
@@ -247,7 +252,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
