@@ -1,6 +1,8 @@
 //! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
+mod diff;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ enum Command {
     Check(Box<CheckArgs>),
     /// Which resources of a kind a member may act on: the Plan filter, optionally as SQL.
     Plan(Box<plan::PlanArgs>),
+    /// Show what a policy change grants and takes away, member by member.
+    Diff(Box<diff::DiffArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
@@ -176,6 +180,7 @@ impl Cli {
                 None => check(&args),
             },
             Command::Plan(args) => plan::run(&args),
+            Command::Diff(args) => diff::run(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
@@ -252,7 +257,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 

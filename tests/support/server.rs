@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: String,
     /// The admin HTTP address, when `--admin-listen` was given.
     pub admin: Option<String>,
+    /// The AuthZEN HTTP address, when `--authzen-listen` was given.
+    pub authzen: Option<String>,
     pub lines: mpsc::Receiver<String>,
 }
 
@@ -76,21 +78,29 @@ impl Server {
         });
         // Wait until every listener is bound and, when asked, the first snapshot is loaded.
         let wants_admin = extra.contains(&"--admin-listen");
+        let wants_authzen = extra.contains(&"--authzen-listen");
         let wants_unix = extra.iter().any(|a| a.starts_with("unix:"));
-        let (mut addr, mut admin, mut unix, mut ready) = (None, None, false, false);
-        while addr.is_none() || (wants_admin && admin.is_none()) || (wants_unix && !unix) || (wants_ready && !ready) {
+        let (mut addr, mut admin, mut authzen, mut unix, mut ready) = (None, None, None, false, false);
+        while addr.is_none()
+            || (wants_admin && admin.is_none())
+            || (wants_authzen && authzen.is_none())
+            || (wants_unix && !unix)
+            || (wants_ready && !ready)
+        {
             let line = lines.recv_timeout(Duration::from_secs(30)).expect("server did not start");
             ready |= line.contains("policy snapshot loaded");
             let Some(rest) = line.split("listening on ").nth(1).map(str::trim) else { continue };
             if line.contains("admin listening") {
                 admin = Some(rest.to_owned());
+            } else if line.contains("AuthZEN listening") {
+                authzen = Some(rest.to_owned());
             } else if rest.starts_with("unix:") {
                 unix = true;
             } else {
                 addr = Some(rest.to_owned());
             }
         }
-        Server { child, addr: addr.unwrap_or_default(), admin, lines }
+        Server { child, addr: addr.unwrap_or_default(), admin, authzen, lines }
     }
 
     /// The Prometheus text of `/metrics` (needs `--admin-listen`).

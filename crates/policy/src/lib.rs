@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod diag;
+pub mod diff;
 pub mod document;
 pub mod lint;
 pub mod parse;

@@ -21,6 +21,9 @@ use rolegate_source::store::{NotReady, Store};
 use rolegate_telemetry::metrics::Method;
 use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
 
+mod evaluations;
+pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
+
 /// Why a call failed; turned into a gRPC status in exactly one place.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {

@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub decision_log_allow_rate: f64,
     /// Lines queued for the log writer before new ones are dropped.
     pub decision_log_queue: usize,
+    /// The AuthZEN HTTP listener; `None` is off.
+    pub authzen: Option<crate::authzen::Config>,
     /// TLS on every TCP gRPC listener, when set.
     pub tls: Option<crate::tls::TlsFiles>,
     /// The callers file: who may ask what; `None` admits every connected caller.
@@ -114,6 +116,13 @@ pub struct RawServe {
     /// Decision-log lines queued before new ones are dropped, 1 to 1000000 [default: 8192].
     #[arg(long, env = "ROLEGATE_DECISION_LOG_QUEUE")]
     pub decision_log_queue: Option<String>,
+    /// AuthZEN Authorization API listener (HTTP/1.1 and h2c), `host:port` or `unix:PATH` [default: off].
+    #[arg(long, env = "ROLEGATE_AUTHZEN_LISTEN")]
+    pub authzen_listen: Option<String>,
+    /// A file holding the bearer token AuthZEN callers must send (`Authorization: Bearer …`);
+    /// read again when it changes [default: no token required].
+    #[arg(long, env = "ROLEGATE_AUTHZEN_TOKEN_FILE")]
+    pub authzen_token_file: Option<PathBuf>,
     /// TLS on every TCP gRPC listener: the certificate chain (PEM), reloaded when it changes.
     #[arg(long, env = "ROLEGATE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -199,6 +208,7 @@ impl RawServe {
         let decision_log = rolegate_telemetry::LogTarget::parse(&log_target);
         let decision_log_allow_rate = s.allow_rate(&self.decision_log_allow_rate);
         let admin_listen = s.admin_listen(&self.admin_listen);
+        let authzen = s.authzen(&self.authzen_listen, &self.authzen_token_file);
         let tls = s.tls(&self.tls_cert, &self.tls_key, &self.tls_client_ca);
         let callers = self.callers.clone().or_else(|| s.in_file("callers").map(PathBuf::from));
         if min_revision_wait >= request_timeout {
@@ -225,6 +235,7 @@ impl RawServe {
             decision_log,
             decision_log_allow_rate,
             decision_log_queue,
+            authzen,
             tls,
             callers,
         })

@@ -34,6 +34,21 @@ impl GuardLayer {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
         GuardLayer { permits: Arc::new(Semaphore::new(limit)), limit, metrics }
     }
+
+    /// A slot for one call served outside the gRPC stack (the AuthZEN listener), from the same
+    /// limit; `None`, counted as shed, when every slot is taken.
+    pub fn try_admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.metrics.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        permit
+    }
+
+    /// Calls in flight before shedding.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 impl<S> tower::Layer<S> for GuardLayer {

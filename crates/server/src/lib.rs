@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod admin;
 pub mod authorizer;
+pub mod authzen;
 pub mod cache;
 pub mod callers;
 pub mod config;
@@ -58,7 +59,16 @@ pub async fn run(
     let authorizer = authorizer(&cfg, &store, &telemetry);
     let access = Access::load(&cfg, &metrics)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = serve(&cfg, authorizer, health_service, &metrics, &access, stop_rx).await?;
+    // One limit for the whole process, however many listeners share it.
+    let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
+    let authzen = match &cfg.authzen {
+        Some(az) => {
+            Some(serve_authzen(az, &cfg, authorizer.clone(), &guard, &metrics, &access, stop_rx.clone()).await?)
+        }
+        None => None,
+    };
+    let authorizer = grpc_authorizer(&cfg, authorizer);
+    let servers = serve(&cfg, authorizer, health_service, &metrics, guard, &access, stop_rx).await?;
     if let Some(addr) = &cfg.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!("admin listening on {}", listener.local_addr()?);
@@ -74,6 +84,9 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight calls");
     health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
     let _ = stop_tx.send(true);
+    if let Some(authzen) = authzen {
+        let _ = authzen.await;
+    }
     drain(&cfg, &telemetry, servers).await?;
     tracing::info!("stopped");
     match died {
@@ -107,8 +120,8 @@ fn start_source(
     rolegate_source::supervise("policy source", thread, store.clone()).context("cannot supervise the source")
 }
 
-/// The `Authorizer` service with its cache, limits and telemetry.
-fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>) -> AuthorizerServer<Authorizer> {
+/// The `Authorizer` with its cache, limits and telemetry: what gRPC and AuthZEN decide through.
+fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>) -> Authorizer {
     let evictions = telemetry.metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
         evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +132,11 @@ fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>)
     if cfg.allow_now_header {
         tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
     }
+    authorizer
+}
+
+/// The gRPC service around `authorizer`, with the message size limits.
+fn grpc_authorizer(cfg: &ServeConfig, authorizer: Authorizer) -> AuthorizerServer<Authorizer> {
     AuthorizerServer::new(authorizer)
         .max_decoding_message_size(cfg.limits.max_message_bytes)
         .max_encoding_message_size(cfg.limits.max_message_bytes)
@@ -164,6 +182,7 @@ async fn serve(
     authorizer: AuthorizerServer<Authorizer>,
     health_service: HealthServer<impl Health>,
     metrics: &Arc<Metrics>,
+    guard: guard::GuardLayer,
     access: &Access,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<ServerTask>> {
@@ -174,8 +193,6 @@ async fn serve(
     };
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
-    // One limit for the whole process, however many listeners share it.
-    let guard = guard::GuardLayer::new(cfg.max_concurrency, metrics.clone());
     let callers = callers::CallersLayer::new(access.callers.clone(), cfg.limits.max_message_bytes);
     let router = || {
         Server::builder()
@@ -199,12 +216,59 @@ async fn serve(
                 tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
             }
             Listen::Unix(path) => {
-                let incoming = conn::Connections::new(bind_unix(path)?, None, metrics.clone());
+                let incoming = conn::Connections::new(bind_unix(path, "")?, None, metrics.clone());
                 tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
             }
         });
     }
     Ok(servers)
+}
+
+/// Binds the AuthZEN listener — TLS and the callers file apply as on gRPC listeners — and
+/// serves it until `stop` turns true; the task ends once its in-flight calls are done.
+async fn serve_authzen(
+    az: &authzen::Config,
+    cfg: &ServeConfig,
+    authorizer: Authorizer,
+    guard: &guard::GuardLayer,
+    metrics: &Arc<Metrics>,
+    access: &Access,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let token = match &az.token_file {
+        Some(path) => Some(
+            authzen::Token::follow(path.clone())
+                .with_context(|| format!("cannot read the AuthZEN token file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let service =
+        authzen::Service::new(authorizer, cfg.limits, guard.clone(), metrics.clone(), token, cfg.request_timeout)
+            .with_callers(access.callers.clone());
+    Ok(match &az.listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("AuthZEN: cannot listen on {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!("AuthZEN listening on {local}");
+            let incoming = accept::Incoming::new(listener, format!("AuthZEN {local}"));
+            let service = Arc::new(service.with_tls(access.tls.is_some()));
+            tokio::spawn(authzen::serve(
+                service,
+                conn::Connections::new(incoming, access.tls.clone(), metrics.clone()),
+                stop,
+            ))
+        }
+        Listen::Unix(path) => {
+            let incoming = conn::Connections::new(bind_unix(path, "AuthZEN ")?, None, metrics.clone());
+            let path = path.clone();
+            tokio::spawn(async move {
+                authzen::serve(Arc::new(service), incoming, stop).await;
+                let _ = std::fs::remove_file(path);
+            })
+        }
+    })
 }
 
 async fn bind_tcp(addr: &str) -> anyhow::Result<accept::Incoming<tokio::net::TcpListener>> {
@@ -214,14 +278,15 @@ async fn bind_tcp(addr: &str) -> anyhow::Result<accept::Incoming<tokio::net::Tcp
     Ok(accept::Incoming::new(listener, local.to_string()))
 }
 
-fn bind_unix(path: &Path) -> anyhow::Result<accept::Incoming<tokio::net::UnixListener>> {
+/// Binds a Unix socket; `what` prefixes its log line (`AuthZEN `, or empty for gRPC).
+fn bind_unix(path: &Path, what: &str) -> anyhow::Result<accept::Incoming<tokio::net::UnixListener>> {
     let _ = std::fs::remove_file(path);
     let listener =
         tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
     // Group-writable, so a host container sharing the pod's fsGroup can connect.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    tracing::info!("listening on unix:{}", path.display());
+    tracing::info!("{what}listening on unix:{}", path.display());
     Ok(accept::Incoming::new(listener, format!("unix:{}", path.display())))
 }
 

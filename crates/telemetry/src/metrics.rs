@@ -10,7 +10,7 @@ use rolegate_engine::Reason;
 use rolegate_source::store::Store;
 use rolegate_source::{ReloadReport, SourceHealth};
 
-/// The RPC methods.
+/// The methods a caller can call: gRPC RPCs and AuthZEN endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// `Check`.
@@ -19,10 +19,18 @@ pub enum Method {
     CheckBatch = 1,
     /// `Plan`.
     Plan = 2,
+    /// AuthZEN Access Evaluation.
+    AuthzenEvaluation = 3,
+    /// AuthZEN Access Evaluations.
+    AuthzenEvaluations = 4,
+    /// AuthZEN Subject Search.
+    AuthzenSubjectSearch = 5,
+    /// AuthZEN Action Search.
+    AuthzenActionSearch = 6,
 }
 
 impl Method {
-    /// The method a gRPC request path calls, if it is one of the two.
+    /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
@@ -34,7 +42,15 @@ impl Method {
 }
 
 /// Label of each method, indexed by `Method as usize`; every per-method array is this long.
-const METHODS: [&str; 3] = ["Check", "CheckBatch", "Plan"];
+const METHODS: [&str; 7] = [
+    "Check",
+    "CheckBatch",
+    "Plan",
+    "AuthzenEvaluation",
+    "AuthzenEvaluations",
+    "AuthzenSubjectSearch",
+    "AuthzenActionSearch",
+];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];

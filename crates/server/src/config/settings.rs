@@ -185,6 +185,35 @@ impl Settings {
         listen
     }
 
+    /// The AuthZEN listener, if set: `host:port` or `unix:PATH`, with its token file.
+    pub(super) fn authzen(
+        &mut self,
+        listen: &Option<String>,
+        token_file: &Option<PathBuf>,
+    ) -> Option<crate::authzen::Config> {
+        let token_file = token_file.clone().or_else(|| self.in_file("authzen_token_file").map(PathBuf::from));
+        let Some(l) = self.pick(listen, "authzen_listen") else {
+            if token_file.is_some() {
+                self.errors.push("authzen_token_file: set only with authzen_listen".to_owned());
+            }
+            return None;
+        };
+        let listen = match l.strip_prefix("unix:") {
+            Some("") => {
+                self.errors.push("authzen_listen: `unix:` needs a path".to_owned());
+                return None;
+            }
+            Some(p) => Listen::Unix(PathBuf::from(p)),
+            None if is_host_port(&l) => Listen::Tcp(l),
+            None => {
+                self.errors
+                    .push(format!("authzen_listen: invalid address `{l}` (expected `host:port` or `unix:PATH`)"));
+                return None;
+            }
+        };
+        Some(crate::authzen::Config { listen, token_file })
+    }
+
     /// The admin listener, if set: `host:port` only.
     pub(super) fn admin_listen(&mut self, flag: &Option<String>) -> Option<String> {
         let admin_listen = self.pick(flag, "admin_listen");

@@ -226,6 +226,14 @@ async fn store_tenant(tx: &Transaction<'_>, t: &Split) -> anyhow::Result<()> {
 
 /// `rolegate export --from DSN DIR`.
 pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
+    let (tenants, templates) = export(dsn, dir).await?;
+    println!("exported {tenants} tenants and {templates} templates to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the policies held in PostgreSQL, read in one snapshot, as a policy directory; returns
+/// how many tenants and templates it wrote.
+pub async fn export(dsn: &str, dir: &Path) -> anyhow::Result<(usize, usize)> {
     let mut client = connect(dsn).await?;
     migrate::require_current(&client).await?;
     let queries = Queries::prepare(&client).await?;
@@ -249,8 +257,7 @@ pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     tx.commit().await?;
-    println!("exported {} tenants and {} templates to {}", ids.len(), templates.len(), dir.display());
-    Ok(ExitCode::SUCCESS)
+    Ok((ids.len(), templates.len()))
 }
 
 fn file_name(id: &str) -> anyhow::Result<String> {
