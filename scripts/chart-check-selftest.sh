@@ -81,6 +81,17 @@ expect_failure sidecar-typo "'mountPath' is a required property" \
   rolegate/templates/_sidecar.tpl "  mountPath: {{ dir .Values.grpc.socketPath }}" \
   "  mountPth: {{ dir .Values.grpc.socketPath }}"
 
+# The cert-manager Certificate is checked against its CRD like the ServiceMonitor.
+expect_failure certificate-unknown-field "unknown field \`renewbefore\`" \
+  rolegate/templates/certificate.yaml "  renewBefore: {{ .renewBefore }}" "  renewbefore: {{ .renewBefore }}"
+
+expect_failure networkpolicy-typo "'policyType' was unexpected" \
+  rolegate/templates/networkpolicy.yaml "  policyTypes: [Ingress]" "  policyType: [Ingress]"
+
+# Kubernetes' gRPC probes speak plaintext: the chart refuses them in front of a TLS listener.
+expect_failure grpc-probe-over-tls "cannot reach a TLS listener" \
+  rolegate/ci/standalone-mtls-values.yaml $'tls:\n  enabled: true' $'probes:\n  type: grpc\ntls:\n  enabled: true'
+
 expect_failure broken-notes "NOTES.txt" \
   rolegate/templates/NOTES.txt ".svc:{{ .Values.grpc.port }}" ".svc:{{ .Values.grpc.nope.port }}"
 

@@ -95,8 +95,23 @@ async fn mutual_tls_admits_only_current_certificates_of_the_client_authority() {
     let ca = setup.ca_path.to_str().unwrap().to_owned();
     let server = setup.start(&["--tls-client-ca", &ca]);
     let good = setup.client_cert(&setup.ca, "inbox", &[San::Dns("inbox.svc")]);
-    assert_eq!(decides(&server.addr, &setup.ca_path, Some(good)).await, Ok(true));
+    assert_eq!(decides(&server.addr, &setup.ca_path, Some(good.clone())).await, Ok(true));
     assert_eq!(server.metric("rolegate_tls_handshake_failures_total").await, 0.0);
+
+    // The CLI asks the same way.
+    let (cert, key) = (good.0.to_str().unwrap(), good.1.to_str().unwrap());
+    let tls = ["--tls-ca", &ca, "--tls-cert", cert, "--tls-key", key, "--tls-server-name", "localhost"];
+    let ask =
+        ["--tenant", "desk", "--principal", "rep", "--action", "conversation.reply", "--resource", "conversation:c1"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        .args(["check", "--server", &server.addr])
+        .args(tls)
+        .args(ask)
+        .args(["--attr", "assignee=rep"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(json["allowed"], true, "{}", String::from_utf8_lossy(&out.stderr));
 
     let stranger = Ca::new("another CA");
     let foreign = setup.client_cert(&stranger, "foreign", &[San::Dns("inbox.svc")]);
@@ -217,8 +232,8 @@ fn callers_file(path: &Path, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-/// A call of an API the server may not serve yet, by path, with a `CheckRequest` body: the
-/// callers check answers before the service would.
+/// A call of a method the server does not have, by path, with a `CheckRequest` body: the
+/// callers check answers before routing would.
 async fn call_path(channel: Channel, path: &'static str, tenant: &str) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -258,7 +273,7 @@ async fn a_caller_certificate_for_one_tenant_gets_no_decision_about_another() {
         "caller `spiffe://cluster.local/ns/inbox/sa/inbox-api` may not ask about tenant `acme-eu` (check API)"
     );
     let channel = connect_with(&server.addr, Some(&tls(&setup.ca_path, inbox))).await.unwrap();
-    let plan = call_path(channel, "/rolegate.v1.Authorizer/Plan", "desk").await.unwrap_err();
+    let plan = AuthorizerClient::new(channel).plan(plan_request("desk")).await.unwrap_err();
     assert_eq!(
         (plan.code(), plan.message()),
         (Code::PermissionDenied, "caller `spiffe://cluster.local/ns/inbox/sa/inbox-api` may not use the plan API")
@@ -271,8 +286,16 @@ async fn a_caller_certificate_for_one_tenant_gets_no_decision_about_another() {
     let unknown = export_client.check(CheckRequest { tenant: "acme-eu".into(), ..reply("rep", 0) }).await.unwrap();
     assert!(!unknown.into_inner().decision.unwrap().allowed, "an admitted call reaches the engine");
     let channel = connect_with(&server.addr, Some(&tls(&setup.ca_path, export))).await.unwrap();
-    let unimplemented = call_path(channel, "/rolegate.v1.Authorizer/Plan", "acme-eu").await.unwrap_err();
-    assert_eq!(unimplemented.code(), Code::Unimplemented, "admitted to plan, which this server lacks");
+    let admitted = AuthorizerClient::new(channel.clone()).plan(plan_request("acme-eu")).await;
+    assert!(
+        admitted.as_ref().err().is_none_or(|s| s.code() != Code::PermissionDenied),
+        "admitted to plan, the call reaches the service: {admitted:?}"
+    );
+    let unknown = call_path(channel, "/rolegate.v1.Authorizer/Export", "acme-eu").await.unwrap_err();
+    assert_eq!(
+        (unknown.code(), unknown.message()),
+        (Code::PermissionDenied, "caller `dns:crm-export.crm.svc` may not call this method: it is in no API group")
+    );
 
     // A certificate the file does not name gets no decision, but probes still answer it.
     let mut stranger = tls_client(&server.addr, &setup.ca_path, Some(nobody.clone())).await.unwrap();
@@ -288,6 +311,7 @@ async fn a_caller_certificate_for_one_tenant_gets_no_decision_about_another() {
 
     assert_eq!(server.metric("rolegate_caller_denied_total{api=\"check\"}").await, 3.0);
     assert_eq!(server.metric("rolegate_caller_denied_total{api=\"plan\"}").await, 1.0);
+    assert_eq!(server.metric("rolegate_caller_denied_total{api=\"unknown\"}").await, 1.0);
     server.log_line("naming caller, tenant and method", |l| {
         l.contains("call refused") && l.contains("acme-eu") && l.contains("/rolegate.v1.Authorizer/Check")
     });
@@ -305,6 +329,15 @@ async fn a_caller_certificate_for_one_tenant_gets_no_decision_about_another() {
         client.check(reply("rep", 0)).await.is_err_and(|s| s.code() == Code::PermissionDenied).then_some(())
     })
     .await;
+}
+
+fn plan_request(tenant: &str) -> rolegate::api::PlanRequest {
+    rolegate::api::PlanRequest {
+        tenant: tenant.into(),
+        principal: "rep".into(),
+        action: "conversation.reply".into(),
+        ..Default::default()
+    }
 }
 
 fn tls(ca: &Path, identity: (PathBuf, PathBuf)) -> ClientTls {

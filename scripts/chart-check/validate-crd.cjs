@@ -1,7 +1,7 @@
-// Validates Prometheus Operator custom resources, read as JSON from stdin:
+// Validates Prometheus Operator and cert-manager custom resources, read as JSON from stdin:
 // [{"source": "...", "object": {...}}]. Exits 1 if any fails, after reporting every failure.
 //
-// The compiled CRD validators of @kubernetes-models/prometheus-operator check types, enums,
+// The compiled CRD validators of @kubernetes-models/prometheus-operator and /cert-manager check types, enums,
 // patterns and required fields but let unknown fields through, which an API server with strict
 // field validation rejects; so unknown fields are also checked, against the field tree that the
 // package's type declarations spell out.
@@ -9,7 +9,11 @@
 
 const fs = require("fs");
 
-const GROUP = "monitoring.coreos.com";
+// API group → the package of its models.
+const PACKAGES = {
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  "cert-manager.io": "@kubernetes-models/cert-manager",
+};
 
 // Builds {fields: Map<name, node>, open, leaf} from the `export interface I<Kind>` block, where each
 // nested object type sits on its own lines: `"name"?: {` … `};`, `"name"?: Array<{` … `}>;`.
@@ -53,8 +57,8 @@ function unknownFields(value, node, at, out) {
 
 function check({ source, object }) {
   const [group, version] = String(object.apiVersion).split("/");
-  if (group !== GROUP) return [`no validator for apiVersion \`${object.apiVersion}\``];
-  const modulePath = `@kubernetes-models/prometheus-operator/${GROUP}/${version}/${object.kind}`;
+  if (!(group in PACKAGES)) return [`no validator for apiVersion \`${object.apiVersion}\``];
+  const modulePath = `${PACKAGES[group]}/${group}/${version}/${object.kind}`;
   let model, dtsPath;
   try {
     model = require(modulePath)[object.kind];

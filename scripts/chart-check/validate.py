@@ -18,7 +18,7 @@ import yaml
 # kubernetes-validate re-reads its multi-megabyte definitions file for every object.
 kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
 
-CRD_GROUPS = ("monitoring.coreos.com/",)
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
 
 
 def objects(path):

@@ -27,6 +27,11 @@ it holds in a host pod whose own securityContext this chart does not control.
     - name: {{ $prefix }}admin
       containerPort: {{ .Values.admin.port }}
       protocol: TCP
+    {{- if .Values.authzen.enabled }}
+    - name: {{ $prefix }}authzen
+      containerPort: {{ .Values.authzen.port }}
+      protocol: TCP
+    {{- end }}
   startupProbe:
     {{- include "rolegate.probe" (list . "startup") | nindent 4 }}
   readinessProbe:
@@ -51,6 +56,21 @@ it holds in a host pod whose own securityContext this chart does not control.
     - name: rolegate-socket
       mountPath: {{ dir .Values.grpc.socketPath }}
     {{- end }}
+    {{- if .Values.tls.enabled }}
+    - name: rolegate-tls
+      mountPath: {{ .Values.tls.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if include "rolegate.callersConfigMap" . }}
+    - name: rolegate-callers
+      mountPath: {{ .Values.callers.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if and .Values.authzen.enabled .Values.authzen.tokenSecret.name }}
+    - name: rolegate-authzen-token
+      mountPath: {{ .Values.authzen.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -67,6 +87,30 @@ it holds in a host pod whose own securityContext this chart does not control.
   value: {{ .Values.logLevel | quote }}
 - name: ROLEGATE_DECISION_LOG
   value: {{ .Values.decisionLog | quote }}
+{{- with .Values.tls }}
+{{- if .enabled }}
+- name: ROLEGATE_TLS_CERT
+  value: {{ printf "%s/tls.crt" .mountPath | quote }}
+- name: ROLEGATE_TLS_KEY
+  value: {{ printf "%s/tls.key" .mountPath | quote }}
+{{- if .clientAuth }}
+- name: ROLEGATE_TLS_CLIENT_CA
+  value: {{ printf "%s/client-ca.crt" .mountPath | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if .Values.authzen.enabled }}
+- name: ROLEGATE_AUTHZEN_LISTEN
+  value: {{ include "rolegate.authzenListen" . | quote }}
+{{- if .Values.authzen.tokenSecret.name }}
+- name: ROLEGATE_AUTHZEN_TOKEN_FILE
+  value: {{ printf "%s/token" .Values.authzen.mountPath | quote }}
+{{- end }}
+{{- end }}
+{{- if include "rolegate.callersConfigMap" . }}
+- name: ROLEGATE_CALLERS
+  value: {{ printf "%s/callers.yaml" .Values.callers.mountPath | quote }}
+{{- end }}
 {{- with .Values.otel }}
 {{- if .endpoint }}
 {{- /* Declared before OTEL_RESOURCE_ATTRIBUTES, which refers to them. */}}
@@ -156,6 +200,39 @@ httpGet:
 {{- if include "rolegate.usesSocket" . }}
 - name: rolegate-socket
   emptyDir: {}
+{{- end }}
+{{- with .Values.tls }}
+{{- if .enabled }}
+{{- /* Projected, never a subPath: the kubelet then swaps renewed files in place. */}}
+- name: rolegate-tls
+  projected:
+    sources:
+      - secret:
+          name: {{ include "rolegate.tlsSecret" $ }}
+          items:
+            - {key: tls.crt, path: tls.crt}
+            - {key: tls.key, path: tls.key}
+      {{- if .clientAuth }}
+      - secret:
+          name: {{ default (include "rolegate.tlsSecret" $) .clientCA.secretName }}
+          items:
+            - {key: {{ .clientCA.key }}, path: client-ca.crt}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- with include "rolegate.callersConfigMap" . }}
+- name: rolegate-callers
+  configMap:
+    name: {{ . }}
+    items:
+      - {key: callers.yaml, path: callers.yaml}
+{{- end }}
+{{- if and .Values.authzen.enabled .Values.authzen.tokenSecret.name }}
+- name: rolegate-authzen-token
+  secret:
+    secretName: {{ .Values.authzen.tokenSecret.name }}
+    items:
+      - {key: {{ .Values.authzen.tokenSecret.key }}, path: token}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}

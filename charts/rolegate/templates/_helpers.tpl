@@ -86,6 +86,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{- define "rolegate.authzenListen" -}}
+{{- printf "%s:%v" (eq .Values.mode "sidecar" | ternary "127.0.0.1" "0.0.0.0") .Values.authzen.port }}
+{{- end }}
+
 {{- define "rolegate.adminListen" -}}
 {{- default (printf "0.0.0.0:%v" .Values.admin.port) .Values.admin.listen }}
 {{- end }}
@@ -105,8 +109,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "rolegate.probeType" -}}
 {{- if ne .Values.probes.type "auto" }}
 {{- .Values.probes.type }}
-{{- else if eq .Values.mode "sidecar" }}http
+{{- else if or (eq .Values.mode "sidecar") .Values.tls.enabled }}http
 {{- else }}grpc
+{{- end }}
+{{- end }}
+
+{{/* The Secret with the server's certificate and key. */}}
+{{- define "rolegate.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "rolegate.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{/* The ConfigMap with the callers file, if there is one. */}}
+{{- define "rolegate.callersConfigMap" -}}
+{{- if .Values.callers.existingConfigMap }}
+{{- .Values.callers.existingConfigMap }}
+{{- else if .Values.callers.entries }}
+{{- printf "%s-callers" (include "rolegate.fullname" .) }}
 {{- end }}
 {{- end }}
 

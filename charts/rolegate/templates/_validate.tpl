@@ -16,6 +16,21 @@
 {{- fail (printf "grpc.listen: `%s` must be in `%s`, the writable socket directory (grpc.socketPath)" . $socketDir) }}
 {{- end }}
 {{- end }}
+{{- if and (eq (include "rolegate.probeType" .) "grpc") .Values.tls.enabled }}
+{{- fail "probes.type `grpc` cannot reach a TLS listener (Kubernetes' gRPC probes speak plaintext); use `http` or `auto`" }}
+{{- end }}
+{{- if and .Values.tls.clientAuth (not .Values.tls.enabled) }}
+{{- fail "tls.clientAuth needs tls.enabled: client certificates are checked in the TLS handshake" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name: name the cert-manager Issuer or ClusterIssuer that signs the certificate" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) }}
+{{- fail "tls.certManager.enabled needs tls.enabled" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.clientPodLabels) }}
+{{- fail "networkPolicy.clientPodLabels: name the labels of the pods that may call rolegate" }}
+{{- end }}
 {{- if and (eq (include "rolegate.probeType" .) "grpc") (not (include "rolegate.grpcOverTcp" .)) }}
 {{- fail "probes.type `grpc` needs a TCP address in grpc.listen; use `http` for a socket-only server" }}
 {{- end }}

@@ -194,7 +194,7 @@ impl Service {
             Some((endpoint, tenant)) => self.clone().endpoint(endpoint, tenant, &peer, req).await,
         };
         let mut resp = match answer {
-            Ok(value) => json_response(StatusCode::OK, &value),
+            Ok(body) => json_response(StatusCode::OK, body),
             Err(f) => {
                 if let Some(m) = method {
                     self.metrics.error(m, f.code());
@@ -230,7 +230,7 @@ impl Service {
         tenant: String,
         peer: &Peer,
         req: Request<Incoming>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<String, Failure> {
         if let Some(token) = &self.token {
             token.admit(req.headers().get(header::AUTHORIZATION))?;
         }
@@ -249,7 +249,7 @@ impl Service {
         self.limits.id("tenant", &tenant)?;
         if endpoint == Endpoint::Metadata {
             let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-            return Ok(self.metadata(&host, &tenant));
+            return text(&self.metadata(&host, &tenant));
         }
         let Some(_permit) = self.guard.try_admit() else {
             let message = format!("over {} calls in flight; retry later", self.guard.limit());
@@ -274,7 +274,7 @@ impl Service {
         })
     }
 
-    async fn post(&self, endpoint: Endpoint, tenant: String, req: Request<Incoming>) -> Result<Value, Failure> {
+    async fn post(&self, endpoint: Endpoint, tenant: String, req: Request<Incoming>) -> Result<String, Failure> {
         let (parts, body) = req.into_parts();
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -306,11 +306,11 @@ impl Service {
                 };
                 let req = Evaluations { tenant, items, batch, semantic };
                 let done = self.authorizer.evaluations(call(&metadata, req)).await?.into_inner();
-                let mut decisions = done.decisions.iter().map(|d| json::decision(d, done.revision));
-                if batch {
-                    Ok(json!({ "evaluations": decisions.collect::<Vec<_>>() }))
-                } else {
-                    decisions.next().ok_or_else(|| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "no decision"))
+                let decisions: Vec<_> = done.decisions.iter().map(|d| json::decision(d, done.revision)).collect();
+                match (batch, decisions.first()) {
+                    (true, _) => text(&json::Evaluations { evaluations: decisions }),
+                    (false, Some(d)) => text(d),
+                    (false, None) => Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "no decision")),
                 }
             }
             Endpoint::ActionSearch => {
@@ -318,8 +318,8 @@ impl Service {
                 let req = ActionSearch { tenant, principal, resource: Some(resource), context };
                 let found = self.authorizer.action_search(call(&metadata, req)).await?.into_inner();
                 let results: Vec<Value> = found.verbs.iter().map(|v| json!({ "name": v })).collect();
-                Ok(
-                    json!({ "page": { "next_token": "" }, "results": results, "context": { "revision": found.revision } }),
+                text(
+                    &json!({ "page": { "next_token": "" }, "results": results, "context": { "revision": found.revision } }),
                 )
             }
             Endpoint::SubjectSearch => {
@@ -330,8 +330,13 @@ impl Service {
     }
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut resp = Response::new(Full::from(value.to_string()));
+/// A value as JSON text, keeping the field order of its type.
+fn text(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     resp

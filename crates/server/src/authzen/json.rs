@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+#[cfg(test)]
+use serde_json::json;
+use serde_json::{Map, Value};
 
 use crate::authorizer::{Item, Semantic};
 use crate::convert::{Invalid, echo};
@@ -257,36 +259,60 @@ fn page(o: &Object) -> Result<(String, Option<u64>), Invalid> {
     Ok((token, limit))
 }
 
-/// A decision as AuthZEN returns it: `decision`, and rolegate's answer in `context`.
-pub fn decision(d: &api::Decision, revision: u64) -> Value {
-    let mut ctx = Object::new();
-    ctx.insert("reason".into(), json!(d.reason().as_str_name()));
-    if !d.rule.is_empty() {
-        ctx.insert("rule".into(), json!(d.rule));
+/// A decision as AuthZEN returns it: `decision` first, and rolegate's answer in `context`.
+#[derive(Debug, serde::Serialize)]
+pub struct DecisionJson<'a> {
+    decision: bool,
+    context: DecisionContext<'a>,
+}
+
+/// An Access Evaluations response.
+#[derive(Debug, serde::Serialize)]
+pub struct Evaluations<'a> {
+    /// One decision per item decided.
+    pub evaluations: Vec<DecisionJson<'a>>,
+}
+
+/// rolegate's answer beside the boolean: empty and false fields are left out.
+#[derive(Debug, serde::Serialize)]
+struct DecisionContext<'a> {
+    reason: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    rule: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    mask: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    review: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    requestable: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    alert: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_until: Option<String>,
+    revision: u64,
+}
+
+/// A decision in AuthZEN form.
+pub fn decision(d: &api::Decision, revision: u64) -> DecisionJson<'_> {
+    DecisionJson {
+        decision: d.allowed,
+        context: DecisionContext {
+            reason: d.reason().as_str_name(),
+            rule: &d.rule,
+            mask: &d.mask,
+            review: d.review,
+            requestable: d.requestable,
+            alert: d.alert,
+            message: &d.message,
+            valid_until: d.valid_until.as_ref().and_then(instant),
+            cache_until: d.cache_until.as_ref().and_then(instant),
+            revision,
+        },
     }
-    if !d.mask.is_empty() {
-        ctx.insert("mask".into(), json!(d.mask));
-    }
-    if d.review {
-        ctx.insert("review".into(), json!(true));
-    }
-    if d.requestable {
-        ctx.insert("requestable".into(), json!(true));
-    }
-    if d.alert {
-        ctx.insert("alert".into(), json!(true));
-    }
-    if !d.message.is_empty() {
-        ctx.insert("message".into(), json!(d.message));
-    }
-    if let Some(t) = d.valid_until.as_ref().and_then(instant) {
-        ctx.insert("valid_until".into(), json!(t));
-    }
-    if let Some(t) = d.cache_until.as_ref().and_then(instant) {
-        ctx.insert("cache_until".into(), json!(t));
-    }
-    ctx.insert("revision".into(), json!(revision));
-    json!({ "decision": d.allowed, "context": ctx })
 }
 
 fn instant(t: &prost_types::Timestamp) -> Option<String> {
