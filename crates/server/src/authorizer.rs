@@ -24,6 +24,7 @@ use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
 
 mod evaluations;
 pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
+mod inspect;
 
 /// Why a call failed; turned into a gRPC status in exactly one place.
 #[derive(Debug, thiserror::Error)]

@@ -27,11 +27,25 @@ pub enum Method {
     AuthzenSubjectSearch = 5,
     /// AuthZEN Action Search.
     AuthzenActionSearch = 6,
+    /// `Inspector.Explain`.
+    Explain = 7,
+    /// `Inspector.Permissions`.
+    Permissions = 8,
+    /// `Inspector.Who`.
+    Who = 9,
 }
 
 impl Method {
     /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
+        if let Some(name) = path.strip_prefix("/rolegate.v1.Inspector/") {
+            return match name {
+                "Explain" => Some(Method::Explain),
+                "Permissions" => Some(Method::Permissions),
+                "Who" => Some(Method::Who),
+                _ => None,
+            };
+        }
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
@@ -42,7 +56,7 @@ impl Method {
 }
 
 /// Label of each method, indexed by `Method as usize`; every per-method array is this long.
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 10] = [
     "Check",
     "CheckBatch",
     "Plan",
@@ -50,6 +64,9 @@ const METHODS: [&str; 7] = [
     "AuthzenEvaluations",
     "AuthzenSubjectSearch",
     "AuthzenActionSearch",
+    "Explain",
+    "Permissions",
+    "Who",
 ];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
