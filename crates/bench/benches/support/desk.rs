@@ -56,4 +56,3 @@ pub fn compile(name: &str, members: usize) -> rolegate::engine::Tenant {
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     policy::compile(&doc.unwrap(), None, 1).unwrap()
 }
-
