@@ -297,3 +297,45 @@ async fn bad_tokens_limits_and_unreached_revisions_are_refused_naming_the_field(
     let status = health.check(ask).await.unwrap().into_inner().status;
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
+
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolegate")).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_answers_the_same_from_a_directory_and_from_a_server() {
+    let server = Server::start(examples(), &[]);
+    let dir = examples().to_str().unwrap();
+    let who =
+        ["who", "--tenant", "meiqia-service-desk", "--action", "conversation.view", "--resource", "conversation:c-9"];
+    let who = [&who[..], &["--unit", "support-l2", "--attr", "assignee=ma.rui", "--page-size", "2", "--format", "csv"]]
+        .concat();
+    let local = cli(&[&who[..], &["--policies", dir]].concat());
+    let remote = cli(&[&who[..], &["--server", &server.addr]].concat());
+    assert_eq!(local, remote);
+    let rows: Vec<&str> = local.lines().collect();
+    assert_eq!(rows[0], "member,action,resource");
+    assert!(rows.contains(&"ma.rui,conversation.view,conversation:c-9"), "{local}");
+    assert!(rows.contains(&"chen.yu,conversation.view,conversation:c-9"), "{local}");
+    assert!(!rows.iter().any(|r| r.starts_with("qian.yue,")), "{local}");
+
+    let perms = ["permissions", "--tenant", "meiqia-service-desk", "--principal", "chen.yu", "--kind", "conversation"];
+    let local = cli(&[&perms[..], &["--policies", dir]].concat());
+    let remote = cli(&[&perms[..], &["--server", &server.addr]].concat());
+    let (local, remote): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&local).unwrap(), serde_json::from_str(&remote).unwrap());
+    assert_eq!(local["grants"], remote["grants"]);
+    assert!(local["grants"].as_array().unwrap().len() >= 3, "{local}");
+
+    let explain =
+        ["explain", "--tenant", "meiqia-service-desk", "--principal", "chen.yu", "--action", "conversation.view"];
+    let explain =
+        [&explain[..], &["--resource", "conversation:c-9", "--unit", "finance", "--format", "table"]].concat();
+    let local = cli(&[&explain[..], &["--policies", dir]].concat());
+    let remote = cli(&[&explain[..], &["--server", &server.addr]].concat());
+    assert_eq!(local.lines().skip(1).collect::<Vec<_>>(), remote.lines().skip(1).collect::<Vec<_>>());
+    assert!(local.starts_with("deny NO_GRANT"), "{local}");
+    assert!(local.contains("does not cover unit `finance`"), "{local}");
+}

@@ -13,6 +13,7 @@ pub mod conn;
 
 pub mod guard;
 pub mod peer;
+pub mod shadow;
 pub mod tls;
 
 pub use rolegate_api::convert;
@@ -56,7 +57,11 @@ pub async fn run(
     let source_died = start_source(&cfg, &store, &metrics)?;
     tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
-    let authorizer = authorizer(&cfg, &store, &telemetry);
+    let shadow = match &cfg.shadow {
+        Some(c) => Some(shadow::Shadow::start(c, cfg.reload_debounce, cfg.reload_poll, telemetry.clone())?),
+        None => None,
+    };
+    let authorizer = authorizer(&cfg, &store, &telemetry, shadow);
     let access = Access::load(&cfg, &metrics)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // One limit for the whole process, however many listeners share it.
@@ -121,14 +126,20 @@ fn start_source(
 }
 
 /// The `Authorizer` with its cache, limits and telemetry: what gRPC and AuthZEN decide through.
-fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>) -> Authorizer {
+fn authorizer(
+    cfg: &ServeConfig,
+    store: &Arc<Store>,
+    telemetry: &Arc<Telemetry>,
+    shadow: Option<shadow::Shadow>,
+) -> Authorizer {
     let evictions = telemetry.metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
         evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
     });
     let authorizer = Authorizer::new(store.clone(), cache, cfg.limits, cfg.min_revision_wait)
         .with_now_header(cfg.allow_now_header)
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_shadow(shadow);
     if cfg.allow_now_header {
         tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
     }

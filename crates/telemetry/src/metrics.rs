@@ -122,6 +122,8 @@ pub struct Metrics {
     source: OnceLock<Arc<dyn SourceHealth>>,
     /// TLS handshakes, credential reloads and callers-file denials.
     pub access: crate::access::AccessMetrics,
+    /// Shadow evaluation against a candidate policy.
+    pub shadow: crate::shadow::ShadowMetrics,
 }
 
 impl Metrics {
@@ -203,6 +205,7 @@ impl Metrics {
         self.render_snapshot(o, store)?;
         self.render_source(o)?;
         self.access.render(o)?;
+        self.shadow.render(o)?;
         writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
         writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }
