@@ -208,6 +208,8 @@ fn todo_request(subject: &str, verb: &str, owner: &str) -> Json {
 const RICK: &str = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const BETH: &str = "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const SUMMER: &str = "CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const JERRY: &str = "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_error_is_a_status_with_a_message_naming_the_field() {
@@ -510,4 +512,122 @@ async fn a_traceparent_header_continues_the_callers_trace_and_names_it_in_the_de
     })
     .await;
     assert!(line.contains("todo.can_delete_todo") && line.contains("NO_GRANT"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_search_pages_through_the_members_check_allows_in_document_order() {
+    let server = Server::start(examples(), &["--authzen-listen", "127.0.0.1:0"]);
+    let addr = authzen(&server).to_owned();
+    let path = format!("{TODO}/search/subject");
+    let ask = |verb: &str, owner: &str, page: Json| {
+        json!({"subject": {"type": "user", "id": "ignored"}, "action": {"name": verb},
+               "resource": {"type": "todo", "id": "t-9", "properties": {"ownerID": owner}}, "page": page})
+    };
+    // Every page, following next_token until it is empty.
+    let all = async |verb: &str, owner: &str, limit: Option<u64>| -> (Vec<String>, usize) {
+        let (mut found, mut pages, mut token) = (Vec::new(), 0, String::new());
+        loop {
+            let mut page = json!({"token": token});
+            if let Some(l) = limit {
+                page["limit"] = json!(l);
+            }
+            let a = post(&addr, &path, &ask(verb, owner, page)).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            let j = a.json();
+            for r in j["results"].as_array().unwrap() {
+                assert_eq!(r["type"], json!("user"), "the subject type is echoed");
+                found.push(r["id"].as_str().unwrap().to_owned());
+            }
+            pages += 1;
+            token = j["page"]["next_token"].as_str().unwrap().to_owned();
+            if token.is_empty() {
+                return (found, pages);
+            }
+        }
+    };
+    let (readers, pages) = all("can_read_todos", "x", None).await;
+    let everyone: Vec<String> = [RICK, MORTY, SUMMER, BETH, JERRY].iter().map(|s| s.to_string()).collect();
+    assert_eq!((readers, pages), (everyone.clone(), 1), "every member reads, in document order, in one default page");
+    let (readers, pages) = all("can_read_todos", "x", Some(2)).await;
+    assert_eq!(readers, everyone);
+    assert!(pages >= 3, "five members two at a time take three pages, not {pages}");
+    let (updaters, _) = all("can_update_todo", "morty@the-citadel.com", Some(1)).await;
+    assert_eq!(updaters, [RICK, MORTY], "the admin and the owner");
+
+    // The same answer as asking each member.
+    for member in &everyone {
+        let a = post(
+            &addr,
+            &format!("{TODO}/evaluation"),
+            &todo_request(member, "can_update_todo", "morty@the-citadel.com"),
+        )
+        .await;
+        assert_eq!(a.json()["decision"].as_bool().unwrap(), updaters.contains(member), "{member}");
+    }
+
+    for (page, prefix) in [
+        (json!({"token": "not-a-token"}), "page.token:"),
+        (json!({"limit": 1001}), "page.limit: is 1001, the limit is 1000"),
+        (json!({"limit": -1}), "page.limit:"),
+    ] {
+        let a = post(&addr, &path, &ask("can_read_todos", "x", page.clone())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(a.body.starts_with(prefix), "{page}: {}", a.body);
+    }
+    // A token of one listing does not continue another.
+    let first = post(&addr, &path, &ask("can_read_todos", "x", json!({"limit": 1}))).await.json();
+    let token = first["page"]["next_token"].as_str().unwrap().to_owned();
+    let a = post(&addr, &path, &ask("can_delete_todo", "x", json!({"token": token, "limit": 1}))).await;
+    assert!(a.body.starts_with("page.token:"), "{}", a.body);
+    let a = post(&addr, &path, &json!({"action": {"name": "can_read_todos"}, "resource": {"type": "todo", "id": "1"}}))
+        .await;
+    assert!(a.body.starts_with("subject: is required"), "{}", a.body);
+}
+
+/// This process's user id, as the server sees it through `SO_PEERCRED`.
+fn uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// One HTTP/1.1 request over a Unix socket.
+async fn send_unix(socket: &Path, path: &str, body: &Json) -> Answer {
+    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect to the AuthZEN socket");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (parts, body) = sender.send_request(req).await.unwrap().into_parts();
+    let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Answer { status: parts.status, headers: parts.headers, body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_file_admits_authzen_callers_by_tenant_and_api_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let callers = dir.path().join("callers.yaml");
+    let uid = uid();
+    std::fs::write(&callers, format!("callers:\n  - {{id: \"uid:{uid}\", tenants: [authzen-todo], apis: [check]}}\n"))
+        .unwrap();
+    let socket = dir.path().join("authzen.sock");
+    let listen = format!("unix:{}", socket.display());
+    let server = Server::start(
+        examples(),
+        &["--authzen-listen", &listen, "--callers", callers.to_str().unwrap(), "--admin-listen", "127.0.0.1:0"],
+    );
+    let eval = todo_request(BETH, "can_read_todos", "");
+    let a = send_unix(&socket, &format!("{TODO}/evaluation"), &eval).await;
+    assert_eq!((a.status, a.json()["decision"].clone()), (StatusCode::OK, json!(true)), "{}", a.body);
+    let a = send_unix(&socket, "/tenants/meiqia-service-desk/access/v1/evaluation", &eval).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body.trim(), format!("caller `uid:{uid}` may not ask about tenant `meiqia-service-desk` (check API)"));
+    let search = json!({"subject": {"type": "user"}, "action": {"name": "can_read_todos"}, "resource": {"type": "todo", "id": "1"}});
+    let a = send_unix(&socket, &format!("{TODO}/search/subject"), &search).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "searches are the inspect group: {}", a.body);
+    assert_eq!(server.metric("rolegate_caller_denied_total{api=\"check\"}").await, 1.0);
+    assert_eq!(server.metric("rolegate_caller_denied_total{api=\"inspect\"}").await, 1.0);
 }
