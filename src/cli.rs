@@ -1,4 +1,4 @@
-//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check` and `serve`; `migrate`, `import` and
+//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
 mod diff;
@@ -16,6 +16,9 @@ use crate::policy::parse::scalar_value;
 use crate::source::files;
 use crate::source::postgres::transfer as pg;
 use crate::suite;
+
+mod inspect;
+mod plan;
 
 /// rolegate: authorization decisions for customer-messaging and CRM backends.
 #[derive(Debug, Parser)]
@@ -39,6 +42,14 @@ enum Command {
     },
     /// Decide one request and print the decision as JSON.
     Check(Box<CheckArgs>),
+    /// Which resources of a kind a member may act on: the Plan filter, optionally as SQL.
+    Plan(Box<plan::PlanArgs>),
+    /// Why a request is allowed or denied: the decision with the steps that made it.
+    Explain(Box<inspect::ExplainArgs>),
+    /// What a member may do: every grant with its scope, binding, role and window.
+    Permissions(Box<inspect::PermissionsArgs>),
+    /// Who may do an action on a resource: every member Check allows, in document order.
+    Who(Box<inspect::WhoArgs>),
     /// Show what a policy change grants and takes away, member by member.
     Diff(Box<diff::DiffArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
@@ -175,7 +186,11 @@ impl Cli {
                 Some(addr) => runtime()?.block_on(check_server(&args, addr)),
                 None => check(&args),
             },
+            Command::Plan(args) => plan::run(&args),
             Command::Diff(args) => diff::run(&args),
+            Command::Explain(args) => inspect::explain(&args),
+            Command::Permissions(args) => inspect::permissions(&args),
+            Command::Who(args) => inspect::who(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),

@@ -455,3 +455,59 @@ async fn before_the_first_snapshot_every_call_is_unavailable_never_an_allow() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
     assert!(!a.body.contains("decision"), "{}", a.body);
 }
+
+/// A real OTLP receiver: the spans it is sent.
+struct Receiver(tokio::sync::mpsc::UnboundedSender<opentelemetry_proto::tonic::trace::v1::Span>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        for span in request.into_inner().resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans) {
+            let _ = self.0.send(span);
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_header_continues_the_callers_trace_and_names_it_in_the_decision_log() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let (tx, mut spans) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Receiver(tx)))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("decisions.jsonl");
+    let server = Server::start_with_env(
+        examples(),
+        &["--authzen-listen", "127.0.0.1:0", "--decision-log", log.to_str().unwrap()],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("OTEL_SERVICE_NAME", "rolegate-test")],
+    );
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4737", "00f067aa0ba902b8");
+    let tp = format!("00-{trace}-{parent}-01");
+    let headers = [("content-type", "application/json"), ("traceparent", tp.as_str())];
+    // A deny, so the default decision log records it.
+    let body = todo_request(BETH, "can_delete_todo", "beth@the-smiths.com").to_string();
+    let a = send(authzen(&server), "POST", &format!("{TODO}/evaluation"), &headers, &body, false).await;
+    assert_eq!(a.json()["decision"], json!(false), "{}", a.body);
+
+    let span = tokio::time::timeout(Duration::from_secs(15), spans.recv()).await.expect("a span").expect("open");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(span.name, "POST /tenants/{tenant}/access/v1/evaluation");
+    assert_eq!((hex(&span.trace_id), hex(&span.parent_span_id)), (trace.to_owned(), parent.to_owned()));
+    let line = wait_until("the decision log line", Duration::from_secs(10), async || {
+        std::fs::read_to_string(&log).ok().filter(|t| t.contains(trace))
+    })
+    .await;
+    assert!(line.contains("todo.can_delete_todo") && line.contains("NO_GRANT"), "{line}");
+}

@@ -27,6 +27,11 @@ it holds in a host pod whose own securityContext this chart does not control.
     - name: {{ $prefix }}admin
       containerPort: {{ .Values.admin.port }}
       protocol: TCP
+    {{- if .Values.authzen.enabled }}
+    - name: {{ $prefix }}authzen
+      containerPort: {{ .Values.authzen.port }}
+      protocol: TCP
+    {{- end }}
   startupProbe:
     {{- include "rolegate.probe" (list . "startup") | nindent 4 }}
   readinessProbe:
@@ -61,6 +66,11 @@ it holds in a host pod whose own securityContext this chart does not control.
       mountPath: {{ .Values.callers.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if and .Values.authzen.enabled .Values.authzen.tokenSecret.name }}
+    - name: rolegate-authzen-token
+      mountPath: {{ .Values.authzen.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -87,6 +97,14 @@ it holds in a host pod whose own securityContext this chart does not control.
 - name: ROLEGATE_TLS_CLIENT_CA
   value: {{ printf "%s/client-ca.crt" .mountPath | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- if .Values.authzen.enabled }}
+- name: ROLEGATE_AUTHZEN_LISTEN
+  value: {{ include "rolegate.authzenListen" . | quote }}
+{{- if .Values.authzen.tokenSecret.name }}
+- name: ROLEGATE_AUTHZEN_TOKEN_FILE
+  value: {{ printf "%s/token" .Values.authzen.mountPath | quote }}
 {{- end }}
 {{- end }}
 {{- if include "rolegate.callersConfigMap" . }}
@@ -208,6 +226,13 @@ httpGet:
     name: {{ . }}
     items:
       - {key: callers.yaml, path: callers.yaml}
+{{- end }}
+{{- if and .Values.authzen.enabled .Values.authzen.tokenSecret.name }}
+- name: rolegate-authzen-token
+  secret:
+    secretName: {{ .Values.authzen.tokenSecret.name }}
+    items:
+      - {key: {{ .Values.authzen.tokenSecret.key }}, path: token}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}

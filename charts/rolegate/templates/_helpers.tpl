@@ -86,6 +86,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{- define "rolegate.authzenListen" -}}
+{{- printf "%s:%v" (eq .Values.mode "sidecar" | ternary "127.0.0.1" "0.0.0.0") .Values.authzen.port }}
+{{- end }}
+
 {{- define "rolegate.adminListen" -}}
 {{- default (printf "0.0.0.0:%v" .Values.admin.port) .Values.admin.listen }}
 {{- end }}

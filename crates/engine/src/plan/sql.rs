@@ -127,60 +127,80 @@ impl Mapping {
 }
 
 /// Renders `filter` as a `WHERE` fragment whose placeholders start at `$first` (1 for a query
-/// with no other parameters).
+/// with no other parameters). Tests the mapping makes constant (an unmapped field, a type the
+/// test can never match) are folded away, so the fragment holds no `TRUE`/`FALSE` inside a
+/// compound.
 pub fn render(filter: &Filter, mapping: &Mapping, first: usize) -> Result<Sql, SqlError> {
-    let mut r = Renderer { mapping, params: Vec::new(), first, out: String::new() };
-    r.filter(filter)?;
-    Ok(Sql { clause: r.out, params: r.params })
+    let r = Renderer { mapping };
+    let (clause, params) = match r.part(filter)? {
+        Part::Const(b) => ((if b { "TRUE" } else { "FALSE" }).to_owned(), Vec::new()),
+        Part::Sql(text, params) => (text, params),
+    };
+    // Number the placeholders in the order they appear.
+    let mut out = String::with_capacity(clause.len());
+    let mut n = first;
+    for (i, piece) in clause.split(MARK).enumerate() {
+        if i > 0 {
+            let cast = match params.get(i - 1) {
+                Some(Param::Text(_)) => "text",
+                Some(Param::Number(_)) => "float8",
+                Some(Param::Bool(_)) => "bool",
+                Some(Param::TextList(_)) | None => "text[]",
+            };
+            let _ = write!(out, "${n}::{cast}");
+            n += 1;
+        }
+        out.push_str(piece);
+    }
+    Ok(Sql { clause: out, params })
+}
+
+/// Stands for a placeholder until the whole fragment is known; never in an identifier.
+const MARK: char = '\u{1}';
+
+/// A rendered piece: a constant, or SQL text with its parameters in order of appearance.
+enum Part {
+    Const(bool),
+    Sql(String, Vec<Param>),
 }
 
 struct Renderer<'a> {
     mapping: &'a Mapping,
-    params: Vec<Param>,
-    first: usize,
-    out: String,
 }
 
 impl Renderer<'_> {
-    fn filter(&mut self, f: &Filter) -> Result<(), SqlError> {
-        match f {
-            Filter::Constant(b) => self.out.push_str(if *b { "TRUE" } else { "FALSE" }),
-            Filter::All(items) => self.join(items, " AND ")?,
-            Filter::Any(items) => self.join(items, " OR ")?,
-            Filter::Not(inner) => {
-                self.out.push_str("(NOT ");
-                self.filter(inner)?;
-                self.out.push(')');
-            }
-            Filter::Test(t) => {
-                let sql = self.test(&t.field, &t.op)?;
-                self.out.push_str(&sql);
-            }
-        }
-        Ok(())
+    fn part(&self, f: &Filter) -> Result<Part, SqlError> {
+        Ok(match f {
+            Filter::Constant(b) => Part::Const(*b),
+            Filter::All(items) => self.join(items, " AND ", true)?,
+            Filter::Any(items) => self.join(items, " OR ", false)?,
+            Filter::Not(inner) => match self.part(inner)? {
+                Part::Const(b) => Part::Const(!b),
+                Part::Sql(s, p) => Part::Sql(format!("(NOT {s})"), p),
+            },
+            Filter::Test(t) => self.test(&t.field, &t.op)?,
+        })
     }
 
-    fn join(&mut self, items: &[Filter], op: &str) -> Result<(), SqlError> {
-        self.out.push('(');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.out.push_str(op);
+    /// `unit` is the constant that drops out (`true` for AND); the other one absorbs.
+    fn join(&self, items: &[Filter], op: &str, unit: bool) -> Result<Part, SqlError> {
+        let mut texts = Vec::new();
+        let mut params = Vec::new();
+        for item in items {
+            match self.part(item)? {
+                Part::Const(b) if b == unit => {}
+                Part::Const(b) => return Ok(Part::Const(b)),
+                Part::Sql(s, p) => {
+                    texts.push(s);
+                    params.extend(p);
+                }
             }
-            self.filter(item)?;
         }
-        self.out.push(')');
-        Ok(())
-    }
-
-    fn param(&mut self, p: Param) -> String {
-        let cast = match p {
-            Param::Text(_) => "text",
-            Param::Number(_) => "float8",
-            Param::Bool(_) => "bool",
-            Param::TextList(_) => "text[]",
-        };
-        self.params.push(p);
-        format!("${}::{cast}", self.first + self.params.len() - 1)
+        Ok(match texts.len() {
+            0 => Part::Const(unit),
+            1 => Part::Sql(texts.concat(), params),
+            _ => Part::Sql(format!("({})", texts.join(op)), params),
+        })
     }
 
     /// The column expression of a field with its type; `None` when unmapped.
@@ -195,60 +215,44 @@ impl Renderer<'_> {
         Ok(Some((expr, c.ty)))
     }
 
-    fn test(&mut self, f: &Field, op: &FieldOp) -> Result<String, SqlError> {
+    fn test(&self, f: &Field, op: &FieldOp) -> Result<Part, SqlError> {
         use ColumnType::{Bool, Number, Text, TextList};
         let Some((col, ty)) = self.column(f)? else {
-            return Ok(if *op == FieldOp::Present(false) { "TRUE" } else { "FALSE" }.to_owned());
+            return Ok(Part::Const(*op == FieldOp::Present(false)));
         };
-        let cmp = |this: &mut Self, sql: &str, p: Param| {
-            let p = this.param(p);
-            format!("COALESCE({}, FALSE)", sql.replace("{p}", &p))
+        // `{p}` is where the parameter goes.
+        let cmp = |sql: String, p: Param| {
+            Part::Sql(format!("COALESCE({}, FALSE)", sql.replace("{p}", &MARK.to_string())), vec![p])
         };
-        let num =
-            |this: &mut Self, sym: &str, x: f64| cmp(this, &format!("{col}::float8 {sym} {{p}}"), Param::Number(x));
+        let num = |sym: &str, x: f64| cmp(format!("{col}::float8 {sym} {{p}}"), Param::Number(x));
+        let plain = |sql: String| Part::Sql(sql, Vec::new());
         Ok(match (op, ty) {
-            (FieldOp::Present(true), _) => format!("({col} IS NOT NULL)"),
-            (FieldOp::Present(false), _) => format!("({col} IS NULL)"),
-            (FieldOp::Equals(Value::Text(t)), Text) => cmp(self, &format!("{col} = {{p}}"), Param::Text(t.clone())),
+            (FieldOp::Present(true), _) => plain(format!("({col} IS NOT NULL)")),
+            (FieldOp::Present(false), _) => plain(format!("({col} IS NULL)")),
+            (FieldOp::Equals(Value::Text(t)), Text) => cmp(format!("{col} = {{p}}"), Param::Text(t.clone())),
             (FieldOp::Equals(v @ (Value::Int(_) | Value::Number(_))), Number) => match v.as_f64() {
-                Some(x) if !x.is_nan() => num(self, "=", x),
-                _ => "FALSE".to_owned(),
+                Some(x) if !x.is_nan() => num("=", x),
+                _ => Part::Const(false),
             },
-            (FieldOp::Equals(Value::Flag(b)), Bool) => cmp(self, &format!("{col} = {{p}}"), Param::Bool(*b)),
-            (FieldOp::OneOf(values), Text) => {
-                cmp(self, &format!("{col} = ANY({{p}})"), Param::TextList(values.clone()))
-            }
-            (FieldOp::Lt(x), Number) => num(self, "<", *x),
-            (FieldOp::Le(x), Number) => num(self, "<=", *x),
-            (FieldOp::Gt(x), Number) => num(self, ">", *x),
-            (FieldOp::Ge(x), Number) => num(self, ">=", *x),
-            (FieldOp::Contains(s), TextList) => cmp(self, &format!("{{p}} = ANY({col})"), Param::Text(s.clone())),
+            (FieldOp::Equals(Value::Flag(b)), Bool) => cmp(format!("{col} = {{p}}"), Param::Bool(*b)),
+            (FieldOp::OneOf(values), Text) => cmp(format!("{col} = ANY({{p}})"), Param::TextList(values.clone())),
+            (FieldOp::Lt(x), Number) => num("<", *x),
+            (FieldOp::Le(x), Number) => num("<=", *x),
+            (FieldOp::Gt(x), Number) => num(">", *x),
+            (FieldOp::Ge(x), Number) => num(">=", *x),
+            (FieldOp::Contains(s), TextList) => cmp(format!("{{p}} = ANY({col})"), Param::Text(s.clone())),
             (FieldOp::SameAs(other), _) => match self.column(other)? {
-                None => "FALSE".to_owned(),
+                None => Part::Const(false),
                 Some((other, other_ty)) => match (ty, other_ty) {
-                    (Text, Text) | (Bool, Bool) => format!("COALESCE({col} = {other}, FALSE)"),
-                    (Number, Number) => format!("COALESCE({col}::float8 = {other}::float8, FALSE)"),
-                    (Text, TextList) => format!("COALESCE({col} = ANY({other}), FALSE)"),
-                    (TextList, Text) => format!("COALESCE({other} = ANY({col}), FALSE)"),
-                    _ => "FALSE".to_owned(),
+                    (Text, Text) | (Bool, Bool) => plain(format!("COALESCE({col} = {other}, FALSE)")),
+                    (Number, Number) => plain(format!("COALESCE({col}::float8 = {other}::float8, FALSE)")),
+                    (Text, TextList) => plain(format!("COALESCE({col} = ANY({other}), FALSE)")),
+                    (TextList, Text) => plain(format!("COALESCE({other} = ANY({col}), FALSE)")),
+                    _ => Part::Const(false),
                 },
             },
             // The column cannot hold a value the test could match.
-            _ => "FALSE".to_owned(),
+            _ => Part::Const(false),
         })
     }
-}
-
-/// Writes the parameters as a short human-readable list, for the CLI.
-pub fn describe(params: &[Param]) -> String {
-    let mut s = String::new();
-    for (i, p) in params.iter().enumerate() {
-        let _ = match p {
-            Param::Text(t) => write!(s, "{}{t:?}", if i > 0 { ", " } else { "" }),
-            Param::Number(n) => write!(s, "{}{n}", if i > 0 { ", " } else { "" }),
-            Param::Bool(b) => write!(s, "{}{b}", if i > 0 { ", " } else { "" }),
-            Param::TextList(l) => write!(s, "{}{l:?}", if i > 0 { ", " } else { "" }),
-        };
-    }
-    s
 }

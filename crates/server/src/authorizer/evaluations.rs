@@ -93,14 +93,14 @@ fn renamed(e: Invalid) -> CallError {
 
 /// A span per AuthZEN call, on the RPC target like the gRPC ones.
 macro_rules! http_span {
-    ($name:literal) => {
+    ($route:literal) => {
         tracing::info_span!(
             target: RPC_TARGET,
-            $name,
+            concat!("POST ", $route),
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = "POST",
-            http.route = $name,
+            http.route = $route,
             rpc.grpc.status_code = Empty,
             rolegate.tenant = Empty,
             rolegate.action = Empty,
