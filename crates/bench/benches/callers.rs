@@ -39,9 +39,14 @@ fn body() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let mut text = String::from("callers:\n");
     for i in 0..99 {
-        let _ = writeln!(text, "  - {{id: \"spiffe://cluster.local/ns/team-{i}/sa/api\", tenants: [\"team-{i}-*\"], apis: [check]}}");
+        let _ = writeln!(
+            text,
+            "  - {{id: \"spiffe://cluster.local/ns/team-{i}/sa/api\", tenants: [\"team-{i}-*\"], apis: [check]}}"
+        );
     }
-    text.push_str("  - {id: \"uid:1000\", tenants: [acme-*, globex, \"*-eu\", meiqia-service-desk], apis: [check, plan]}\n");
+    text.push_str(
+        "  - {id: \"uid:1000\", tenants: [acme-*, globex, \"*-eu\", meiqia-service-desk], apis: [check, plan]}\n",
+    );
     let callers = Callers::fixed(parse(Path::new("callers.yaml"), &text).unwrap(), Arc::default());
     let peer = Peer::from_uid(1000);
     let body = body();
