@@ -17,6 +17,7 @@ use crate::source::files;
 use crate::source::postgres::transfer as pg;
 use crate::suite;
 
+mod inspect;
 mod plan;
 
 /// rolegate: authorization decisions for customer-messaging and CRM backends.
@@ -43,6 +44,12 @@ enum Command {
     Check(Box<CheckArgs>),
     /// Which resources of a kind a member may act on: the Plan filter, optionally as SQL.
     Plan(Box<plan::PlanArgs>),
+    /// Why a request is allowed or denied: the decision with the steps that made it.
+    Explain(Box<inspect::ExplainArgs>),
+    /// What a member may do: every grant with its scope, binding, role and window.
+    Permissions(Box<inspect::PermissionsArgs>),
+    /// Who may do an action on a resource: every member Check allows, in document order.
+    Who(Box<inspect::WhoArgs>),
     /// Show what a policy change grants and takes away, member by member.
     Diff(Box<diff::DiffArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
@@ -181,6 +188,9 @@ impl Cli {
             },
             Command::Plan(args) => plan::run(&args),
             Command::Diff(args) => diff::run(&args),
+            Command::Explain(args) => inspect::explain(&args),
+            Command::Permissions(args) => inspect::permissions(&args),
+            Command::Who(args) => inspect::who(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),

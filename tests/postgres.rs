@@ -8,9 +8,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +18,7 @@ use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
 use rolegate::source::files;
 use rolegate::suite;
-use support::pg::{self, Proxy};
+use support::pg::{self, Cluster, Proxy, pg_addr};
 use support::server::Server;
 use support::wait_until;
 use tonic::Code;
@@ -478,15 +476,6 @@ async fn a_zero_reload_poll_is_clamped_and_the_follower_keeps_following() {
     assert!((1..=most).contains(&per_second), "{per_second} rounds in one second");
 }
 
-fn pg_addr(dsn: &str) -> SocketAddr {
-    let cfg: tokio_postgres::Config = dsn.parse().unwrap();
-    let host = match cfg.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    format!("{host}:{}", cfg.get_ports().first().copied().unwrap_or(5432)).parse().unwrap()
-}
-
 async fn serving_status(server: &Server) -> i32 {
     let channel = rolegate::cli::connect(&server.addr).await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -510,40 +499,6 @@ async fn an_unreachable_database_at_start_is_not_serving_until_the_first_load() 
     proxy.set_open(true).await;
     server.ready().await;
     assert!(ask(&mut server.client().await, "desk", "rep", 0).await.0);
-}
-
-/// A PostgreSQL of its own, which the test stops and starts.
-struct Cluster {
-    env: Vec<(String, String)>,
-    dsn: String,
-}
-
-impl Cluster {
-    fn start(name: &str) -> Cluster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let data = format!("/tmp/rolegate-pg-{name}-{}", std::process::id());
-        let env = vec![("ROLEGATE_PG_PORT".to_owned(), port.to_string()), ("ROLEGATE_PG_DATA".to_owned(), data)];
-        let cluster = Cluster { env, dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres") };
-        cluster.pg_sh("start");
-        cluster
-    }
-
-    fn pg_sh(&self, command: &str) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
-        let status = Command::new(script)
-            .arg(command)
-            .envs(self.env.iter().cloned())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/pg.sh {command} failed");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.pg_sh("clean");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

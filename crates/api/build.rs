@@ -8,7 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure().file_descriptor_set_path(out.join("rolegate_descriptor.bin")).compile_protos(
-        &["../../proto/rolegate/v1/authorizer.proto"],
+        &["../../proto/rolegate/v1/authorizer.proto", "../../proto/rolegate/v1/inspector.proto"],
         &["../../proto", include.to_str().unwrap_or_default()],
     )?;
     println!("cargo:rerun-if-changed=../../proto");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod h2wire;
 pub mod pg;
 pub mod reference;
 pub mod server;

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -179,4 +179,117 @@ pub fn rolegate_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the path of the running test");
     let beside = exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("rolegate"));
     beside.filter(|p| p.exists()).expect("set ROLEGATE_BIN to the rolegate binary (cargo build --bin rolegate)")
+}
+
+/// The TCP address of `dsn`'s server.
+pub fn pg_addr(dsn: &str) -> SocketAddr {
+    let cfg: tokio_postgres::Config = dsn.parse().unwrap();
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    format!("{host}:{}", cfg.get_ports().first().copied().unwrap_or(5432)).parse().unwrap()
+}
+
+/// A PostgreSQL of its own (scripts/pg.sh on a free port and a private data directory), which a
+/// test may stop, kill and start; removed when dropped.
+pub struct Cluster {
+    pub env: Vec<(String, String)>,
+    pub dsn: String,
+    /// The data directory: `postmaster.pid` names the server's process.
+    pub data: String,
+}
+
+impl Cluster {
+    pub fn start(name: &str) -> Cluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = format!("/tmp/rolegate-pg-{name}-{}", std::process::id());
+        let env =
+            vec![("ROLEGATE_PG_PORT".to_owned(), port.to_string()), ("ROLEGATE_PG_DATA".to_owned(), data.clone())];
+        let cluster = Cluster { env, dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres"), data };
+        cluster.pg_sh("start");
+        cluster
+    }
+
+    pub fn pg_sh(&self, command: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
+        let status =
+            Command::new(script).arg(command).envs(self.env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "scripts/pg.sh {command} failed");
+    }
+
+    /// The postmaster's process id, from `postmaster.pid`.
+    pub fn postmaster(&self) -> u32 {
+        let text = std::fs::read_to_string(format!("{}/postmaster.pid", self.data)).expect("postmaster.pid");
+        text.lines().next().and_then(|l| l.trim().parse().ok()).expect("a pid on the first line of postmaster.pid")
+    }
+
+    /// The postmaster and every process it started (its backends and helpers).
+    pub fn processes(&self) -> Vec<u32> {
+        let postmaster = self.postmaster();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid ...`: the command may hold spaces, the fields after `)` do not.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to the given processes; one that has exited since
+    /// it was listed is skipped.
+    pub fn signal(&self, signal: &str, pids: &[u32]) {
+        for pid in pids {
+            let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Cluster {
+    /// Kills the server with SIGKILL, every process of it, as a crash or the OOM killer would.
+    /// Its lock files (`postmaster.pid`, the socket's) are removed once they are dead: where
+    /// nothing reaps orphans (a container whose first process is not an init), the dead
+    /// postmaster lingers as a zombie that `pg_ctl` and a new postmaster take for a running one.
+    pub fn kill(&self) {
+        let pids = self.processes();
+        self.signal("KILL", &pids);
+        let dead = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !pids.iter().all(dead) {
+            assert!(std::time::Instant::now() < deadline, "the killed server's processes {pids:?} did not die");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(format!("{}/postmaster.pid", self.data));
+        for entry in std::fs::read_dir(&self.data).into_iter().flatten().flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(".s.PGSQL.") && n.ends_with(".lock")) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Never panics: this may run while a failed test unwinds. A stopped server is continued
+        // first, or it would never stop; one that will not stop is killed.
+        let pids = std::fs::read_to_string(format!("{}/postmaster.pid", self.data)).ok().map(|_| self.processes());
+        if let Some(pids) = &pids {
+            self.signal("CONT", pids);
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
+        let clean = Command::new(script).arg("clean").envs(self.env.iter().cloned()).stdout(Stdio::null()).status();
+        if !clean.is_ok_and(|s| s.success()) {
+            if let Some(pids) = &pids {
+                self.signal("KILL", pids);
+            }
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
 }

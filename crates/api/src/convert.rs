@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use crate as api;
 use rolegate_engine::{Attrs, Context, Decision, Reason, Request, Resource, Value, canonical_ip};
 
+mod inspect;
+pub use inspect::{grant, grant_from_wire, step, step_from_wire};
+
 /// Explicit, documented limits on request sizes and counts.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -19,7 +22,12 @@ pub struct Limits {
     pub max_string_bytes: usize,
     /// Bytes in one encoded request message.
     pub max_message_bytes: usize,
+    /// Members in one `Who` page (`page_size`); 0 asks for [`DEFAULT_PAGE_SIZE`].
+    pub max_page_size: usize,
 }
+
+/// Members in a `Who` page when the request leaves `page_size` at 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -29,6 +37,7 @@ impl Default for Limits {
             max_list_len: 256,
             max_string_bytes: 1024,
             max_message_bytes: 4 << 20,
+            max_page_size: 1000,
         }
     }
 }
@@ -167,7 +176,7 @@ pub fn reason(r: Reason) -> api::Reason {
 }
 
 /// The wire instant.
-fn timestamp(t: jiff::Timestamp) -> prost_types::Timestamp {
+pub fn timestamp(t: jiff::Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
 }
 
@@ -255,6 +264,11 @@ pub fn decision_from_wire(d: api::Decision) -> Result<Decision, Invalid> {
         valid_until: instant("valid_until", valid_until)?,
         cache_until: instant("cache_until", cache_until)?,
     })
+}
+
+/// A reason read back from the wire; `None` for `REASON_UNSPECIFIED` or an unknown number.
+pub fn reason_from_wire(r: i32) -> Option<Reason> {
+    Reason::ALL.into_iter().find(|x| reason(*x) as i32 == r)
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use jiff::Timestamp;
 
 use super::condition::lower;
 use super::eval::Env;
-use super::request::Query;
-use super::snapshot::{ActionId, Binding, Rule, Scope, Snapshot, Tenant};
+use super::explain::{self, Step};
+use super::request::{Context, Query, Resource};
+use super::snapshot::{ActionId, Binding, Member, Rule, Scope, Snapshot, Tenant};
 use crate::suggest;
 
 /// Why a decision came out as it did.
@@ -179,35 +180,66 @@ impl Tenant {
 
     /// Decides a request for this tenant (steps 2–7), with how long the answer may be reused.
     pub fn decide(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
-        let mut d = self.decide_at(q, now)?;
+        self.decide_traced(q, now, None)
+    }
+
+    /// [`Tenant::decide`], recording a [`Step`] for each thing it weighed when `steps` is given:
+    /// the one path behind both `Check` and `Explain`.
+    pub(crate) fn decide_traced(
+        &self,
+        q: &Query<'_>,
+        now: Timestamp,
+        steps: Option<&mut Vec<Step>>,
+    ) -> Result<Decision, RequestError> {
+        let action = self.resolve_action(q.action, &q.resource.kind)?;
+        let mut d = match self.members.get(q.principal) {
+            Some(member) => self.decide_member(action, member, q.resource, q.context, now, steps),
+            None => {
+                if let Some(steps) = steps {
+                    steps.push(Step::principal(q.principal, false, "not a member of the tenant".into()));
+                }
+                Decision::deny(Reason::UnknownPrincipal)
+            }
+        };
         d.cache_until = Some(cache_until(now, d.valid_until, self.max_staleness));
         Ok(d)
     }
 
-    fn decide_at(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
-        let action = self.resolve_action(q.action, &q.resource.kind)?;
-        let Some(member) = self.members.get(q.principal) else {
-            return Ok(Decision::deny(Reason::UnknownPrincipal));
-        };
-        if let Some(why) = &member.invalid {
+    /// Steps 3–7 for a known member and a resolved action (no `cache_until`).
+    pub(crate) fn decide_member(
+        &self,
+        action: ActionId,
+        member: &Member,
+        resource: &Resource,
+        context: &Context,
+        now: Timestamp,
+        mut steps: Option<&mut Vec<Step>>,
+    ) -> Decision {
+        let status = if let Some(why) = &member.invalid {
             // Fail closed: nothing of a member whose input was rejected can be trusted.
-            return Ok(Decision { message: Some(why.clone()), ..Decision::deny(Reason::NoGrant) });
+            Err(Decision { message: Some(why.clone()), ..Decision::deny(Reason::NoGrant) })
+        } else if member.disabled {
+            Err(Decision::deny(Reason::PrincipalDisabled))
+        } else if member.expires.is_some_and(|e| now >= e) {
+            Err(Decision::deny(Reason::PrincipalExpired))
+        } else {
+            Ok(())
+        };
+        if let Some(steps) = steps.as_deref_mut() {
+            steps.push(Step::principal(&member.id, status.is_ok(), explain::status(member, now)));
         }
-        if member.disabled {
-            return Ok(Decision::deny(Reason::PrincipalDisabled));
+        if let Err(d) = status {
+            return d;
         }
-        if member.expires.is_some_and(|e| now >= e) {
-            return Ok(Decision::deny(Reason::PrincipalExpired));
-        }
-        let res_unit = match q.resource.unit.as_str() {
+        let res_unit = match resource.unit.as_str() {
             "" => None,
             name => self.units.get(name).copied(),
         };
-        let env = Env { tenant: self, member, resource: q.resource, context: q.context, res_unit, now };
-        Ok(self.decide_active(action, &env))
+        let env = Env { tenant: self, member, resource, context, res_unit, now };
+        self.decide_active(action, &env, steps)
     }
 
-    fn decide_active(&self, action: ActionId, env: &Env<'_>) -> Decision {
+    fn decide_active(&self, action: ActionId, env: &Env<'_>, mut steps: Option<&mut Vec<Step>>) -> Decision {
         let now = env.now;
         let mut bound = env.member.expires;
 
@@ -216,12 +248,18 @@ impl Tenant {
             if let Some(w) = &rule.when {
                 w.edges(now, &mut bound);
             }
-            if denied.is_none() && rule.when.as_ref().is_none_or(|w| w.holds(env)) {
+            if let Some(steps) = steps.as_deref_mut() {
+                let why = explain::when_false(rule.when.as_ref(), env);
+                if denied.is_none() && why.is_none() {
+                    denied = Some(rule);
+                }
+                steps.push(Step::rule(rule, why));
+            } else if denied.is_none() && rule.when.as_ref().is_none_or(|w| w.holds(env)) {
                 denied = Some(rule);
             }
         }
 
-        let (granted, requestable) = self.grants(action, env, denied.is_some(), &mut bound);
+        let (granted, requestable) = self.grants(action, env, denied, &mut bound, steps);
 
         let mut d = Decision::deny(Reason::NoGrant);
         for rule in self.rules_for(&self.obligations, action) {
@@ -260,12 +298,14 @@ impl Tenant {
 
     /// Step 5 and the binding part of step 7: the first granting binding, whether the action is
     /// requestable, and the window and schedule edges of every binding that could grant it.
+    /// With `steps`, every binding whose role has the action is weighed in full and recorded.
     fn grants<'t>(
         &'t self,
         action: ActionId,
         env: &Env<'t>,
-        denied: bool,
+        denied: Option<&Rule>,
         bound: &mut Option<Timestamp>,
+        mut steps: Option<&mut Vec<Step>>,
     ) -> (Option<&'t Binding>, bool) {
         let now = env.now;
         let mut granted = None;
@@ -276,7 +316,15 @@ impl Tenant {
             };
             let has = role.allow.contains(action);
             let asks = role.requestable.contains(action);
-            if !(has || asks) || !self.scope_covers(&b.scope, env) {
+            if !(has || asks) {
+                continue;
+            }
+            let in_window = b.from.is_none_or(|f| f <= now) && b.until.is_none_or(|u| now < u);
+            if !self.scope_covers(&b.scope, env) {
+                if let Some(steps) = steps.as_deref_mut().filter(|_| has) {
+                    let why = if in_window { self.scope_why(&b.scope, env) } else { explain::window(b, now) };
+                    steps.push(Step::binding(b, role, false, why));
+                }
                 continue;
             }
             lower(bound, b.from.filter(|f| *f > now));
@@ -284,9 +332,24 @@ impl Tenant {
             if let Some(w) = &b.when {
                 w.edges(now, bound);
             }
-            let decided = denied || granted.is_some() || (requestable && !has);
-            let in_window = b.from.is_none_or(|f| f <= now) && b.until.is_none_or(|u| now < u);
-            if decided || !in_window || !b.when.as_ref().is_none_or(|w| w.holds(env)) {
+            let decided = denied.is_some() || granted.is_some() || (requestable && !has);
+            if let Some(steps) = steps.as_deref_mut() {
+                let why =
+                    if in_window { explain::when_false(b.when.as_deref(), env) } else { Some(explain::window(b, now)) };
+                let holds = why.is_none();
+                if has {
+                    let first = granted.map(|g: &Binding| g.id.clone());
+                    steps.push(Step::binding(
+                        b,
+                        role,
+                        holds && denied.is_none(),
+                        explain::grant(why, denied, first, action, self),
+                    ));
+                }
+                if decided || !holds {
+                    continue;
+                }
+            } else if decided || !in_window || !b.when.as_ref().is_none_or(|w| w.holds(env)) {
                 continue;
             }
             if has {

@@ -34,6 +34,34 @@ impl Cond {
     }
 }
 
+impl Cond {
+    /// The path of the first clause (and key) that does not hold, under `at` (`when`):
+    /// `when.principal.employment`, `when.schedule`, `when.any`. `None` when the condition
+    /// holds. Agrees with [`Cond::holds`] by construction: it asks the same tests.
+    pub(crate) fn first_false(&self, env: &Env<'_>, at: &str) -> Option<String> {
+        for clause in self.clauses.iter() {
+            let key = |side: Side, name: &str, tests: &[(Box<str>, Test)]| {
+                let k = tests.iter().find(|(k, t)| !env.test(side, k, t)).map_or("", |(k, _)| &**k);
+                format!("{at}.{name}.{k}")
+            };
+            let failed = match clause {
+                _ if clause.holds(env) => continue,
+                Clause::Principal(tests) => key(Side::Principal, "principal", tests),
+                Clause::Resource(tests) => key(Side::Resource, "resource", tests),
+                Clause::Context(tests) => key(Side::Context, "context", tests),
+                Clause::Ip(_) => format!("{at}.ip"),
+                Clause::Relation(_) => format!("{at}.relation"),
+                Clause::InUnit(_) => format!("{at}.in_unit"),
+                Clause::Schedule(_) => format!("{at}.schedule"),
+                Clause::Any(_) => format!("{at}.any"),
+                Clause::Not(_) => format!("{at}.not"),
+            };
+            return Some(failed);
+        }
+        None
+    }
+}
+
 impl Clause {
     fn holds(&self, env: &Env<'_>) -> bool {
         match self {

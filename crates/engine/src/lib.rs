@@ -5,18 +5,23 @@ mod bitset;
 mod condition;
 mod decide;
 mod eval;
+mod explain;
 mod ids;
+mod permissions;
 pub mod plan;
 mod request;
 mod schedule;
 mod snapshot;
 pub mod suggest;
 mod value;
+mod who;
 
 pub use bitset::BitSet;
 pub use condition::{Clause, Cond};
 pub use decide::{Decision, Reason, RequestError, decide};
 pub use eval::Env;
+pub use explain::{Step, StepKind, explain};
+pub use permissions::{Grant, GrantScope, Permissions, UnknownKind};
 pub use plan::{Field, FieldOp, FieldTest, Filter, Plan, plan};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
@@ -25,3 +30,4 @@ pub use snapshot::{
     Tenant, UnitId,
 };
 pub use value::{AttrRef, Attrs, Lit, MappedPrefixError, Op, Side, Test, Value, canonical_ip, canonical_net, same_as};
+pub use who::{Page, WhoError, WhoPage};

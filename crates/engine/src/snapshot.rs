@@ -81,6 +81,10 @@ pub struct Tenant {
     /// Keyed by the member's own id; members are shared so that changing one member of a large
     /// tenant copies pointers, not members.
     pub members: FxHashMap<Arc<str>, Arc<Member>>,
+    /// The same members in the tenant document's order (`Who` answers in it). A source that
+    /// changes some members keeps the others' places, replaces a changed member in place and
+    /// puts an added one last.
+    pub roster: Vec<Arc<Member>>,
     /// The `everyone` bindings, in document order.
     pub everyone: Vec<Binding>,
     /// Deny, mask and review rules, in document order.

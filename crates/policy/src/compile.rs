@@ -27,6 +27,9 @@ pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Re
     cx.finish(members, everyone, revision)
 }
 
+/// A tenant's members by id, and the same members in document order.
+type Members = (FxHashMap<Arc<str>, Arc<Member>>, Vec<Arc<Member>>);
+
 struct Cx<'d> {
     doc_src: &'d Document,
     tpl_src: Option<&'d Document>,
@@ -77,7 +80,7 @@ impl<'d> Cx<'d> {
     /// The tenant, unless an error was reported.
     fn finish(
         mut self,
-        members: FxHashMap<Arc<str>, Arc<Member>>,
+        (members, roster): Members,
         everyone: Vec<Binding>,
         revision: u64,
     ) -> Result<Tenant, Vec<Diagnostic>> {
@@ -99,6 +102,7 @@ impl<'d> Cx<'d> {
             unit_names: self.unit_names,
             roles: self.roles,
             members,
+            roster,
             everyone,
             rules: self.rules,
             denies: self.denies.into_iter().map(Vec::into_boxed_slice).collect(),
@@ -324,20 +328,23 @@ impl<'d> Cx<'d> {
         ok.then(|| Cond::new(clauses))
     }
 
-    fn members(&mut self) -> FxHashMap<Arc<str>, Arc<Member>> {
+    /// The members by id, and in document order.
+    fn members(&mut self) -> Members {
         let doc = self.doc_src;
         let mut out: FxHashMap<Arc<str>, Arc<Member>> = FxHashMap::default();
         out.reserve(doc.members.len());
+        let mut roster = Vec::with_capacity(doc.members.len());
         for (i, m) in doc.members.iter().enumerate() {
             let path = format!("members[{i}]");
             if out.contains_key(m.id.value.as_str()) {
                 self.doc.error(m.id.at, format!("{path}.id"), format!("duplicate member `{}`", m.id.value));
                 continue;
             }
-            let member = self.member(m, &path);
-            out.insert(member.id.clone(), Arc::new(member));
+            let member = Arc::new(self.member(m, &path));
+            roster.push(member.clone());
+            out.insert(member.id.clone(), member);
         }
-        out
+        (out, roster)
     }
 
     /// Resolves one member's units and bindings; errors are reported under `path`.

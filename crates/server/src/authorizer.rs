@@ -15,6 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::convert::{self, Invalid, Limits};
 use crate::cache::{DecisionCache, Key};
+use crate::shadow::{Job, Shadow};
 use rolegate_api::{self as api, authorizer_server};
 use rolegate_engine::{Decision, Query, RequestError, Snapshot, decide};
 use rolegate_source::store::{NotReady, Store};
@@ -23,6 +24,7 @@ use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
 
 mod evaluations;
 pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
+mod inspect;
 
 /// Why a call failed; turned into a gRPC status in exactly one place.
 #[derive(Debug, thiserror::Error)]
@@ -100,17 +102,33 @@ pub struct Authorizer {
     /// Honour the `rolegate-now` header: decide at a caller-given instant (simulations, tests).
     now_header: bool,
     telemetry: Arc<Telemetry>,
+    /// Decides sampled calls again on a candidate policy, off the response path.
+    shadow: Option<Shadow>,
 }
 
 impl Authorizer {
     /// A service over `store`.
     pub fn new(store: Arc<Store>, cache: Option<DecisionCache>, limits: Limits, min_revision_wait: Duration) -> Self {
-        Authorizer { store, cache, limits, min_revision_wait, now_header: false, telemetry: Arc::default() }
+        Authorizer {
+            store,
+            cache,
+            limits,
+            min_revision_wait,
+            now_header: false,
+            telemetry: Arc::default(),
+            shadow: None,
+        }
     }
 
     /// Lets callers choose the decision instant with the `rolegate-now` header.
     pub fn with_now_header(mut self, allow: bool) -> Self {
         self.now_header = allow;
+        self
+    }
+
+    /// Compares sampled calls with a candidate policy (`--shadow-policies`).
+    pub fn with_shadow(mut self, shadow: Option<Shadow>) -> Self {
+        self.shadow = shadow;
         self
     }
 
@@ -194,7 +212,13 @@ impl Authorizer {
         span.record("rolegate.cache_hit", hit);
         span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
         self.observe(Method::Check, &q, &d, revision, &call);
-        Ok(api::CheckResponse { decision: Some(convert::decision(&d)), revision })
+        let response = api::CheckResponse { decision: Some(convert::decision(&d)), revision };
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| s.sampled()) {
+            let live = d.clone();
+            let now = now.at;
+            shadow.submit(Job { tenant, principal, action, resource, context, now, live, live_revision: revision });
+        }
+        Ok(response)
     }
 
     async fn check_batch(
@@ -234,6 +258,22 @@ impl Authorizer {
             let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
             self.observe(Method::CheckBatch, &q, d, revision, &call);
             decisions.push(convert::decision(d));
+        }
+        if let Some(shadow) = &self.shadow {
+            for ((action, resource), d) in converted.into_iter().zip(&decided) {
+                if shadow.sampled() {
+                    shadow.submit(Job {
+                        tenant: tenant.clone(),
+                        principal: principal.clone(),
+                        action,
+                        resource,
+                        context: context.clone(),
+                        now: now.at,
+                        live: (**d).clone(),
+                        live_revision: revision,
+                    });
+                }
+            }
         }
         Ok(api::CheckBatchResponse { decisions, revision })
     }

@@ -59,6 +59,8 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The callers file: who may ask what; `None` admits every connected caller.
     pub callers: Option<PathBuf>,
+    /// Shadow evaluation against a candidate policy; `None` is off.
+    pub shadow: Option<crate::shadow::Config>,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -136,6 +138,22 @@ pub struct RawServe {
     /// with PERMISSION_DENIED. Reloaded when it changes.
     #[arg(long, env = "ROLEGATE_CALLERS")]
     pub callers: Option<PathBuf>,
+    /// Also decide every sampled call on this candidate policy directory, off the response
+    /// path, and count and log the calls it answers differently [default: off].
+    #[arg(long, env = "ROLEGATE_SHADOW_POLICIES")]
+    pub shadow_policies: Option<String>,
+    /// The candidate policy in PostgreSQL instead (a DSN of a candidate database).
+    #[arg(long, env = "ROLEGATE_SHADOW_SOURCE")]
+    pub shadow_source: Option<String>,
+    /// Calls queued for shadow evaluation before new ones are dropped, 1 to 1000000 [default: 1024].
+    #[arg(long, env = "ROLEGATE_SHADOW_QUEUE")]
+    pub shadow_queue: Option<String>,
+    /// Share of calls also decided on the candidate, 0 to 1 [default: 1].
+    #[arg(long, env = "ROLEGATE_SHADOW_SAMPLE")]
+    pub shadow_sample: Option<String>,
+    /// Shadow mismatches written to the decision log per second, 0 to 100000 [default: 10].
+    #[arg(long, env = "ROLEGATE_SHADOW_LOG_PER_SECOND")]
+    pub shadow_log_per_second: Option<String>,
 }
 
 impl RawServe {
@@ -191,6 +209,32 @@ impl RawServe {
         (policies, postgres)
     }
 
+    /// The shadow evaluation settings, when a candidate policy is given.
+    fn shadow(&self, s: &mut Settings, poll: Duration) -> Option<crate::shadow::Config> {
+        use crate::shadow::{Config, ShadowSource};
+        let dir = s.pick(&self.shadow_policies, "shadow_policies");
+        let dsn = s.pick(&self.shadow_source, "shadow_source");
+        let queue = s.number(&self.shadow_queue, "shadow_queue") as usize;
+        let sample = s.rate(&self.shadow_sample, "shadow_sample", 1.0);
+        let log = s.number(&self.shadow_log_per_second, "shadow_log_per_second");
+        let source = match (dir, dsn) {
+            (None, None) => return None,
+            (Some(_), Some(_)) => {
+                s.errors.push("shadow_source: give either --shadow-policies or --shadow-source, not both".to_owned());
+                return None;
+            }
+            (Some(dir), None) => ShadowSource::Dir(PathBuf::from(dir)),
+            (None, Some(dsn)) => match rolegate_source::postgres::Config::from_dsn(&dsn, poll) {
+                Ok(pg) => ShadowSource::Postgres(Box::new(pg)),
+                Err(e) => {
+                    s.errors.push(format!("shadow_source: {e}"));
+                    return None;
+                }
+            },
+        };
+        Some(Config { source, queue, sample, log_per_second: u32::try_from(log).unwrap_or(u32::MAX) })
+    }
+
     /// Resolves every setting, reporting all bad values together.
     pub fn resolve(&self) -> Result<ServeConfig, Vec<String>> {
         let mut s = Settings::new(self.config.as_deref());
@@ -211,6 +255,7 @@ impl RawServe {
         let authzen = s.authzen(&self.authzen_listen, &self.authzen_token_file);
         let tls = s.tls(&self.tls_cert, &self.tls_key, &self.tls_client_ca);
         let callers = self.callers.clone().or_else(|| s.in_file("callers").map(PathBuf::from));
+        let shadow = self.shadow(&mut s, postgres.as_ref().map_or(reload_poll, |pg| pg.poll));
         if min_revision_wait >= request_timeout {
             s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
@@ -238,6 +283,7 @@ impl RawServe {
             authzen,
             tls,
             callers,
+            shadow,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod conn;
 
 pub mod guard;
 pub mod peer;
+pub mod shadow;
 pub mod tls;
 
 pub use rolegate_api::convert;
@@ -31,6 +32,7 @@ use crate::cache::DecisionCache;
 pub use authorizer::Authorizer;
 pub use config::{Listen, ServeConfig};
 use rolegate_api::authorizer_server::AuthorizerServer;
+use rolegate_api::inspector_server::InspectorServer;
 use rolegate_source::Source;
 use rolegate_source::postgres::PostgresSource;
 use rolegate_source::store::Store;
@@ -50,13 +52,16 @@ pub async fn run(
     let store = Arc::new(Store::default());
     let metrics = telemetry.metrics.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    set_status(&health, tonic_health::ServingStatus::NotServing).await;
 
     let source_died = start_source(&cfg, &store, &metrics)?;
     tokio::spawn(follow_readiness(store.clone(), health.clone()));
 
-    let authorizer = authorizer(&cfg, &store, &telemetry);
+    let shadow = match &cfg.shadow {
+        Some(c) => Some(shadow::Shadow::start(c, cfg.reload_debounce, cfg.reload_poll, telemetry.clone())?),
+        None => None,
+    };
+    let authorizer = authorizer(&cfg, &store, &telemetry, shadow);
     let access = Access::load(&cfg, &metrics)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // One limit for the whole process, however many listeners share it.
@@ -67,8 +72,8 @@ pub async fn run(
         }
         None => None,
     };
-    let authorizer = grpc_authorizer(&cfg, authorizer);
-    let servers = serve(&cfg, authorizer, health_service, &metrics, guard, &access, stop_rx).await?;
+    let services = grpc_services(&cfg, authorizer);
+    let servers = serve(&cfg, services, health_service, &metrics, guard, &access, stop_rx).await?;
     if let Some(addr) = &cfg.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!("admin listening on {}", listener.local_addr()?);
@@ -82,7 +87,7 @@ pub async fn run(
         why = source_died => Some(why.unwrap_or_else(|_| "the source supervisor ended".to_owned())),
     };
     tracing::info!("shutting down: finishing in-flight calls");
-    health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
+    set_status(&health, tonic_health::ServingStatus::NotServing).await;
     let _ = stop_tx.send(true);
     if let Some(authzen) = authzen {
         let _ = authzen.await;
@@ -121,26 +126,40 @@ fn start_source(
 }
 
 /// The `Authorizer` with its cache, limits and telemetry: what gRPC and AuthZEN decide through.
-fn authorizer(cfg: &ServeConfig, store: &Arc<Store>, telemetry: &Arc<Telemetry>) -> Authorizer {
+fn authorizer(
+    cfg: &ServeConfig,
+    store: &Arc<Store>,
+    telemetry: &Arc<Telemetry>,
+    shadow: Option<shadow::Shadow>,
+) -> Authorizer {
     let evictions = telemetry.metrics.clone();
     let cache = DecisionCache::new(cfg.cache, move || {
         evictions.cache_evictions.fetch_add(1, Ordering::Relaxed);
     });
     let authorizer = Authorizer::new(store.clone(), cache, cfg.limits, cfg.min_revision_wait)
         .with_now_header(cfg.allow_now_header)
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_shadow(shadow);
     if cfg.allow_now_header {
         tracing::warn!("callers may set the decision instant with the `rolegate-now` header");
     }
     authorizer
 }
 
-/// The gRPC service around `authorizer`, with the message size limits.
-fn grpc_authorizer(cfg: &ServeConfig, authorizer: Authorizer) -> AuthorizerServer<Authorizer> {
-    AuthorizerServer::new(authorizer)
+/// The gRPC services around `authorizer` (`Authorizer` and `Inspector` share its state), with
+/// the message size limits.
+fn grpc_services(cfg: &ServeConfig, authorizer: Authorizer) -> Services {
+    let inspector = InspectorServer::new(authorizer.clone())
         .max_decoding_message_size(cfg.limits.max_message_bytes)
-        .max_encoding_message_size(cfg.limits.max_message_bytes)
+        .max_encoding_message_size(cfg.limits.max_message_bytes);
+    let authorizer = AuthorizerServer::new(authorizer)
+        .max_decoding_message_size(cfg.limits.max_message_bytes)
+        .max_encoding_message_size(cfg.limits.max_message_bytes);
+    (authorizer, inspector)
 }
+
+/// The gRPC services every listener serves besides health and reflection.
+type Services = (AuthorizerServer<Authorizer>, InspectorServer<Authorizer>);
 
 /// Who may connect and ask: the TLS credentials of the TCP listeners and the callers file, each
 /// reloaded when its files change.
@@ -179,7 +198,7 @@ impl Access {
 /// `stop` turns true.
 async fn serve(
     cfg: &ServeConfig,
-    authorizer: AuthorizerServer<Authorizer>,
+    (authorizer, inspector): Services,
     health_service: HealthServer<impl Health>,
     metrics: &Arc<Metrics>,
     guard: guard::GuardLayer,
@@ -203,6 +222,7 @@ async fn serve(
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
             .add_service(authorizer.clone())
+            .add_service(inspector.clone())
     };
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -317,12 +337,10 @@ async fn follow_readiness(store: Arc<Store>, health: tonic_health::server::Healt
         let ready = store.is_ready();
         if ready != was_ready {
             if ready {
-                health.set_serving::<AuthorizerServer<Authorizer>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                set_status(&health, tonic_health::ServingStatus::Serving).await;
                 tracing::info!("policy snapshot loaded; serving");
             } else {
-                health.set_not_serving::<AuthorizerServer<Authorizer>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                set_status(&health, tonic_health::ServingStatus::NotServing).await;
                 tracing::warn!("not ready: no tenant is loaded or the policy source stopped");
             }
             was_ready = ready;
@@ -331,6 +349,13 @@ async fn follow_readiness(store: Arc<Store>, health: tonic_health::server::Healt
             return;
         }
     }
+}
+
+/// Sets the health of the whole server (`""`) and of each rolegate service by its name.
+async fn set_status(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(<AuthorizerServer<Authorizer> as tonic::server::NamedService>::NAME, status).await;
+    health.set_service_status(<InspectorServer<Authorizer> as tonic::server::NamedService>::NAME, status).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

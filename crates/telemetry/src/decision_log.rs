@@ -166,6 +166,90 @@ impl DecisionLog {
     }
 }
 
+/// A call the shadow (candidate) policy answers differently from the live one.
+pub struct ShadowEntry<'a> {
+    /// The request.
+    pub query: &'a Query<'a>,
+    /// The live answer, which the caller got.
+    pub live: &'a Decision,
+    /// The live tenant revision.
+    pub live_revision: u64,
+    /// The candidate's answer, or why the call is a caller error there.
+    pub shadow: Result<&'a Decision, String>,
+    /// The candidate tenant's revision (0 when it has no such tenant).
+    pub shadow_revision: u64,
+}
+
+impl DecisionLog {
+    /// Logs a shadow mismatch with both answers (the caller bounds how many).
+    pub fn record_shadow(&self, e: &ShadowEntry<'_>) {
+        let q = e.query;
+        let shadow = match &e.shadow {
+            Ok(d) => answer(d, e.shadow_revision),
+            Err(why) => Answer {
+                allowed: false,
+                reason: "INVALID",
+                rule: None,
+                mask: &[],
+                review: false,
+                revision: e.shadow_revision,
+                error: Some(why),
+            },
+        };
+        let line = ShadowLine {
+            time: jiff::Timestamp::now(),
+            severity: "shadow_mismatch",
+            tenant: q.tenant,
+            principal: q.principal,
+            action: q.action,
+            resource: LineResource { kind: &q.resource.kind, id: &q.resource.id },
+            live: answer(e.live, e.live_revision),
+            shadow,
+        };
+        let Ok(line) = serde_json::to_string(&line) else { return };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Line(line)) {
+            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn answer(d: &Decision, revision: u64) -> Answer<'_> {
+    Answer {
+        allowed: d.allowed,
+        reason: d.reason.as_str(),
+        rule: d.rule.as_deref(),
+        mask: &d.mask,
+        review: d.review,
+        revision,
+        error: None,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ShadowLine<'a> {
+    #[serde(serialize_with = "rfc3339")]
+    time: jiff::Timestamp,
+    severity: &'static str,
+    tenant: &'a str,
+    principal: &'a str,
+    action: &'a str,
+    resource: LineResource<'a>,
+    live: Answer<'a>,
+    shadow: Answer<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    allowed: bool,
+    reason: &'static str,
+    rule: Option<&'a str>,
+    mask: &'a [Arc<str>],
+    review: bool,
+    revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 /// One log line; serialised straight from borrowed fields.
 #[derive(serde::Serialize)]
 struct Line<'a> {

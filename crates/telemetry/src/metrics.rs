@@ -27,11 +27,25 @@ pub enum Method {
     AuthzenSubjectSearch = 5,
     /// AuthZEN Action Search.
     AuthzenActionSearch = 6,
+    /// `Inspector.Explain`.
+    Explain = 7,
+    /// `Inspector.Permissions`.
+    Permissions = 8,
+    /// `Inspector.Who`.
+    Who = 9,
 }
 
 impl Method {
     /// The gRPC method a request path calls, if it is one of rolegate's.
     pub fn from_path(path: &str) -> Option<Method> {
+        if let Some(name) = path.strip_prefix("/rolegate.v1.Inspector/") {
+            return match name {
+                "Explain" => Some(Method::Explain),
+                "Permissions" => Some(Method::Permissions),
+                "Who" => Some(Method::Who),
+                _ => None,
+            };
+        }
         match path.strip_prefix("/rolegate.v1.Authorizer/")? {
             "Check" => Some(Method::Check),
             "CheckBatch" => Some(Method::CheckBatch),
@@ -42,7 +56,7 @@ impl Method {
 }
 
 /// Label of each method, indexed by `Method as usize`; every per-method array is this long.
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 10] = [
     "Check",
     "CheckBatch",
     "Plan",
@@ -50,6 +64,9 @@ const METHODS: [&str; 7] = [
     "AuthzenEvaluations",
     "AuthzenSubjectSearch",
     "AuthzenActionSearch",
+    "Explain",
+    "Permissions",
+    "Who",
 ];
 /// Error codes counted separately; anything else is `other`. `internal` is an undecodable
 /// message, `out_of_range` one over the size limit.
@@ -105,6 +122,8 @@ pub struct Metrics {
     source: OnceLock<Arc<dyn SourceHealth>>,
     /// TLS handshakes, credential reloads and callers-file denials.
     pub access: crate::access::AccessMetrics,
+    /// Shadow evaluation against a candidate policy.
+    pub shadow: crate::shadow::ShadowMetrics,
 }
 
 impl Metrics {
@@ -186,6 +205,7 @@ impl Metrics {
         self.render_snapshot(o, store)?;
         self.render_source(o)?;
         self.access.render(o)?;
+        self.shadow.render(o)?;
         writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;
         writeln!(o, "# TYPE rolegate_ready gauge\nrolegate_ready {}", u8::from(store.is_ready()))
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Cx;
 use crate::diag::Diagnostic;
@@ -51,7 +51,23 @@ pub fn compile_members<'d>(
     let mut cx = Cx::new(doc, template);
     let everyone = cx.head();
     let members = cx.apply(base, changes);
-    cx.finish(members, everyone, revision)
+    let roster = roster(base, &members, changes);
+    cx.finish((members, roster), everyone, revision)
+}
+
+/// `base`'s member order after `changes`: a kept or changed member keeps its place, a removed
+/// one leaves it, an added one comes last (in the order of `changes`). Linear in the tenant, like
+/// the copy of its member table.
+fn roster(base: &Tenant, members: &FxHashMap<Arc<str>, Arc<Member>>, changes: &[MemberChange<'_>]) -> Vec<Arc<Member>> {
+    let mut out: Vec<Arc<Member>> = Vec::with_capacity(members.len());
+    out.extend(base.roster.iter().filter_map(|m| members.get(&m.id).cloned()));
+    let mut added: FxHashSet<&str> = FxHashSet::default();
+    for id in changes.iter().filter_map(changed_id) {
+        if !base.members.contains_key(id) && added.insert(id) {
+            out.extend(members.get(id).cloned());
+        }
+    }
+    out
 }
 
 /// Like [`compile_members`], but a member whose change fails does not fail the others: it is
@@ -80,7 +96,8 @@ pub fn compile_members_isolated<'d>(
             members.insert(Arc::from(id), Arc::new(Member::invalid(id, &rejection(id, findings))));
         }
     }
-    let tenant = cx.finish(members, everyone, revision)?;
+    let roster = roster(base, &members, changes);
+    let tenant = cx.finish((members, roster), everyone, revision)?;
     Ok(Isolated { tenant, rejected })
 }
 
@@ -136,7 +153,7 @@ impl<'d> Cx<'d> {
     }
 
     /// `base`'s members with `changes` applied; errors name `members[i]`.
-    fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> rustc_hash::FxHashMap<Arc<str>, Arc<Member>> {
+    fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> FxHashMap<Arc<str>, Arc<Member>> {
         let mut members = base.members.clone();
         let mut touched: FxHashSet<&str> = FxHashSet::default();
         for (i, change) in changes.iter().enumerate() {
@@ -288,6 +305,10 @@ rules:
             "{id: new, status: disabled, bindings: [{role: agent, scope: tenant}]}",
         ]);
         let want = compile(&want_doc, None, 2).unwrap();
+        let order = |t: &Tenant| t.roster.iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(order(&got), ["rep", "ext", "new"], "kept members keep their place, added ones come last");
+        assert_eq!(order(&got), order(&want));
+        assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&m.id])));
         assert_eq!(decisions(got), decisions(want));
     }
 

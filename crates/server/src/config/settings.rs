@@ -28,6 +28,11 @@ const FILE_KEYS: &[&str] = &[
     "tls_key",
     "tls_client_ca",
     "callers",
+    "shadow_policies",
+    "shadow_source",
+    "shadow_queue",
+    "shadow_sample",
+    "shadow_log_per_second",
 ];
 
 /// Parses `100ms`, `5s`, `2m`, `1h`; `None` for anything else, or a number too large to hold.
@@ -64,6 +69,8 @@ const NUMBERS: &[(&str, u64, u64, u64)] = &[
     ("cache_capacity", 0, 0, 10_000_000),
     ("decision_log_queue", 8192, 1, 1_000_000),
     ("max_concurrency", 4096, 1, 1_000_000),
+    ("shadow_queue", 1024, 1, 1_000_000),
+    ("shadow_log_per_second", 10, 0, 100_000),
 ];
 
 /// The range of `key` in `table`; every key looked up is in it.
@@ -225,11 +232,16 @@ impl Settings {
 
     /// The share of allows logged, from 0 to 1; 0 when unset or bad.
     pub(super) fn allow_rate(&mut self, flag: &Option<String>) -> f64 {
-        let Some(s) = self.pick(flag, "decision_log_allow_rate") else { return 0.0 };
+        self.rate(flag, "decision_log_allow_rate", 0.0)
+    }
+
+    /// A share from 0 to 1; `default` when unset, 0 when bad.
+    pub(super) fn rate(&mut self, flag: &Option<String>, key: &str, default: f64) -> f64 {
+        let Some(s) = self.pick(flag, key) else { return default };
         match s.parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => r,
             _ => {
-                self.errors.push(format!("decision_log_allow_rate: invalid rate `{s}` (a number from 0 to 1)"));
+                self.errors.push(format!("{key}: invalid rate `{s}` (a number from 0 to 1)"));
                 0.0
             }
         }

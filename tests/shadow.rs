@@ -1,0 +1,147 @@
+//! Shadow evaluation on a real server: calls are also decided on a candidate policy, mismatches
+//! are counted by reason pair and logged with both answers under a rate limit, the caller always
+//! gets the live answer, and a full shadow queue drops and counts instead of slowing calls.
+
+mod support;
+
+use std::time::Duration;
+
+use rolegate::api::{self, CheckBatchRequest};
+use support::server::{Server, desk_text, reply};
+use support::wait_until;
+
+const NEWBIE: &str = "  - {id: newbie, bindings: [{role: agent, scope: {relation: assignee}}]}\n";
+
+/// A live policy in which `rep` is active, and a candidate in which `rep` is disabled and
+/// `newbie` joins.
+fn policies(tmp: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (live, candidate) = (tmp.join("live"), tmp.join("candidate"));
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::create_dir_all(&candidate).unwrap();
+    std::fs::write(live.join("desk.yaml"), desk_text("active", "")).unwrap();
+    std::fs::write(candidate.join("desk.yaml"), desk_text("disabled", NEWBIE)).unwrap();
+    (live, candidate)
+}
+
+async fn shadow_loaded(server: &Server) {
+    let mut client = server.client().await;
+    wait_until("the shadow policy to compare a call", Duration::from_secs(20), async || {
+        client.check(reply("other", 0)).await.unwrap();
+        (server.metric("rolegate_shadow_compared_total").await >= 1.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatches_are_counted_by_reason_pair_and_logged_with_both_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (live, candidate) = policies(tmp.path());
+    let log = tmp.path().join("decisions.log");
+    let server = Server::start(
+        &live,
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--shadow-policies",
+            candidate.to_str().unwrap(),
+            "--shadow-log-per-second",
+            "1",
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    shadow_loaded(&server).await;
+    let mut client = server.client().await;
+
+    // The caller gets the live answer whatever the candidate says.
+    let d = client.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap();
+    assert!(d.allowed, "{d:?}");
+    let d = client.check(reply("newbie", 0)).await.unwrap().into_inner().decision.unwrap();
+    assert_eq!(d.reason, api::Reason::UnknownPrincipal as i32);
+
+    let revoked = r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="PRINCIPAL_DISABLED"}"#;
+    let granted = r#"rolegate_shadow_mismatches_total{live="UNKNOWN_PRINCIPAL",shadow="GRANTED"}"#;
+    wait_until("both mismatches to be counted", Duration::from_secs(10), async || {
+        (server.metric(revoked).await == 1.0 && server.metric(granted).await == 1.0).then_some(())
+    })
+    .await;
+    // Calls the candidate answers alike are compared and not counted as mismatches.
+    let text = server.metrics().await;
+    let mismatches: Vec<&str> = text.lines().filter(|l| l.starts_with("rolegate_shadow_mismatches_total{")).collect();
+    assert_eq!(mismatches.len(), 2, "{text}");
+    assert!(server.metric("rolegate_shadow_compared_total").await >= 3.0);
+
+    // One mismatch a second reaches the log; the other is counted as unlogged unless a new
+    // second began between them.
+    let lines = wait_until("a shadow mismatch in the decision log", Duration::from_secs(10), async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["severity"] == "shadow_mismatch")
+            .collect();
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    let first = &lines[0];
+    assert_eq!(first["tenant"], "desk");
+    assert_eq!(first["principal"], "rep");
+    assert_eq!(first["action"], "conversation.reply");
+    assert_eq!(first["live"]["allowed"], true);
+    assert_eq!(first["live"]["reason"], "GRANTED");
+    assert_eq!(first["shadow"]["allowed"], false);
+    assert_eq!(first["shadow"]["reason"], "PRINCIPAL_DISABLED");
+    assert!(first["live"]["revision"].as_u64().unwrap() > 0 && first["shadow"]["revision"].as_u64().unwrap() > 0);
+    let unlogged = server.metric("rolegate_shadow_unlogged_total").await;
+    assert_eq!(lines.len() as f64 + unlogged, 2.0, "{lines:?}, {unlogged} unlogged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_shadow_queue_drops_and_counts_and_never_holds_a_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (live, candidate) = policies(tmp.path());
+    let server = Server::start(
+        &live,
+        &["--admin-listen", "127.0.0.1:0", "--shadow-policies", candidate.to_str().unwrap(), "--shadow-queue", "1"],
+    );
+    shadow_loaded(&server).await;
+    let before = server.metric("rolegate_shadow_compared_total").await;
+    let one = reply("rep", 0);
+    let items: Vec<api::BatchItem> =
+        (0..1000).map(|_| api::BatchItem { action: one.action.clone(), resource: one.resource.clone() }).collect();
+    let batch =
+        CheckBatchRequest { tenant: "desk".into(), principal: "rep".into(), context: None, min_revision: 0, items };
+    let mut client = server.client().await;
+    let answers = client.check_batch(batch).await.unwrap().into_inner().decisions;
+    assert_eq!(answers.len(), 1000);
+    assert!(answers.iter().all(|d| d.allowed), "the live answer is served for every item");
+
+    let dropped = r#"rolegate_shadow_dropped_total{reason="queue_full"}"#;
+    let (compared, full) = wait_until("every item compared or dropped", Duration::from_secs(10), async || {
+        let compared = server.metric("rolegate_shadow_compared_total").await - before;
+        let full = server.metric(dropped).await;
+        (compared + full == 1000.0).then_some((compared, full))
+    })
+    .await;
+    assert!(full > 0.0, "a queue of one never filled over 1000 items ({compared} compared)");
+    let mismatched =
+        server.metric(r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="PRINCIPAL_DISABLED"}"#).await;
+    assert_eq!(mismatched, compared, "every compared item is a mismatch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_of_zero_compares_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (live, candidate) = policies(tmp.path());
+    let server = Server::start(
+        &live,
+        &["--admin-listen", "127.0.0.1:0", "--shadow-policies", candidate.to_str().unwrap(), "--shadow-sample", "0"],
+    );
+    let mut client = server.client().await;
+    for _ in 0..20 {
+        assert!(client.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+    }
+    let text = server.metrics().await;
+    assert!(text.contains("rolegate_shadow_compared_total 0\n"), "{text}");
+    assert!(text.contains("rolegate_shadow_dropped_total{reason=\"queue_full\"} 0\n"), "{text}");
+}
