@@ -23,6 +23,9 @@ cargo run --quiet --locked -- test examples
 echo "== client matrix: Python grpcio and Node @grpc/grpc-js over TCP and a Unix socket"
 scripts/clients.sh
 
+echo "== soak smoke: 60 s at half the maximum Check rate, the policy rewritten every second"
+scripts/soak.sh --smoke
+
 echo "== Helm chart: render every values set and validate strictly, then prove the check can fail"
 scripts/chart-check.sh
 scripts/chart-check-selftest.sh

@@ -208,6 +208,8 @@ fn todo_request(subject: &str, verb: &str, owner: &str) -> Json {
 const RICK: &str = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const BETH: &str = "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const SUMMER: &str = "CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const JERRY: &str = "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_error_is_a_status_with_a_message_naming_the_field() {
@@ -510,4 +512,74 @@ async fn a_traceparent_header_continues_the_callers_trace_and_names_it_in_the_de
     })
     .await;
     assert!(line.contains("todo.can_delete_todo") && line.contains("NO_GRANT"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_search_pages_through_the_members_check_allows_in_document_order() {
+    let server = Server::start(examples(), &["--authzen-listen", "127.0.0.1:0"]);
+    let addr = authzen(&server).to_owned();
+    let path = format!("{TODO}/search/subject");
+    let ask = |verb: &str, owner: &str, page: Json| {
+        json!({"subject": {"type": "user", "id": "ignored"}, "action": {"name": verb},
+               "resource": {"type": "todo", "id": "t-9", "properties": {"ownerID": owner}}, "page": page})
+    };
+    // Every page, following next_token until it is empty.
+    let all = async |verb: &str, owner: &str, limit: Option<u64>| -> (Vec<String>, usize) {
+        let (mut found, mut pages, mut token) = (Vec::new(), 0, String::new());
+        loop {
+            let mut page = json!({"token": token});
+            if let Some(l) = limit {
+                page["limit"] = json!(l);
+            }
+            let a = post(&addr, &path, &ask(verb, owner, page)).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            let j = a.json();
+            for r in j["results"].as_array().unwrap() {
+                assert_eq!(r["type"], json!("user"), "the subject type is echoed");
+                found.push(r["id"].as_str().unwrap().to_owned());
+            }
+            pages += 1;
+            token = j["page"]["next_token"].as_str().unwrap().to_owned();
+            if token.is_empty() {
+                return (found, pages);
+            }
+        }
+    };
+    let (readers, pages) = all("can_read_todos", "x", None).await;
+    let everyone: Vec<String> = [RICK, MORTY, SUMMER, BETH, JERRY].iter().map(|s| s.to_string()).collect();
+    assert_eq!((readers, pages), (everyone.clone(), 1), "every member reads, in document order, in one default page");
+    let (readers, pages) = all("can_read_todos", "x", Some(2)).await;
+    assert_eq!(readers, everyone);
+    assert!(pages >= 3, "five members two at a time take three pages, not {pages}");
+    let (updaters, _) = all("can_update_todo", "morty@the-citadel.com", Some(1)).await;
+    assert_eq!(updaters, [RICK, MORTY], "the admin and the owner");
+
+    // The same answer as asking each member.
+    for member in &everyone {
+        let a = post(
+            &addr,
+            &format!("{TODO}/evaluation"),
+            &todo_request(member, "can_update_todo", "morty@the-citadel.com"),
+        )
+        .await;
+        assert_eq!(a.json()["decision"].as_bool().unwrap(), updaters.contains(member), "{member}");
+    }
+
+    for (page, prefix) in [
+        (json!({"token": "not-a-token"}), "page.token:"),
+        (json!({"limit": 1001}), "page.limit: is 1001, the limit is 1000"),
+        (json!({"limit": -1}), "page.limit:"),
+    ] {
+        let a = post(&addr, &path, &ask("can_read_todos", "x", page.clone())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(a.body.starts_with(prefix), "{page}: {}", a.body);
+    }
+    // A token of one listing does not continue another.
+    let first = post(&addr, &path, &ask("can_read_todos", "x", json!({"limit": 1}))).await.json();
+    let token = first["page"]["next_token"].as_str().unwrap().to_owned();
+    let a = post(&addr, &path, &ask("can_delete_todo", "x", json!({"token": token, "limit": 1}))).await;
+    assert!(a.body.starts_with("page.token:"), "{}", a.body);
+    let a = post(&addr, &path, &json!({"action": {"name": "can_read_todos"}, "resource": {"type": "todo", "id": "1"}}))
+        .await;
+    assert!(a.body.starts_with("subject: is required"), "{}", a.body);
 }

@@ -735,3 +735,125 @@ fn walk(f: &Filter, seen: &mut std::collections::BTreeSet<String>) {
     };
     seen.insert(name);
 }
+
+/// The Inspector against Check: Explain's decision is decide's and its steps name the deciding
+/// rule or binding; Who, paged with tokens, is exactly the members decide allows, in document
+/// order; Permissions holds a grant for every allow, and every unconditional grant in its window
+/// whose scope covers the resource allows.
+fn check_inspector(seed: u64) -> Result<[usize; 3], String> {
+    use rolegate::engine::{GrantScope, Page, Reason as R, StepKind, explain};
+    let (mut rng, _, _, snapshot) = generated(seed);
+    let tenant = snapshot.tenant("t").ok_or("no tenant")?.clone();
+    // Allows explained, non-empty Who answers, covering grants found: the property's reach.
+    let mut seen = [0; 3];
+    for _ in 0..8 {
+        let (req, now) = request(&mut rng);
+        let repro = |what: String| format!("seed {seed}\nnow: {now}\nrequest: {req:#?}\n{what}");
+        let fast = decide(&snapshot, &req.query(), now);
+        let explained = explain(&snapshot, &req.query(), now);
+        let d = match (&fast, &explained) {
+            (Ok(d), Ok((e, _))) if d == e => d,
+            (Err(a), Err(b)) if a == b => continue,
+            _ => return Err(repro(format!("explain {explained:?} but check {fast:?}"))),
+        };
+        let steps = &explained.as_ref().map_err(|e| e.to_string())?.1;
+        if d.reason == R::UnknownTenant {
+            if !steps.is_empty() {
+                return Err(repro(format!("steps for an unknown tenant: {steps:#?}")));
+            }
+            continue;
+        }
+        if steps.first().map(|s| s.kind) != Some(StepKind::Principal) {
+            return Err(repro(format!("no principal step first: {steps:#?}")));
+        }
+        let first_applying = |kind| steps.iter().find(|s| s.kind == kind && s.applies).map(|s| &*s.id);
+        let rule = d.rule.as_deref();
+        let ok = match d.reason {
+            R::Granted => first_applying(StepKind::Binding) == rule && first_applying(StepKind::Rule).is_none(),
+            R::DeniedByRule => first_applying(StepKind::Rule) == rule && first_applying(StepKind::Binding).is_none(),
+            R::NoGrant => first_applying(StepKind::Binding).is_none() && first_applying(StepKind::Rule).is_none(),
+            _ => steps.len() == 1 && !steps[0].applies,
+        };
+        if !ok {
+            return Err(repro(format!("steps do not match the decision {d:?}: {steps:#?}")));
+        }
+        seen[0] += usize::from(d.allowed);
+
+        // Who, through every page.
+        let size = 1 + rng.below(7);
+        let (mut got, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = tenant
+                .who(&req.action, &req.resource, &req.context, now, Page { token: &token, size })
+                .map_err(|e| repro(format!("who failed: {e}")))?;
+            got.extend(page.principals.iter().map(|p| p.to_string()));
+            match page.next_page_token {
+                Some(t) => token = t,
+                None => break,
+            }
+        }
+        let mut want = Vec::new();
+        for m in &tenant.roster {
+            let q = rolegate::engine::Query { principal: &m.id, ..req.query() };
+            if decide(&snapshot, &q, now).map_err(|e| e.to_string())?.allowed {
+                want.push(m.id.to_string());
+            }
+        }
+        if got != want {
+            return Err(repro(format!("who {got:?} but check allows {want:?}")));
+        }
+        seen[1] += usize::from(!got.is_empty());
+
+        // Permissions of the asking member.
+        let perms = tenant.permissions(&req.principal, "", now).map_err(|e| e.to_string())?;
+        let inactive = [R::UnknownPrincipal, R::PrincipalDisabled, R::PrincipalExpired];
+        if inactive.contains(&d.reason) && (perms.reason != Some(d.reason) || !perms.grants.is_empty()) {
+            return Err(repro(format!("permissions {perms:?} for a {} member", d.reason)));
+        }
+        let grants: Vec<_> = perms.grants.iter().filter(|g| *g.action == *req.action).collect();
+        if d.allowed && !grants.iter().any(|g| Some(&*g.binding) == rule && !g.requestable) {
+            return Err(repro(format!("check allows through {rule:?} but permissions list {grants:#?}")));
+        }
+        let covers = |s: &GrantScope| match s {
+            GrantScope::Tenant => true,
+            GrantScope::Units(units) => units.iter().any(|u| **u == *req.resource.unit),
+            GrantScope::Relation(attr) => {
+                req.resource.attrs.get(attr).is_some_and(|v| v.is_or_contains(&req.principal))
+            }
+        };
+        let in_window =
+            |g: &rolegate::engine::Grant| g.from.is_none_or(|f| f <= now) && g.until.is_none_or(|u| now < u);
+        if let Some(g) = grants.iter().find(|g| !g.requestable && !g.conditional && in_window(g) && covers(&g.scope)) {
+            if !d.allowed {
+                return Err(repro(format!("grant {g:#?} covers the request but check says {d:?}")));
+            }
+            seen[2] += 1;
+        }
+    }
+    Ok(seen)
+}
+
+#[test]
+fn generated_inspections_reach_allows_members_and_covering_grants() {
+    let mut seen = [0; 3];
+    for seed in 0..200u64 {
+        let s = check_inspector(seed).unwrap_or_else(|repro| panic!("{repro}"));
+        seen.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    }
+    assert!(seen.iter().all(|n| *n > 20), "allows, non-empty Who, covering grants: {seen:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases().div_ceil(20),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn explain_who_and_permissions_agree_with_check(seed in any::<u64>()) {
+        if let Err(repro) = check_inspector(seed).map(|_| ()) {
+            prop_assert!(false, "{}", repro);
+        }
+    }
+}

@@ -42,10 +42,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
 }
 
-/// Largest Subject Search page, and the page when the request gives no `page.limit`.
+/// Largest Subject Search page (`page.limit`); without one a page holds 100 members.
 pub const MAX_PAGE: u64 = 1000;
-/// Subject Search page without a `page.limit`.
-pub const DEFAULT_PAGE: u64 = 100;
 
 /// What every request handler shares.
 #[derive(Clone, Debug)]
@@ -317,13 +315,35 @@ impl Service {
                 let (principal, resource, context) = json::action_search(&body)?;
                 let req = ActionSearch { tenant, principal, resource: Some(resource), context };
                 let found = self.authorizer.action_search(call(&metadata, req)).await?.into_inner();
-                let results: Vec<Value> = found.verbs.iter().map(|v| json!({ "name": v })).collect();
-                text(
-                    &json!({ "page": { "next_token": "" }, "results": results, "context": { "revision": found.revision } }),
-                )
+                let results = found.verbs.iter().map(|name| json::Action { name }).collect();
+                let page = json::PageOut { next_token: "" };
+                text(&json::Actions { page, results, context: json::Revision { revision: found.revision } })
             }
             Endpoint::SubjectSearch => {
-                Err(Failure::new(StatusCode::NOT_IMPLEMENTED, "subject search is not available yet"))
+                let search = json::subject_search(&body)?;
+                let page_size = match search.limit {
+                    None => 0,
+                    Some(n) if n <= MAX_PAGE => n as u32,
+                    Some(n) => {
+                        let message = format!("page.limit: is {n}, the limit is {MAX_PAGE}");
+                        return Err(Failure::new(StatusCode::BAD_REQUEST, message));
+                    }
+                };
+                let item = search.item;
+                let req = rolegate_api::WhoRequest {
+                    tenant,
+                    action: item.action,
+                    resource: item.resource,
+                    context: item.context,
+                    page_size,
+                    page_token: search.token,
+                    min_revision: 0,
+                };
+                let found = self.authorizer.subject_search(call(&metadata, req)).await?.into_inner();
+                let results =
+                    found.principals.iter().map(|id| json::Subject { r#type: &search.subject_type, id }).collect();
+                let page = json::PageOut { next_token: &found.next_page_token };
+                text(&json::Search { page, results, context: json::Revision { revision: found.revision } })
             }
             Endpoint::Metadata => Err(Failure::new(StatusCode::METHOD_NOT_ALLOWED, "metadata takes GET")),
         }

@@ -1,5 +1,4 @@
-//! The benchmark tenant: a service desk of 100 units in a 3-level tree, shared by the engine and
-//! plan benches.
+//! The benchmark tenant: a service desk of any size, shared by the engine and inspector benches.
 
 use std::fmt::Write as _;
 

@@ -132,6 +132,36 @@ impl Authorizer {
         self.traced(Method::AuthzenActionSearch, span, request, |req, now, call| self.actions(req, now, call)).await
     }
 
+    /// The members `Check` would allow (`Who`), for an AuthZEN subject search: the same paging,
+    /// with errors named as the AuthZEN request names its fields.
+    pub async fn subject_search(
+        &self,
+        request: Request<api::WhoRequest>,
+    ) -> Result<Response<api::WhoResponse>, Status> {
+        let span = || http_span!("/tenants/{tenant}/access/v1/search/subject");
+        self.traced(Method::AuthzenSubjectSearch, span, request, |req, now, call| async move {
+            let snapshot = self.store.at_least(&req.tenant, 0, self.min_revision_wait).await?;
+            if snapshot.tenant(&req.tenant).is_none() {
+                let message = format!("unknown tenant `{}`", super::convert::echo(&req.tenant));
+                return Err(Invalid { field: "tenant".into(), message }.into());
+            }
+            self.who(req, now, call).await.map_err(|e| match e {
+                CallError::Invalid(i) => {
+                    let field = match i.field.as_str() {
+                        "action" => "action.name".to_owned(),
+                        "page_size" => "page.limit".to_owned(),
+                        "page_token" => "page.token".to_owned(),
+                        other => authzen_field(other),
+                    };
+                    CallError::Invalid(Invalid { field, message: i.message })
+                }
+                CallError::Request { source, .. } => CallError::Request { field: "action.name".into(), source },
+                e => e,
+            })
+        })
+        .await
+    }
+
     async fn evaluate(&self, method: Method, req: Evaluations, now: When, call: Call) -> Result<Evaluated, CallError> {
         let Evaluations { tenant, items, batch, semantic } = req;
         let l = &self.limits;

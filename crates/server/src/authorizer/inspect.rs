@@ -73,7 +73,7 @@ impl Authorizer {
         })
     }
 
-    async fn who(&self, req: api::WhoRequest, now: When, call: Call) -> Result<api::WhoResponse, CallError> {
+    pub(super) async fn who(&self, req: api::WhoRequest, now: When, call: Call) -> Result<api::WhoResponse, CallError> {
         let api::WhoRequest { tenant, action, resource, context, page_size, page_token, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;

@@ -266,6 +266,58 @@ pub struct DecisionJson<'a> {
     context: DecisionContext<'a>,
 }
 
+/// A Subject Search response: the page first, as the spec recommends.
+#[derive(Debug, serde::Serialize)]
+pub struct Search<'a> {
+    /// Where the listing continues.
+    pub page: PageOut<'a>,
+    /// The members of this page.
+    pub results: Vec<Subject<'a>>,
+    /// The tenant's revision.
+    pub context: Revision,
+}
+
+/// A response page: `next_token` is empty on the last.
+#[derive(Debug, serde::Serialize)]
+pub struct PageOut<'a> {
+    /// Pass as `page.token` for the next page.
+    pub next_token: &'a str,
+}
+
+/// One subject found.
+#[derive(Debug, serde::Serialize)]
+pub struct Subject<'a> {
+    /// The request's `subject.type`.
+    pub r#type: &'a str,
+    /// The member id.
+    pub id: &'a str,
+}
+
+/// An Action Search response, in one page.
+#[derive(Debug, serde::Serialize)]
+pub struct Actions<'a> {
+    /// Always the last page.
+    pub page: PageOut<'a>,
+    /// The allowed actions.
+    pub results: Vec<Action<'a>>,
+    /// The tenant's revision.
+    pub context: Revision,
+}
+
+/// One action found: its verb.
+#[derive(Debug, serde::Serialize)]
+pub struct Action<'a> {
+    /// The verb, as `action.name` names it.
+    pub name: &'a str,
+}
+
+/// The revision a search was answered on.
+#[derive(Debug, serde::Serialize)]
+pub struct Revision {
+    /// The tenant's revision.
+    pub revision: u64,
+}
+
 /// An Access Evaluations response.
 #[derive(Debug, serde::Serialize)]
 pub struct Evaluations<'a> {
