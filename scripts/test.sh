@@ -32,3 +32,6 @@ scripts/chart-check-selftest.sh
 
 echo "== server benchmark harness, quick mode: proves it works end to end, judges no timing"
 scripts/bench.sh --quick
+
+echo "== AuthZEN beside gRPC, quick mode: proves the harness works, judges no timing"
+scripts/bench-authzen.sh --quick

@@ -2,6 +2,7 @@
 //! `export` for the PostgreSQL source.
 
 mod diff;
+mod history;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     Who(Box<inspect::WhoArgs>),
     /// Show what a policy change grants and takes away, member by member.
     Diff(Box<diff::DiffArgs>),
+    /// List who changed what in PostgreSQL: members, bindings, units, tenants, templates.
+    History(Box<history::HistoryArgs>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
@@ -188,6 +191,7 @@ impl Cli {
             },
             Command::Plan(args) => plan::run(&args),
             Command::Diff(args) => diff::run(&args),
+            Command::History(args) => history::run(&args),
             Command::Explain(args) => inspect::explain(&args),
             Command::Permissions(args) => inspect::permissions(&args),
             Command::Who(args) => inspect::who(&args),

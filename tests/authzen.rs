@@ -583,3 +583,51 @@ async fn subject_search_pages_through_the_members_check_allows_in_document_order
         .await;
     assert!(a.body.starts_with("subject: is required"), "{}", a.body);
 }
+
+/// This process's user id, as the server sees it through `SO_PEERCRED`.
+fn uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// One HTTP/1.1 request over a Unix socket.
+async fn send_unix(socket: &Path, path: &str, body: &Json) -> Answer {
+    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect to the AuthZEN socket");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (parts, body) = sender.send_request(req).await.unwrap().into_parts();
+    let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Answer { status: parts.status, headers: parts.headers, body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_file_admits_authzen_callers_by_tenant_and_api_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let callers = dir.path().join("callers.yaml");
+    let uid = uid();
+    std::fs::write(&callers, format!("callers:\n  - {{id: \"uid:{uid}\", tenants: [authzen-todo], apis: [check]}}\n"))
+        .unwrap();
+    let socket = dir.path().join("authzen.sock");
+    let listen = format!("unix:{}", socket.display());
+    let server = Server::start(
+        examples(),
+        &["--authzen-listen", &listen, "--callers", callers.to_str().unwrap(), "--admin-listen", "127.0.0.1:0"],
+    );
+    let eval = todo_request(BETH, "can_read_todos", "");
+    let a = send_unix(&socket, &format!("{TODO}/evaluation"), &eval).await;
+    assert_eq!((a.status, a.json()["decision"].clone()), (StatusCode::OK, json!(true)), "{}", a.body);
+    let a = send_unix(&socket, "/tenants/meiqia-service-desk/access/v1/evaluation", &eval).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body.trim(), format!("caller `uid:{uid}` may not ask about tenant `meiqia-service-desk` (check API)"));
+    let search = json!({"subject": {"type": "user"}, "action": {"name": "can_read_todos"}, "resource": {"type": "todo", "id": "1"}});
+    let a = send_unix(&socket, &format!("{TODO}/search/subject"), &search).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "searches are the inspect group: {}", a.body);
+    assert_eq!(server.metric("rolegate_caller_denied_total{api=\"check\"}").await, 1.0);
+    assert_eq!(server.metric("rolegate_caller_denied_total{api=\"inspect\"}").await, 1.0);
+}

@@ -93,6 +93,7 @@ impl Server {
             if line.contains("admin listening") {
                 admin = Some(rest.to_owned());
             } else if line.contains("AuthZEN listening") {
+                unix |= rest.starts_with("unix:");
                 authzen = Some(rest.to_owned());
             } else if rest.starts_with("unix:") {
                 unix = true;

@@ -43,6 +43,10 @@ pub enum CallError {
     /// No usable snapshot.
     #[error(transparent)]
     NotReady(#[from] NotReady),
+    /// A task of the call ended without an answer (it panicked or was cancelled): never a
+    /// decision.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Characters of an error message sent to the caller; each echo of its input is shorter still
@@ -55,6 +59,7 @@ impl From<CallError> for Status {
         match e {
             CallError::Invalid(_) | CallError::Request { .. } => Status::invalid_argument(message),
             CallError::NotReady(_) => Status::unavailable(message),
+            CallError::Internal(_) => Status::internal(message),
         }
     }
 }

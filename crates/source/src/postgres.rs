@@ -14,6 +14,7 @@
 pub mod build;
 pub mod follow;
 pub mod health;
+pub mod history;
 pub mod migrate;
 pub mod rows;
 pub mod tls;

@@ -99,17 +99,28 @@ impl Authorizer {
             return Ok(api::WhoResponse { principals: Vec::new(), next_page_token: String::new(), revision: 0 });
         };
         call.span.record("rolegate.revision", i64::try_from(t.revision).unwrap_or(i64::MAX));
-        let page =
-            t.who(&action, &resource, &context, now.at, Page { token: &page_token, size }).map_err(|e| match e {
-                WhoError::Request(source) => CallError::Request { field: "action".into(), source },
-                WhoError::PageToken => {
-                    Invalid { field: "page_token".into(), message: WhoError::PageToken.to_string() }.into()
-                }
-            })?;
+        let revision = t.revision;
+        let tenant = t.clone();
+        // A page decides up to every member of the tenant (milliseconds for tens of thousands):
+        // off the runtime's workers, so Checks on the same worker do not wait behind it.
+        let decided = tokio::task::spawn_blocking(move || {
+            tenant.who(&action, &resource, &context, now.at, Page { token: &page_token, size })
+        })
+        .await;
+        let page = match decided {
+            Ok(page) => page,
+            Err(e) => return Err(CallError::Internal(format!("the Who task failed: {e}"))),
+        }
+        .map_err(|e| match e {
+            WhoError::Request(source) => CallError::Request { field: "action".into(), source },
+            WhoError::PageToken => {
+                Invalid { field: "page_token".into(), message: WhoError::PageToken.to_string() }.into()
+            }
+        })?;
         Ok(api::WhoResponse {
             principals: page.principals.iter().map(|p| p.to_string()).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
-            revision: t.revision,
+            revision,
         })
     }
 }

@@ -5,8 +5,10 @@
 use tokio_postgres::Client;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "policy_rows", include_str!("../../../../migrations/0001_policy_rows.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "policy_rows", include_str!("../../../../migrations/0001_policy_rows.sql")),
+    (2, "change_history", include_str!("../../../../migrations/0002_change_history.sql")),
+];
 
 /// An arbitrary constant: the advisory lock that serializes concurrent migrators.
 const LOCK: i64 = 0x726f_6c65_6761_7465;

@@ -20,7 +20,7 @@ use super::yaml_text::{json_flow, node_json, quote, scalar, without_rows};
 use crate::files;
 use rolegate_policy::{self as policy, Report, parse};
 
-async fn connect(dsn: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(dsn: &str) -> anyhow::Result<Client> {
     let cfg = super::Config::from_dsn(dsn, std::time::Duration::from_secs(1)).map_err(anyhow::Error::msg)?;
     let (client, _) =
         super::connect(&cfg).await.with_context(|| format!("cannot connect to postgres {}", cfg.describe()))?;
