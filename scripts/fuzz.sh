@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(policy_bytes policy_structured check_request pg_rows)
+[ ${#targets[@]} -gt 0 ] || targets=(policy_bytes policy_structured check_request pg_rows authzen_body)
 
 tools=$PWD/target/tools
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then

@@ -1,8 +1,10 @@
 //! rolegate's gRPC API: the generated protobuf and gRPC code of
 //! `proto/rolegate/v1/authorizer.proto` (package `rolegate.v1`), its one conversion to and from
-//! engine types ([`convert`], with the request limits), and a client connector ([`client`])
+//! engine types ([`convert`], with the request limits), the AuthZEN JSON binding of the same
+//! requests and decisions ([`authzen`]), and a client connector ([`client`])
 //! shared by the CLI, the tests and the load generator.
 
+pub mod authzen;
 pub mod client;
 pub mod convert;
 pub mod plan;

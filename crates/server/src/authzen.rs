@@ -8,7 +8,6 @@
 //!   `.../search/action`;
 //! - `GET /.well-known/authzen-configuration/tenants/T`: the PDP metadata.
 
-pub mod json;
 mod token;
 
 use std::convert::Infallible;
@@ -29,6 +28,7 @@ use crate::config::Listen;
 use crate::convert::{Invalid, Limits};
 use crate::guard::GuardLayer;
 use crate::peer::Peer;
+use rolegate_api::authzen as json;
 use rolegate_telemetry::Metrics;
 use rolegate_telemetry::metrics::Method;
 pub use token::Token;

@@ -8,34 +8,10 @@ use tracing::field::Empty;
 
 use super::{Authorizer, Call, CallError, Decided, Invalid, When};
 use rolegate_api as api;
+pub use rolegate_api::authzen::{Item, Semantic};
 use rolegate_engine::{Query, Resource};
 use rolegate_telemetry::RPC_TARGET;
 use rolegate_telemetry::metrics::Method;
-
-/// When an evaluations call stops (AuthZEN `options.evaluations_semantic`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Semantic {
-    /// Decide every item.
-    #[default]
-    ExecuteAll,
-    /// Stop after the first item that is not allowed.
-    DenyOnFirstDeny,
-    /// Stop after the first item that is allowed.
-    PermitOnFirstPermit,
-}
-
-/// One question of an evaluations call, with the defaults already merged in.
-#[derive(Clone, Debug, Default)]
-pub struct Item {
-    /// `subject.id`: the member.
-    pub principal: String,
-    /// `resource.type` + `.` + `action.name`.
-    pub action: String,
-    /// The resource.
-    pub resource: Option<api::Resource>,
-    /// The context.
-    pub context: Option<api::Context>,
-}
 
 /// An AuthZEN evaluation (one item, `batch` false) or evaluations call for one tenant.
 #[derive(Clone, Debug, Default)]

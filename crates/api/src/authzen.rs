@@ -1,6 +1,7 @@
-//! AuthZEN JSON bodies ⇄ rolegate's request and decision types. Every error names the field as
-//! the caller wrote it (`evaluations[2].resource.type`); unknown keys are ignored, as the spec
-//! asks.
+//! AuthZEN JSON bodies ⇄ rolegate's request and decision types (docs/api.md, "AuthZEN over
+//! HTTP"). Every error names the field as the caller wrote it (`evaluations[2].resource.type`);
+//! unknown keys are ignored, as the spec asks. The server's AuthZEN listener decides what these
+//! return through the same path as `Check`.
 
 use std::collections::HashMap;
 
@@ -8,11 +9,35 @@ use std::collections::HashMap;
 use serde_json::json;
 use serde_json::{Map, Value};
 
-use crate::authorizer::{Item, Semantic};
+use crate as api;
 use crate::convert::{Invalid, echo};
-use rolegate_api as api;
 
 type Object = Map<String, Value>;
+
+/// When an evaluations call stops (AuthZEN `options.evaluations_semantic`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Semantic {
+    /// Decide every item.
+    #[default]
+    ExecuteAll,
+    /// Stop after the first item that is not allowed.
+    DenyOnFirstDeny,
+    /// Stop after the first item that is allowed.
+    PermitOnFirstPermit,
+}
+
+/// One question of an evaluations call, with the defaults already merged in.
+#[derive(Clone, Debug, Default)]
+pub struct Item {
+    /// `subject.id`: the member.
+    pub principal: String,
+    /// `resource.type` + `.` + `action.name`.
+    pub action: String,
+    /// The resource.
+    pub resource: Option<api::Resource>,
+    /// The context.
+    pub context: Option<api::Context>,
+}
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
     Invalid { field: field.into(), message: message.into() }
