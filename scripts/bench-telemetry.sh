@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Telemetry overhead: rolegate's max Check throughput with tracing off, at 1% and 100% sampling
-# (spans exported to a local OTLP sink), and with the decision log on, interleaved and repeated in
+# (spans exported to a local OTLP sink), with the decision log on, and with shadow evaluation
+# of 10% and 100% of calls, interleaved and repeated in
 # one run. Prints one table with each setting's throughput relative to "all off".
 #
 #   scripts/bench-telemetry.sh            release build, BENCH_REPEATS (3) x BENCH_DURATION (8 s)
@@ -37,6 +38,10 @@ setting() {
     trace-100pct) echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:43170 OTEL_TRACES_SAMPLER=always_on" ;;
     log-denies) echo "ROLEGATE_DECISION_LOG=$OUT/decisions.jsonl" ;;
     log-all) echo "ROLEGATE_DECISION_LOG=$OUT/decisions-all.jsonl ROLEGATE_DECISION_LOG_ALLOW_RATE=1" ;;
+    # Shadow evaluation against a copy of the live policy: every compared call also runs the
+    # candidate decision and the comparison (and matches, so nothing is logged).
+    shadow-10pct) echo "ROLEGATE_SHADOW_POLICIES=$OUT/policies ROLEGATE_SHADOW_SAMPLE=0.1" ;;
+    shadow-100pct) echo "ROLEGATE_SHADOW_POLICIES=$OUT/policies ROLEGATE_SHADOW_SAMPLE=1" ;;
   esac
 }
 
@@ -59,7 +64,7 @@ run_one() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-SETTINGS=(off trace-1pct trace-100pct log-denies log-all)
+SETTINGS=(off trace-1pct trace-100pct log-denies log-all shadow-10pct shadow-100pct)
 for r in $(seq 1 "$REPEATS"); do
   for s in "${SETTINGS[@]}"; do
     echo "bench-telemetry: repeat $r: $s"

@@ -26,6 +26,9 @@ scripts/clients.sh
 echo "== soak smoke: 60 s at half the maximum Check rate, the policy rewritten every second"
 scripts/soak.sh --smoke
 
+echo "== fuzz smoke: every cargo-fuzz target for 20 s from the committed corpus"
+scripts/fuzz.sh 20
+
 echo "== Helm chart: render every values set and validate strictly, then prove the check can fail"
 scripts/chart-check.sh
 scripts/chart-check-selftest.sh

@@ -35,6 +35,10 @@ enum Command {
     Validate {
         /// The policy directory.
         dir: PathBuf,
+        /// Also report what the change from this policy directory does to access (for a pull
+        /// request: the base branch's policies).
+        #[arg(long)]
+        base: Option<PathBuf>,
     },
     /// Run the policy tests (`*_test.yaml`) under a directory.
     Test {
@@ -183,7 +187,13 @@ impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Validate { dir } => validate(&dir),
+            Command::Validate { dir, base } => {
+                let code = validate(&dir)?;
+                if let Some(base) = base {
+                    diff::impact(&base, &dir)?;
+                }
+                Ok(code)
+            }
             Command::Test { dir } => test(&dir),
             Command::Check(args) => match &args.server {
                 Some(addr) => runtime()?.block_on(check_server(&args, addr)),

@@ -69,6 +69,18 @@ fn a_role_gaining_export_names_every_member_it_reaches() {
     assert_eq!(gate("grant", &examples, &new), Some(1));
     assert_eq!(gate("revoke", &examples, &new), Some(0));
     assert_eq!(gate("any", &examples, &new), Some(1));
+    let validate = rolegate(&["validate", new.to_str().unwrap(), "--base", examples.to_str().unwrap()]);
+    let text = stdout(&validate);
+    assert!(validate.status.success(), "{validate:?}");
+    assert!(
+        text.contains("tenant `meiqia-service-desk` (template `customer-service-desk` changed): 3 members gain access, 0 lose access"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: template `customer-service-desk` widens access in tenants meiqia-service-desk"),
+        "{text}"
+    );
+
     // The other way round the same change takes access away.
     assert_eq!(gate("grant", &new, &examples), Some(0));
     assert_eq!(gate("revoke", &new, &examples), Some(1));

@@ -24,7 +24,7 @@ else
   mkdir -p "$base/$dir"   # the directory is new in this change
 fi
 
-"$rolegate" validate "$dir"
+"$rolegate" validate "$dir" --base "$base/$dir"
 "$rolegate" test "$dir"
 "$rolegate" diff "$base/$dir" "$dir" --format markdown >"$markdown"
 "$rolegate" diff "$base/$dir" "$dir"

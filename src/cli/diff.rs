@@ -249,3 +249,48 @@ pub fn to_json(d: &Diff) -> Json {
         "tenants": d.tenants.iter().map(tenant_json).collect::<Vec<_>>(),
     })
 }
+
+/// `rolegate validate DIR --base OLD_DIR`: what the change from `base` does, tenant by tenant,
+/// naming each template whose change widens access and the tenants it reaches.
+pub fn impact(base: &Path, dir: &Path) -> anyhow::Result<()> {
+    let (old, new) = (load(base)?, load(dir)?);
+    let d = diff::diff(&old, &new, None);
+    let (_, loaded) = crate::cli::load_snapshot(dir)?;
+    let templates = |root: &Path| -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let listing = crate::source::files::scan(root)?;
+        Ok(listing
+            .documents
+            .iter()
+            .filter_map(|f| Some((f.template.clone()?, std::fs::read(&f.path).unwrap_or_default())))
+            .collect())
+    };
+    let (old_tpl, new_tpl) = (templates(base)?, templates(dir)?);
+    let changed = |name: &str| {
+        let find = |all: &[(String, Vec<u8>)]| all.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone());
+        find(&old_tpl) != find(&new_tpl)
+    };
+    let mut widened: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    println!("impact against {}:", base.display());
+    if d.is_empty() {
+        println!("  no change of access");
+    }
+    for t in &d.tenants {
+        let template = loaded.tenants.iter().find(|o| o.name == t.tenant).and_then(|o| o.template.clone());
+        let gain = t.members.iter().filter(|m| m.status_gained || m.actions.iter().any(|a| a.gained)).count();
+        let lose = t.members.iter().filter(|m| m.status_lost || m.actions.iter().any(|a| a.lost)).count();
+        let via = match &template {
+            Some(name) if changed(name) => {
+                if gain > 0 {
+                    widened.entry(name.clone()).or_default().push(t.tenant.clone());
+                }
+                format!(" (template `{name}` changed)")
+            }
+            _ => String::new(),
+        };
+        println!("  tenant `{}`{via}: {gain} members gain access, {lose} lose access", t.tenant);
+    }
+    for (name, tenants) in &widened {
+        println!("warning: template `{name}` widens access in tenants {}", tenants.join(", "));
+    }
+    Ok(())
+}

@@ -244,3 +244,61 @@ impl Filter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(unit: &str, attrs: &[(&str, Value)]) -> Resource {
+        let attrs = attrs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        Resource { kind: "conversation".into(), id: "c1".into(), unit: unit.into(), attrs }
+    }
+
+    fn test(name: &str, op: FieldOp) -> Filter {
+        Filter::test(Field::Attr(name.into()), op)
+    }
+
+    #[test]
+    fn compounds_drop_units_absorb_and_flatten() {
+        let a = test("a", FieldOp::Present(true));
+        let b = test("b", FieldOp::Present(true));
+        assert_eq!(Filter::all([Filter::Constant(true), a.clone()]), a);
+        assert_eq!(Filter::all([Filter::Constant(false), a.clone()]), Filter::Constant(false));
+        assert_eq!(Filter::any([Filter::Constant(true), a.clone()]), Filter::Constant(true));
+        assert_eq!(Filter::any(Vec::new()), Filter::Constant(false));
+        assert_eq!(Filter::all([Filter::all([a.clone(), b.clone()]), a.clone()]), Filter::All(vec![a.clone(), b]));
+        assert_eq!(Filter::not(Filter::not(a.clone())), a);
+        assert_eq!(Filter::not(Filter::Constant(true)), Filter::Constant(false));
+    }
+
+    #[test]
+    fn a_missing_field_fails_every_test_but_absent() {
+        let r = res("", &[]);
+        for op in [FieldOp::Equals(Value::Text("x".into())), FieldOp::Lt(1.0), FieldOp::Present(true)] {
+            assert!(!test("a", op.clone()).matches(&r), "{op:?}");
+            assert!(Filter::not(test("a", op)).matches(&r));
+        }
+        assert!(test("a", FieldOp::Present(false)).matches(&r));
+        assert!(!Filter::test(Field::Unit, FieldOp::Present(true)).matches(&r), "an empty unit is no unit");
+    }
+
+    #[test]
+    fn equals_is_for_scalars_and_contains_for_lists() {
+        let list = res("", &[("tags", Value::List(vec!["vip".into()]))]);
+        assert!(!test("tags", FieldOp::Equals(Value::Text("vip".into()))).matches(&list));
+        assert!(test("tags", FieldOp::Contains("vip".into())).matches(&list));
+        let int = res("", &[("n", Value::Int(3))]);
+        assert!(test("n", FieldOp::Equals(Value::Number(3.0))).matches(&int));
+        assert!(!test("n", FieldOp::Equals(Value::Text("3".into()))).matches(&int));
+        assert!(!test("n", FieldOp::OneOf(vec!["3".into()])).matches(&int));
+    }
+
+    #[test]
+    fn field_names_parse_and_print_alike() {
+        for s in ["id", "unit", "attrs.assignee"] {
+            assert_eq!(Field::parse(s).map(|f| f.to_string()).as_deref(), Some(s));
+        }
+        assert_eq!(Field::parse("attrs."), None);
+        assert_eq!(Field::parse("kind"), None);
+    }
+}

@@ -186,3 +186,79 @@ impl std::fmt::Display for Item {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn snapshot(text: &str) -> Snapshot {
+        let (doc, diags) = crate::parse_str("t.yaml", text, None);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let mut s = Snapshot::default();
+        s.insert(Arc::new(crate::compile(&doc.unwrap(), None, 1).unwrap()));
+        s
+    }
+
+    const BASE: &str = "tenant: t
+schema: {customer: [view, export]}
+roles: {agent: {allow: [customer.view]}}
+units: [{id: eu}, {id: eu-west, parent: eu}]
+members:
+  - {id: rep, units: [eu-west], bindings: [{role: agent, scope: own_units}]}
+rules:
+  - {id: no-export-outsourced, effect: deny, actions: [customer.export], when: {principal: {employment: outsourced}}}
+";
+
+    #[test]
+    fn reordered_keys_and_flow_style_are_no_change() {
+        let block = "tenant: t
+rules:
+  - when: {principal: {employment: outsourced}}
+    actions: [customer.export]
+    effect: deny
+    id: no-export-outsourced
+members:
+  - bindings:
+      - {scope: own_units, role: agent}
+    units: [eu-west]
+    id: rep
+units:
+  - {parent: eu, id: eu-west}
+  - {id: eu}
+roles:
+  agent:
+    allow: [customer.view]
+schema:
+  customer: [export, view]
+";
+        assert!(diff(&snapshot(BASE), &snapshot(block), None).is_empty());
+    }
+
+    #[test]
+    fn a_role_gaining_an_action_is_a_gain_for_the_member_bound_to_it() {
+        let wider = BASE.replace("allow: [customer.view]", "allow: [customer.view, customer.export]");
+        let d = diff(&snapshot(BASE), &snapshot(&wider), None);
+        assert!(d.gains() && !d.loses());
+        let t = &d.tenants[0];
+        assert_eq!(t.notes, ["role `agent` now allows customer.export"]);
+        let m = &t.members[0];
+        assert_eq!((m.member.as_str(), m.actions.len()), ("rep", 1));
+        let a = &m.actions[0];
+        assert_eq!(a.action, "customer.export");
+        assert_eq!(a.added[0].to_string(), "allowed on units eu-west (binding `rep#0`, role `agent`)");
+    }
+
+    #[test]
+    fn a_member_becoming_outsourced_loses_export_to_the_deny_rule() {
+        let wider = BASE.replace("allow: [customer.view]", "allow: [\"*\"]");
+        let outsourced = wider.replace("units: [eu-west],", "units: [eu-west], attrs: {employment: outsourced},");
+        let d = diff(&snapshot(&wider), &snapshot(&outsourced), None);
+        assert!(d.loses() && !d.gains());
+        let a = &d.tenants[0].members[0].actions[0];
+        assert_eq!(a.action, "customer.export");
+        assert_eq!(a.added[0].to_string(), "denied by rule `no-export-outsourced`");
+        assert!(a.removed.iter().all(|i| matches!(i, Item::Grant(_))), "{a:?}");
+    }
+}

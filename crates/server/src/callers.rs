@@ -76,23 +76,25 @@ pub struct Denied(pub String);
 /// A caller admitted to an API group, still to be checked against the tenant it asks about.
 #[derive(Debug)]
 pub struct Admitted {
-    /// `None` for health and reflection: every tenant question is out of their scope.
-    entry: Option<Entry>,
-    caller: String,
+    /// The table in force and the caller's entry in it; `None` for health and reflection: every
+    /// tenant question is out of their scope.
+    entry: Option<(Arc<Table>, usize)>,
+    caller: Peer,
     api: Api,
 }
 
 impl Admitted {
     /// Whether the caller may ask about `tenant`.
     pub fn tenant(&self, tenant: &str) -> Result<(), Denied> {
-        match &self.entry {
-            Some(e) if e.tenants.iter().any(|p| matches(p, tenant)) => Ok(()),
-            Some(_) => Err(Denied(format!(
+        let entry = self.entry.as_ref().and_then(|(table, i)| table.entries.get(*i));
+        match (&self.entry, entry) {
+            (None, _) => Ok(()),
+            (Some(_), Some(e)) if e.tenants.iter().any(|p| matches(p, tenant)) => Ok(()),
+            (Some(_), _) => Err(Denied(format!(
                 "caller `{}` may not ask about tenant `{tenant}` ({} API)",
-                self.caller,
+                self.caller.name(),
                 self.api.name()
             ))),
-            None => Ok(()),
         }
     }
 
@@ -103,7 +105,7 @@ impl Admitted {
 
     /// The caller's identity as named in logs.
     pub fn caller(&self) -> &str {
-        &self.caller
+        self.caller.name()
     }
 }
 
@@ -133,21 +135,21 @@ impl Callers {
 
     /// Admits `peer` to `api`, or says why not. Health and reflection admit every caller.
     pub fn admit(&self, peer: &Peer, api: Option<Api>) -> Result<Admitted, Denied> {
-        let caller = peer.name().to_owned();
+        let caller = peer.name();
         let Some(api) = api else {
             return Err(Denied(format!("caller `{caller}` may not call this method: it is in no API group")));
         };
         if api == Api::Open {
-            return Ok(Admitted { entry: None, caller, api });
+            return Ok(Admitted { entry: None, caller: peer.clone(), api });
         }
-        let table = self.table.load();
-        let Some(entry) = table.entries.iter().find(|e| peer.ids.contains(&e.id)) else {
+        let table = self.table.load_full();
+        let Some(index) = table.entries.iter().position(|e| peer.ids.contains(&e.id)) else {
             return Err(Denied(format!("caller `{caller}` is not in the callers file")));
         };
-        if !entry.apis.contains(&api) {
+        if !table.entries.get(index).is_some_and(|e| e.apis.contains(&api)) {
             return Err(Denied(format!("caller `{caller}` may not use the {} API", api.name())));
         }
-        Ok(Admitted { entry: Some(entry.clone()), caller, api })
+        Ok(Admitted { entry: Some((table, index)), caller: peer.clone(), api })
     }
 
     /// Counts and logs a refusal.

@@ -256,3 +256,41 @@ impl Renderer<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::FieldOp;
+
+    fn test(f: &str, op: FieldOp) -> Filter {
+        Filter::test(Field::parse(f).unwrap_or(Field::Id), op)
+    }
+
+    #[test]
+    fn tests_the_columns_cannot_satisfy_fold_away_and_placeholders_number_in_order() {
+        let m = Mapping::parse("id=id,unit=t.unit,attrs.tags=tags:text[],attrs.n=n:number").unwrap();
+        let f = Filter::all([
+            Filter::any([
+                test("attrs.tags", FieldOp::Equals(Value::Text("vip".into()))),
+                test("attrs.tags", FieldOp::Contains("vip".into())),
+            ]),
+            Filter::not(test("attrs.n", FieldOp::Ge(3.0))),
+            test("attrs.unmapped", FieldOp::Present(false)),
+        ]);
+        let sql = render(&f, &m, 3).unwrap();
+        assert_eq!(
+            sql.clause,
+            "(COALESCE($3::text = ANY(\"tags\"), FALSE) AND (NOT COALESCE(\"n\"::float8 >= $4::float8, FALSE)))"
+        );
+        assert_eq!(sql.params, vec![Param::Text("vip".into()), Param::Number(3.0)]);
+        let unit = render(&test("unit", FieldOp::OneOf(vec!["eu".into()])), &m, 1).unwrap();
+        assert_eq!(unit.clause, "COALESCE(NULLIF(\"t\".\"unit\", '') = ANY($1::text[]), FALSE)");
+        assert_eq!(render(&test("attrs.x", FieldOp::Lt(1.0)), &m, 1).unwrap().clause, "FALSE");
+    }
+
+    #[test]
+    fn a_filter_on_id_needs_id_mapped() {
+        let f = test("id", FieldOp::Equals(Value::Text("c1".into())));
+        assert_eq!(render(&f, &Mapping::default(), 1), Err(SqlError::IdUnmapped));
+    }
+}
