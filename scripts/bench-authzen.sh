@@ -28,8 +28,11 @@ if ! command -v h2load >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client; } >/dev/null \
     || die "could not install nghttp2-client"
 fi
-if [[ $PROFILE == release ]]; then cargo build --quiet --locked --release --workspace --bins
-else cargo build --quiet --locked --workspace --bins; fi
+# BENCH_NO_BUILD=1 uses the binaries already built (rolegate and rolegate-loadgen).
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+  if [[ $PROFILE == release ]]; then cargo build --quiet --locked --release -p rolegate --bin rolegate -p rolegate-bench --bin rolegate-loadgen
+  else cargo build --quiet --locked -p rolegate --bin rolegate -p rolegate-bench --bin rolegate-loadgen; fi
+fi
 BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 
 OUT="$PWD/bench-out/authzen"
