@@ -25,6 +25,8 @@ scripts/clients.sh
 
 echo "== soak smoke: 60 s at half the maximum Check rate, the policy rewritten every second"
 scripts/soak.sh --smoke
+echo "== soak smoke against PostgreSQL: 60 s, a writer committing row changes every second"
+scripts/soak.sh --smoke --source pg
 
 echo "== fuzz smoke: every cargo-fuzz target for 20 s from the committed corpus"
 scripts/fuzz.sh 20
