@@ -1,6 +1,6 @@
 //! Overload and slow callers against the real server: calls far above `--max-concurrency`,
-//! thousands of connections whose callers never read, 4 MiB messages on every call, and HTTP/2
-//! rapid reset. In each, the server keeps answering other callers, nothing panics, only the
+//! thousands of connections whose callers never read (with and without `--max-connections`
+//! reached), 4 MiB messages on every call, and HTTP/2 rapid reset. In each, the server keeps answering other callers, nothing panics, only the
 //! documented codes come back, and its resident memory stays under a stated bound (printed as
 //! `peak RSS`, recorded in RELIABILITY.md).
 
@@ -143,8 +143,9 @@ async fn thousands_of_connections_that_never_read_leave_others_served_and_memory
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     desk(dir.path(), "active");
-    // A call's deadline is not what is tested here: on a loaded machine 1 s can pass.
-    let server = Server::start(dir.path(), &["--request-timeout", "10s"]);
+    // A call's deadline is not what is tested here: on a loaded machine 1 s can pass. The
+    // connection limit is raised above the flood: this measures what one connection costs.
+    let server = Server::start(dir.path(), &["--request-timeout", "10s", "--max-connections", "3100"]);
     server.ready().await;
     let pid = server.child.id();
     let before = rss_mib(pid);
@@ -173,10 +174,87 @@ async fn thousands_of_connections_that_never_read_leave_others_served_and_memory
     println!(
         "never reading: 3000 connections x 20 calls; RSS {before} MiB before, peak {peak} MiB, {per_conn} KiB each"
     );
-    // No connection limit: the bound is per connection, times the open-file limit.
+    // The bound is this, times --max-connections.
     assert!(per_conn < 256, "{per_conn} KiB per connection never read (peak RSS {peak} MiB from {before} MiB)");
     drop(conns);
     others_are_served(&server, "after they hung up").await;
+}
+
+/// Waits up to 10 s for `done` to hold on the server's metric `name`, and returns its value.
+async fn metric_reaches(server: &Server, name: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let mut v = 0.0;
+    for _ in 0..200 {
+        v = server.metric(name).await;
+        if done(v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} stayed at {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_past_max_connections_is_closed_on_accept_and_memory_stays_bounded() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path(), "active");
+    let max = 200;
+    let flood = 2000;
+    let server = Server::start(
+        dir.path(),
+        &["--request-timeout", "10s", "--max-connections", &max.to_string(), "--admin-listen", "127.0.0.1:0"],
+    );
+    server.ready().await;
+    let pid = server.child.id();
+    let before = rss_mib(pid);
+    let rss = RssWatch::start(pid);
+    // The same never-reading callers as above, ten times more connections than allowed.
+    let mut window_zero = Vec::new();
+    window_zero.extend_from_slice(&INITIAL_WINDOW_SIZE.to_be_bytes());
+    window_zero.extend_from_slice(&0u32.to_be_bytes());
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &window_zero));
+    for i in 0..20u32 {
+        hello.extend(h2wire::health_call(2 * i + 1, Some(b"localhost"), h2wire::HEALTH));
+    }
+    let mut conns = Vec::new();
+    for _ in 0..flood {
+        let mut c = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        // A refused connection may already be closed: the write can fail.
+        let _ = c.write_all(&hello).await;
+        conns.push(c);
+    }
+    let open = metric_reaches(&server, "rolegate_connections_open", |v| v >= f64::from(max)).await;
+    let refused = metric_reaches(&server, "rolegate_connections_refused_total", |v| v >= f64::from(flood - max)).await;
+    assert_eq!(open, f64::from(max), "never more than --max-connections open");
+    assert_eq!(refused, f64::from(flood - max), "every connection past the limit refused");
+    // A refused caller sees its connection end, not a hang.
+    let mut ended = 0;
+    for c in conns.iter_mut().rev().take(50) {
+        let mut buf = [0u8; 4096];
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        ended += usize::from(end.unwrap_or(false));
+    }
+    assert_eq!(ended, 50, "the last 50 connections of the flood were closed by the server");
+    let peak = rss.peak();
+    println!(
+        "connection flood: {flood} connections x 20 calls never read, --max-connections {max}: {open} open, \
+         {refused} refused; RSS {before} MiB before, peak {peak} MiB"
+    );
+    // ~140 KiB per held connection (the test above) times the limit, plus the server itself.
+    assert!(peak < before + 64, "peak RSS {peak} MiB from {before} MiB with {max} connections held");
+    // Once the flood hangs up, its places are given back and callers are served again.
+    drop(conns);
+    metric_reaches(&server, "rolegate_connections_open", |v| v == 0.0).await;
+    others_are_served(&server, "after the flood hung up").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Calls in flight before shedding with `RESOURCE_EXHAUSTED`.
     pub max_concurrency: usize,
+    /// Connections open at once on the gRPC and AuthZEN listeners; more are closed on accept.
+    pub max_connections: usize,
     /// Deadline of one call.
     pub request_timeout: Duration,
     /// Quiet time before a reload.
@@ -96,6 +98,10 @@ pub struct RawServe {
     /// Calls in flight before load shedding, 1 to 1000000, shared by every listener [default: 4096].
     #[arg(long, env = "ROLEGATE_MAX_CONCURRENCY")]
     pub max_concurrency: Option<String>,
+    /// Connections open at once, 1 to 1000000, shared by the gRPC and AuthZEN listeners; more are
+    /// closed on accept [default: 1024].
+    #[arg(long, env = "ROLEGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
     /// Deadline of one call, 1ms to 10m [default: 1s].
     #[arg(long, env = "ROLEGATE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
@@ -246,6 +252,7 @@ impl RawServe {
         let cache_capacity = s.number(&self.cache_capacity, "cache_capacity");
         let decision_log_queue = s.number(&self.decision_log_queue, "decision_log_queue") as usize;
         let max_concurrency = s.number(&self.max_concurrency, "max_concurrency") as usize;
+        let max_connections = s.number(&self.max_connections, "max_connections") as usize;
         let (policies, postgres) = self.policy_source(&mut s, reload_poll);
         let listen = s.listen(&self.listen);
         let log_target = s.pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
@@ -273,6 +280,7 @@ impl RawServe {
             cache: CacheConfig { capacity: cache_capacity, ttl: cache_ttl },
             limits: Limits::default(),
             max_concurrency,
+            max_connections,
             request_timeout,
             reload_debounce,
             reload_poll,
@@ -335,6 +343,7 @@ mod tests {
             request_timeout: Some("0ms".into()),
             min_revision_wait: Some("11s".into()),
             max_concurrency: Some("0".into()),
+            max_connections: Some("1000001".into()),
             cache_capacity: Some("18446744073709551615".into()),
             decision_log_queue: Some("0".into()),
             ..RawServe::default()
@@ -347,13 +356,14 @@ mod tests {
             "request_timeout:",
             "min_revision_wait:",
             "max_concurrency:",
+            "max_connections:",
             "cache_capacity:",
             "decision_log_queue:",
         ] {
             assert!(errors.iter().any(|e| e.starts_with(key)), "no {key} in {errors:#?}");
         }
         assert!(errors.contains(&"reload_poll: `0s` is out of range (100ms to 86400s)".to_owned()), "{errors:#?}");
-        assert_eq!(RawServe { cache_ttl: Some("25h".into()), ..raw.clone() }.resolve().unwrap_err().len(), 8);
+        assert_eq!(RawServe { cache_ttl: Some("25h".into()), ..raw.clone() }.resolve().unwrap_err().len(), 9);
         let edge = RawServe {
             policies: Some("/etc/p".into()),
             reload_poll: Some("100ms".into()),
@@ -363,6 +373,7 @@ mod tests {
         let cfg = edge.resolve().unwrap();
         assert_eq!(cfg.reload_poll, Duration::from_millis(100));
         assert_eq!(cfg.cache.ttl, Duration::from_secs(86400));
+        assert_eq!(cfg.max_connections, 1024, "the documented default");
     }
 
     #[test]

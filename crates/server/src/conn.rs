@@ -3,6 +3,10 @@
 //! at most [`MAX_HANDSHAKES`] at once and each within [`HANDSHAKE_TIMEOUT`], so a slow or
 //! silent client cannot hold up the others; a failed one is counted and logged at debug level
 //! (a port scan must not flood the log).
+//!
+//! Open connections are bounded by one [`Slots`] for every gRPC and AuthZEN listener
+//! (`--max-connections`): a connection accepted while all are taken is closed at once, so memory
+//! under a connection flood stays bounded whatever the open-file limit.
 
 use std::io;
 use std::pin::Pin;
@@ -14,7 +18,7 @@ use std::time::Duration;
 use rolegate_telemetry::Metrics;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
@@ -40,6 +44,49 @@ enum Stream {
 pub struct Conn {
     stream: Stream,
     peer: Peer,
+    /// Its place among the open connections, given back when tonic or hyper drops it.
+    slot: Option<Slot>,
+}
+
+/// The open connections every gRPC and AuthZEN listener shares: at most `--max-connections`.
+#[derive(Clone, Debug)]
+pub struct Slots {
+    open: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Slots {
+    /// At most `max` connections open at once.
+    pub fn new(max: usize, metrics: Arc<Metrics>) -> Slots {
+        Slots { open: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))), metrics }
+    }
+
+    /// A place for one more connection, or `None` when all are taken (counted as refused).
+    fn take(&self) -> Option<Slot> {
+        match self.open.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.metrics.access.connections_open.fetch_add(1, Ordering::Relaxed);
+                Some(Slot { _permit: permit, metrics: self.metrics.clone() })
+            }
+            Err(_) => {
+                self.metrics.access.connections_refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// One open connection's place; dropping it frees the place.
+#[derive(Debug)]
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.access.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A transport a listener accepts: made into a [`Conn`], through TLS when there are credentials.
@@ -52,13 +99,13 @@ pub trait Transport: Send + Sized + 'static {
 
 impl Transport for TcpStream {
     async fn open(self, tls: Option<Arc<Credentials>>) -> io::Result<Conn> {
-        let Some(tls) = tls else { return Ok(Conn { stream: Stream::Tcp(self), peer: Peer::default() }) };
+        let Some(tls) = tls else { return Ok(Conn { stream: Stream::Tcp(self), peer: Peer::default(), slot: None }) };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(self))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
         let peer = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(Peer::from_certificate);
-        Ok(Conn { stream: Stream::Tls(Box::new(stream)), peer: peer.unwrap_or_default() })
+        Ok(Conn { stream: Stream::Tls(Box::new(stream)), peer: peer.unwrap_or_default(), slot: None })
     }
 
     fn handshakes(tls: &Option<Arc<Credentials>>) -> bool {
@@ -70,7 +117,7 @@ impl Transport for UnixStream {
     async fn open(self, _: Option<Arc<Credentials>>) -> io::Result<Conn> {
         // SO_PEERCRED: the kernel's word on who connected, not the client's.
         let peer = self.peer_cred().map(|c| Peer::from_uid(c.uid())).unwrap_or_default();
-        Ok(Conn { stream: Stream::Unix(self), peer })
+        Ok(Conn { stream: Stream::Unix(self), peer, slot: None })
     }
 
     fn handshakes(_: &Option<Arc<Credentials>>) -> bool {
@@ -84,26 +131,40 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Accepts from `incoming` on a task of its own, through TLS with `tls`, until dropped.
-    pub fn new<L>(mut incoming: Incoming<L>, tls: Option<Arc<Credentials>>, metrics: Arc<Metrics>) -> Connections
+    /// Accepts from `incoming` on a task of its own, through TLS with `tls`, until dropped; a
+    /// connection accepted while every one of `open` is taken is closed at once.
+    pub fn new<L>(mut incoming: Incoming<L>, tls: Option<Arc<Credentials>>, open: Slots) -> Connections
     where
         L: Accept + 'static,
         L::Conn: Transport,
     {
         let (tx, rx) = mpsc::channel(64);
-        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let metrics = open.metrics.clone();
         tokio::spawn(async move {
+            let mut refusing = false;
             loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let Ok(handshake) = handshakes.clone().acquire_owned().await else { return };
                 let conn = tokio::select! {
                     conn = incoming.next() => conn,
                     () = tx.closed() => return,
                 };
+                let Some(place) = open.take() else {
+                    // Logged once per run of refusals, not once per connection.
+                    if !refusing {
+                        tracing::warn!("--max-connections reached: closing new connections until one ends");
+                    }
+                    refusing = true;
+                    drop(conn);
+                    continue;
+                };
+                refusing = false;
                 let spawn = L::Conn::handshakes(&tls);
                 let (tx, tls, metrics) = (tx.clone(), tls.clone(), metrics.clone());
                 let open = async move {
                     match conn.open(tls).await {
-                        Ok(conn) => {
+                        Ok(mut conn) => {
+                            conn.slot = Some(place);
                             let _ = tx.send(conn).await;
                         }
                         Err(e) => {
@@ -111,7 +172,7 @@ impl Connections {
                             tracing::debug!("TLS handshake failed: {e}");
                         }
                     }
-                    drop(slot);
+                    drop(handshake);
                 };
                 if spawn {
                     tokio::spawn(open);

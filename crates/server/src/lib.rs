@@ -73,7 +73,7 @@ pub async fn run(
         None => None,
     };
     let services = grpc_services(&cfg, authorizer);
-    let servers = serve(&cfg, services, health_service, &metrics, guard, &access, stop_rx).await?;
+    let servers = serve(&cfg, services, health_service, guard, &access, stop_rx).await?;
     if let Some(addr) = &cfg.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!("admin listening on {}", listener.local_addr()?);
@@ -163,10 +163,12 @@ type Services = (AuthorizerServer<Authorizer>, InspectorServer<Authorizer>);
 
 /// Who may connect and ask: the TLS credentials of the TCP listeners and the callers file, each
 /// reloaded when its files change.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Access {
     tls: Option<Arc<tls::Credentials>>,
     callers: Option<Arc<callers::Callers>>,
+    /// The open connections of every gRPC and AuthZEN listener (`--max-connections`).
+    connections: conn::Slots,
 }
 
 impl Access {
@@ -190,7 +192,8 @@ impl Access {
             }
             None => None,
         };
-        Ok(Access { tls, callers })
+        let connections = conn::Slots::new(cfg.max_connections, metrics.clone());
+        Ok(Access { tls, callers, connections })
     }
 }
 
@@ -200,7 +203,6 @@ async fn serve(
     cfg: &ServeConfig,
     (authorizer, inspector): Services,
     health_service: HealthServer<impl Health>,
-    metrics: &Arc<Metrics>,
     guard: guard::GuardLayer,
     access: &Access,
     stop: watch::Receiver<bool>,
@@ -232,11 +234,12 @@ async fn serve(
         let stopped = stopped(stop.clone());
         servers.push(match listen {
             Listen::Tcp(addr) => {
-                let incoming = conn::Connections::new(bind_tcp(addr).await?, access.tls.clone(), metrics.clone());
+                let incoming =
+                    conn::Connections::new(bind_tcp(addr).await?, access.tls.clone(), access.connections.clone());
                 tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
             }
             Listen::Unix(path) => {
-                let incoming = conn::Connections::new(bind_unix(path, "")?, None, metrics.clone());
+                let incoming = conn::Connections::new(bind_unix(path, "")?, None, access.connections.clone());
                 tokio::spawn(router().serve_with_incoming_shutdown(incoming, stopped))
             }
         });
@@ -276,12 +279,12 @@ async fn serve_authzen(
             let service = Arc::new(service.with_tls(access.tls.is_some()));
             tokio::spawn(authzen::serve(
                 service,
-                conn::Connections::new(incoming, access.tls.clone(), metrics.clone()),
+                conn::Connections::new(incoming, access.tls.clone(), access.connections.clone()),
                 stop,
             ))
         }
         Listen::Unix(path) => {
-            let incoming = conn::Connections::new(bind_unix(path, "AuthZEN ")?, None, metrics.clone());
+            let incoming = conn::Connections::new(bind_unix(path, "AuthZEN ")?, None, access.connections.clone());
             let path = path.clone();
             tokio::spawn(async move {
                 authzen::serve(Arc::new(service), incoming, stop).await;

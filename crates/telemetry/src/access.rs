@@ -19,6 +19,10 @@ pub struct AccessMetrics {
     pub tls_reload_failures: AtomicU64,
     /// Callers files that changed but could not be loaded; the previous table kept applying.
     pub callers_reload_failures: AtomicU64,
+    /// Connections open on the gRPC and AuthZEN listeners.
+    pub connections_open: AtomicU64,
+    /// Connections closed on accept because `--max-connections` were open.
+    pub connections_refused: AtomicU64,
     denied: [AtomicU64; API_GROUPS.len()],
 }
 
@@ -35,6 +39,12 @@ impl AccessMetrics {
         let name = "rolegate_tls_handshake_failures_total";
         writeln!(o, "# HELP {name} TLS handshakes that failed or timed out on a gRPC listener.")?;
         writeln!(o, "# TYPE {name} counter\n{name} {}", self.tls_handshake_failures.load(Relaxed))?;
+        let name = "rolegate_connections_open";
+        writeln!(o, "# HELP {name} Connections open on the gRPC and AuthZEN listeners.")?;
+        writeln!(o, "# TYPE {name} gauge\n{name} {}", self.connections_open.load(Relaxed))?;
+        let name = "rolegate_connections_refused_total";
+        writeln!(o, "# HELP {name} Connections closed on accept because --max-connections were open.")?;
+        writeln!(o, "# TYPE {name} counter\n{name} {}", self.connections_refused.load(Relaxed))?;
         let name = "rolegate_credential_reload_failures_total";
         writeln!(o, "# HELP {name} Changed TLS or callers files that could not be loaded (the previous ones kept).")?;
         writeln!(o, "# TYPE {name} counter")?;

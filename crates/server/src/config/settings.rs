@@ -18,6 +18,7 @@ const FILE_KEYS: &[&str] = &[
     "cache_capacity",
     "cache_ttl",
     "max_concurrency",
+    "max_connections",
     "request_timeout",
     "reload_debounce",
     "reload_poll",
@@ -69,6 +70,7 @@ const NUMBERS: &[(&str, u64, u64, u64)] = &[
     ("cache_capacity", 0, 0, 10_000_000),
     ("decision_log_queue", 8192, 1, 1_000_000),
     ("max_concurrency", 4096, 1, 1_000_000),
+    ("max_connections", 1024, 1, 1_000_000),
     ("shadow_queue", 1024, 1, 1_000_000),
     ("shadow_log_per_second", 10, 0, 100_000),
 ];
