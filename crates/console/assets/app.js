@@ -51,7 +51,9 @@ function tenantTabs(t, current) {
 }
 
 // Renders the view the URL names, and records how long it took on <main data-render-ms>.
+let renders = 0;
 async function render() {
+  const generation = ++renders;
   const started = performance.now();
   const { parts, params } = route();
   main.removeAttribute("data-rendered");
@@ -67,7 +69,13 @@ async function render() {
   } catch (e) {
     main.insertAdjacentHTML("beforeend", `<p class="error" role="alert" id="error">${h(e.message)}</p>`);
   }
+  if (generation !== renders) return;
   main.dataset.renderMs = (performance.now() - started).toFixed(1);
+  // Painted: the next frame has been laid out.
+  await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+  if (generation !== renders) return;
+  main.dataset.paintMs = (performance.now() - started).toFixed(1);
+  main.dataset.sinceNav = performance.now().toFixed(1);
   main.dataset.rendered = location.hash || "#/";
 }
 
@@ -83,7 +91,7 @@ async function viewTenants() {
     .join("");
   const problems = o.errors || o.warnings ? `<p><a href="#/problems">${o.errors} errors, ${o.warnings} warnings</a> in the policies.</p>` : "";
   main.innerHTML = `<h1>Tenants</h1>${problems}<div class="cards" id="tenants">${cards || '<p class="muted">No tenant loaded.</p>'}</div>
-    <p class="muted">Read from ${h(o.origin)} at ${h(o.loaded_at)}; the console shows the policies as they were then.</p>`;
+    <p class="muted">Read from ${h(o.origin)} at ${h(o.loaded_at.replace(/\.\d+Z$/, "Z"))}; the console shows the policies as they were then (restart it to read them again).</p>`;
 }
 
 // The units in U's subtree (pre-order: U and the units after it that are deeper).
@@ -93,6 +101,30 @@ function subtree(units, id) {
   const out = new Set([id]);
   for (let j = i + 1; j < units.length && units[j].depth > units[i].depth; j++) out.add(units[j].id);
   return out;
+}
+
+// Lays out only the rows in view (plus some on either side), so a list of any length costs
+// what a screenful costs: a 5,000-member tenant renders as fast as a 50-member one.
+const ROW_PX = 30;
+function virtualList(box, items, row) {
+  const spacer = document.createElement("div");
+  spacer.style.height = `${items.length * ROW_PX}px`;
+  spacer.className = "spacer";
+  const view = document.createElement("div");
+  view.className = "window";
+  spacer.appendChild(view);
+  box.appendChild(spacer);
+  let shown = "";
+  const draw = () => {
+    const first = Math.max(0, Math.floor(box.scrollTop / ROW_PX) - 10);
+    const last = Math.min(items.length, first + Math.ceil((box.clientHeight || 600) / ROW_PX) + 20);
+    if (shown === `${first}-${last}`) return;
+    shown = `${first}-${last}`;
+    view.style.top = `${first * ROW_PX}px`;
+    view.innerHTML = items.slice(first, last).map((it, k) => row(it, first + k)).join("");
+  };
+  box.addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
+  draw();
 }
 
 async function viewTenant(t, params) {
@@ -110,19 +142,18 @@ async function viewTenant(t, params) {
   const inUnit = unit ? subtree(d.units, unit) : null;
   const needle = filter.toLowerCase();
   const shown = d.members.filter((m) => (!inUnit || m.units.some((u) => inUnit.has(u))) && (!needle || m.id.toLowerCase().includes(needle)));
-  const rows = shown
-    .map(
-      (m) => `<tr><td><a href="${link(["tenant", t, "member", m.id])}">${h(m.id)}</a></td>
-      <td><span class="badge ${m.status}">${m.status}</span></td><td>${h(m.units.join(", "))}</td></tr>`
-    )
-    .join("");
   main.innerHTML = `${tenantTabs(t, "members")}<h1>${h(t)} <span class="muted">revision ${d.revision}</span></h1>
     <div class="split"><section aria-label="Unit tree"><h2>Units</h2><ul class="tree" id="units">${tree}</ul></section>
     <section aria-label="Members"><div class="toolbar"><h2 style="margin:0">Members${unit ? ` in ${h(unit)} and below` : ""}</h2>
     <label>Filter <input id="member-filter" type="search" value="${h(filter)}" placeholder="member id" autocomplete="off"></label>
     <span class="muted" id="member-count">${shown.length} of ${d.members.length}</span></div>
-    <div class="members"><table id="members"><thead><tr><th>Member</th><th>Status</th><th>Units</th></tr></thead><tbody>${rows}</tbody></table></div>
+    <div class="mrow mhead" aria-hidden="true"><span>Member</span><span>Status</span><span>Units</span></div>
+    <div class="members" id="members" role="table" aria-label="Members" aria-rowcount="${shown.length}" data-count="${shown.length}" tabindex="0"></div>
     </section></div>`;
+  virtualList(document.getElementById("members"), shown, (m, i) =>
+    `<div class="mrow" role="row" aria-rowindex="${i + 1}"><span role="cell"><a href="${link(["tenant", t, "member", m.id])}">${h(m.id)}</a></span>
+    <span role="cell"><span class="badge ${m.status}">${m.status}</span></span><span role="cell" title="${h(m.units.join(", "))}">${h(m.units.join(", "))}</span></div>`
+  );
   const input = document.getElementById("member-filter");
   let timer;
   input.addEventListener("input", () => {
@@ -152,14 +183,13 @@ async function viewMember(t, id, params) {
     )
     .join("");
   const attrs = m.attrs.map((a) => `${h(a.name)}: <code>${h(a.value)}</code>`).join(", ") || "—";
-  main.innerHTML = `${tenantTabs(t, "")}<div class="crumbs"><a href="${link(["tenant", t])}">${h(t)}</a> / member</div>
-    <h1>${h(m.id)} <span class="badge ${m.status}" id="member-status">${m.status}</span></h1>
-    <dl class="kv"><dt>Units</dt><dd>${h(m.units.join(", ") || "—")}</dd><dt>Attributes</dt><dd>${attrs}</dd>
-    <dt>Expires</dt><dd>${h(m.expires || "never")}</dd>${m.why ? `<dt>Rejected</dt><dd>${h(m.why)}</dd>` : ""}
-    <dt>As of</dt><dd><form id="as-of"><input name="now" value="${h(now)}" placeholder="now (RFC 3339 instant)" size="28"> <button>Show</button></form></dd></dl>
+  main.innerHTML = `${tenantTabs(t, "")}<h1>${h(m.id)} <span class="badge ${m.status}" id="member-status">${m.status}</span></h1>
+    <dl class="kv-row"><div><dt>Units</dt><dd>${h(m.units.join(", ") || "—")}</dd></div><div><dt>Attributes</dt><dd>${attrs}</dd></div>
+    <div><dt>Expires</dt><dd>${h(m.expires || "never")}</dd></div>${m.why ? `<div><dt>Rejected</dt><dd>${h(m.why)}</dd></div>` : ""}
+    <div><dt>As of</dt><dd><form id="as-of"><input name="now" value="${h(now)}" placeholder="now (RFC 3339 instant)" size="26" aria-label="As of instant"> <button>Show</button></form></dd></div></dl>
+    <h2>Effective permissions</h2>${matrixHtml(m)}<div id="cell-explain" class="panel" hidden></div>
     <h2>Bindings</h2><div class="scroll"><table id="bindings"><thead><tr><th>Binding</th><th>Role</th><th>Scope</th><th>From</th><th>Until</th><th>Condition</th><th>Window</th></tr></thead>
-    <tbody>${bindings || '<tr><td colspan="7" class="muted">No binding.</td></tr>'}</tbody></table></div>
-    <h2>Effective permissions</h2>${matrixHtml(m)}<div id="cell-explain" class="panel" hidden></div>`;
+    <tbody>${bindings || '<tr><td colspan="7" class="muted">No binding.</td></tr>'}</tbody></table></div>`;
   document.getElementById("as-of").addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = link(["tenant", t, "member", id], { now: e.target.now.value.trim() });
@@ -189,7 +219,7 @@ function matrixHtml(m) {
   const legend = Object.entries(STATE_TEXT)
     .map(([k, v]) => `<span class="cell ${k}">${v === "·" ? "· none" : v}</span>`)
     .join("");
-  return `<div class="legend" aria-hidden="true">${legend}</div><p class="muted">Hover a cell for its grants; click it (or Enter) to explain; arrow keys move between cells.</p>
+  return `<div class="legend" aria-hidden="true">${legend}</div><p class="muted hint">Hover a cell for its grants; click it (or Enter) to explain; arrow keys move between cells.</p>
     <div class="scroll matrix"><table id="matrix"><thead><tr><th scope="col">Action</th>${head}</tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
@@ -362,7 +392,7 @@ async function viewProblems(p) {
 async function start() {
   try {
     const o = await api("overview", {}, true);
-    document.getElementById("origin").textContent = `${o.origin} · read ${o.loaded_at}`;
+    document.getElementById("origin").textContent = `${o.origin} · read ${o.loaded_at.replace(/\.\d+Z$/, "Z")}`;
     document.getElementById("problem-count").textContent = o.errors ? String(o.errors) : "";
   } catch (e) {
     main.innerHTML = `<p class="error" role="alert">${h(e.message)}</p>`;

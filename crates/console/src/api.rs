@@ -122,10 +122,11 @@ fn who(state: &State, p: &Params) -> Answer {
     let mut principals = Vec::new();
     let mut token = String::new();
     let more = loop {
-        let page = t.who(action, &resource, &context, now, Page { token: &token, size: 1000 }).map_err(|e| match e {
-            WhoError::Request(e) => Failure::from(e),
-            WhoError::PageToken => Failure::Bad(e.to_string()),
-        })?;
+        let page =
+            t.who(action, &resource, &context, now, Page { token: &token, size: 1000 }).map_err(|e| match e {
+                WhoError::Request(e) => Failure::from(e),
+                WhoError::PageToken => Failure::Bad(e.to_string()),
+            })?;
         principals.extend(page.principals.iter().map(|m| m.to_string()));
         match page.next_page_token {
             Some(next) if principals.len() < MAX_WHO => token = next,
@@ -138,7 +139,9 @@ fn who(state: &State, p: &Params) -> Answer {
 
 fn diff(compared: &Compared) -> Json {
     let (base, d): (&str, &Diff) = match compared {
-        Compared::NoBase => return json!({"available": false, "message": "start the console with --base DIR or --base DSN to compare"}),
+        Compared::NoBase => {
+            return json!({"available": false, "message": "start the console with --base DIR or --base DSN to compare"});
+        }
         Compared::Broken(why) => return json!({"available": false, "message": why}),
         Compared::Diff { base, diff } => (base, diff),
     };

@@ -90,7 +90,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, guard: Guard, shutd
 fn respond(state: &State, guard: Guard, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
     if !guard.admits(host) {
-        return text(StatusCode::FORBIDDEN, "this console answers only requests addressed to a loopback host and its port");
+        return text(
+            StatusCode::FORBIDDEN,
+            "this console answers only requests addressed to a loopback host and its port",
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "the console is read-only: GET only");

@@ -185,7 +185,10 @@ fn matrix(t: &Tenant, m: &Member, now: Timestamp) -> Json {
         .0
         .iter()
         .map(|label| {
-            placed.iter().find(|(c, _)| columns.0.get(*c) == Some(label)).map_or_else(String::new, |(_, g)| reach(&g.scope))
+            placed
+                .iter()
+                .find(|(c, _)| columns.0.get(*c) == Some(label))
+                .map_or_else(String::new, |(_, g)| reach(&g.scope))
         })
         .collect();
     json!({"columns": columns.0, "tips": tips, "rows": rows})

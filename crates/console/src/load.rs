@@ -127,7 +127,9 @@ impl State {
                 match (errors(&old_problems), errors(&problems)) {
                     (0, 0) => Compared::Diff { base: base.label(), diff: diff::diff(&old, &snapshot, None) },
                     (0, n) => Compared::Broken(format!("the shown policies have {n} errors; fix them to compare")),
-                    (n, _) => Compared::Broken(format!("the base {} has {n} errors; fix them to compare", base.label())),
+                    (n, _) => {
+                        Compared::Broken(format!("the base {} has {n} errors; fix them to compare", base.label()))
+                    }
                 }
             }
         };

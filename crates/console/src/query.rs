@@ -98,9 +98,7 @@ impl Params {
         let client_ip = match self.get("ip") {
             "" => None,
             s => Some(
-                s.parse::<IpAddr>()
-                    .map_err(|_| bad("ip", format!("not an IP address: `{}`", echo(s))))?
-                    .to_canonical(),
+                s.parse::<IpAddr>().map_err(|_| bad("ip", format!("not an IP address: `{}`", echo(s))))?.to_canonical(),
             ),
         };
         Ok(Context { client_ip, attrs: attrs("ctx", self.get("ctx"))? })
