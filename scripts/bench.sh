@@ -73,28 +73,8 @@ stop_all() {
 }
 trap stop_all EXIT
 
-# Waits for "listening on ADDR" in a server's log and prints ADDR.
-listening() {
-  local log="$1" pid="$2" addr
-  for _ in $(seq 200); do
-    addr="$(sed -n 's/.*listening on \([0-9][0-9.:]*\).*/\1/p' "$log" | head -n1)"
-    [[ -n $addr ]] && { echo "$addr"; return; }
-    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "server exited: $log"; }
-    sleep 0.05
-  done
-  die "no 'listening on' in $log"
-}
-
-# Waits until a rolegate has loaded its policies (it answers UNAVAILABLE before).
-serving() {
-  local log="$1" pid="$2"
-  for _ in $(seq 400); do
-    grep -q "snapshot loaded; serving" "$log" && return
-    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "rolegate exited: $log"; }
-    sleep 0.05
-  done
-  die "rolegate did not load its policies: $log"
-}
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
 
 POLICIES="$RUN/policies"
 "$LOADGEN" tenant "${DESK_ARGS[@]:0:2}" --out "$POLICIES" 2>/dev/null

@@ -213,7 +213,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(path) = authzen_out {
                 anyhow::ensure!(matches!(pool.workload, Workload::Check), "--authzen-out needs the check workload");
                 let req = rolegate::api::CheckRequest::decode(body.clone()).context("decode the check request")?;
-                std::fs::write(&path, authzen_body(&req).to_string())
+                std::fs::write(&path, rolegate::api::authzen::evaluation_body(&req).to_string())
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("{}", req.tenant);
             }
@@ -259,37 +259,6 @@ fn rolegate_bodies(pool: &Pool, limit: usize) -> Vec<Bytes> {
             _ => d.batch_request(c).encode_to_vec().into(),
         })
         .collect()
-}
-
-/// The AuthZEN Access Evaluation body asking what `req` asks (docs/api.md, "AuthZEN over HTTP").
-fn authzen_body(req: &rolegate::api::CheckRequest) -> serde_json::Value {
-    use rolegate::api::attr_value::Kind;
-    use serde_json::{Map, Value, json};
-    let value = |v: &rolegate::api::AttrValue| match &v.kind {
-        Some(Kind::Text(t)) => json!(t),
-        Some(Kind::Int(i)) => json!(i),
-        Some(Kind::Flag(b)) => json!(b),
-        Some(Kind::Number(n)) => json!(n),
-        Some(Kind::List(l)) => json!(l.values),
-        None => Value::Null,
-    };
-    let r = req.resource.clone().unwrap_or_default();
-    let mut props: Map<String, Value> = r.attrs.iter().map(|(k, v)| (k.clone(), value(v))).collect();
-    if !r.unit.is_empty() {
-        props.insert("unit".into(), json!(r.unit));
-    }
-    let c = req.context.clone().unwrap_or_default();
-    let mut ctx: Map<String, Value> = c.attrs.iter().map(|(k, v)| (k.clone(), value(v))).collect();
-    if !c.client_ip.is_empty() {
-        ctx.insert("client_ip".into(), json!(c.client_ip));
-    }
-    let verb = req.action.split_once('.').map_or(req.action.as_str(), |(_, v)| v);
-    json!({
-        "subject": {"type": "user", "id": req.principal},
-        "action": {"name": verb},
-        "resource": {"type": r.kind, "id": r.id, "properties": props},
-        "context": ctx,
-    })
 }
 
 /// Splits a file of gRPC frames (flag byte, big-endian length, message) into messages.

@@ -5,6 +5,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::inspect::UnknownTenant;
 use super::{Authorizer, Call, CallError, Decided, Invalid, When};
 use rolegate_api as api;
 pub use rolegate_api::authzen::{Item, Semantic};
@@ -92,12 +93,7 @@ impl Authorizer {
     ) -> Result<Response<api::WhoResponse>, Status> {
         let span = || call_span!(http POST "/tenants/{tenant}/access/v1/search/subject");
         self.traced(Method::AuthzenSubjectSearch, span, request, |req, now, call| async move {
-            let snapshot = self.store.at_least(&req.tenant, 0, self.min_revision_wait).await?;
-            if snapshot.tenant(&req.tenant).is_none() {
-                let message = format!("unknown tenant `{}`", super::convert::echo(&req.tenant));
-                return Err(Invalid { field: "tenant".into(), message }.into());
-            }
-            self.who(req, now, call).await.map_err(|e| match e {
+            self.who(req, now, call, UnknownTenant::Invalid).await.map_err(|e| match e {
                 CallError::Invalid(i) => {
                     let field = match i.field.as_str() {
                         "action" => "action.name".to_owned(),

@@ -10,6 +10,15 @@ use rolegate_api::{self as api, inspector_server};
 use rolegate_engine::{Page, Query, WhoError, explain};
 use rolegate_telemetry::metrics::Method;
 
+/// What `who` answers for a tenant the snapshot does not hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum UnknownTenant {
+    /// Nobody may act in it: an empty list at revision 0, as `Check` denies `UNKNOWN_TENANT`.
+    Nobody,
+    /// The caller named a tenant that does not exist: `INVALID_ARGUMENT` on `tenant`.
+    Invalid,
+}
+
 impl Authorizer {
     async fn explain(&self, req: api::CheckRequest, now: When, call: Call) -> Result<api::ExplainResponse, CallError> {
         let api::CheckRequest { tenant, principal, action, resource, context, min_revision } = req;
@@ -71,7 +80,15 @@ impl Authorizer {
         })
     }
 
-    pub(super) async fn who(&self, req: api::WhoRequest, now: When, call: Call) -> Result<api::WhoResponse, CallError> {
+    /// The members `Check` would allow. A tenant the snapshot does not hold has none (`Who`),
+    /// or is the caller's error (`UnknownTenant::Invalid`, AuthZEN's subject search).
+    pub(super) async fn who(
+        &self,
+        req: api::WhoRequest,
+        now: When,
+        call: Call,
+        unknown: UnknownTenant,
+    ) -> Result<api::WhoResponse, CallError> {
         let api::WhoRequest { tenant, action, resource, context, page_size, page_token, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
@@ -94,7 +111,15 @@ impl Authorizer {
         let context = l.context("context", context)?;
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
         let Some(t) = snapshot.tenant(&tenant) else {
-            return Ok(api::WhoResponse { principals: Vec::new(), next_page_token: String::new(), revision: 0 });
+            return match unknown {
+                UnknownTenant::Nobody => {
+                    Ok(api::WhoResponse { principals: Vec::new(), next_page_token: String::new(), revision: 0 })
+                }
+                UnknownTenant::Invalid => {
+                    let message = format!("unknown tenant `{}`", convert::echo(&tenant));
+                    Err(Invalid { field: "tenant".into(), message }.into())
+                }
+            };
         };
         call.span.record("rolegate.revision", i64::try_from(t.revision).unwrap_or(i64::MAX));
         let revision = t.revision;
@@ -141,6 +166,9 @@ impl inspector_server::Inspector for Authorizer {
 
     async fn who(&self, request: Request<api::WhoRequest>) -> Result<Response<api::WhoResponse>, Status> {
         let span = || call_span!(grpc "rolegate.v1.Inspector" / "Who");
-        self.traced(Method::Who, span, request, |req, now, call| Authorizer::who(self, req, now, call)).await
+        self.traced(Method::Who, span, request, |req, now, call| {
+            Authorizer::who(self, req, now, call, UnknownTenant::Nobody)
+        })
+        .await
     }
 }
