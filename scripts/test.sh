@@ -13,6 +13,14 @@ trap 'scripts/pg.sh clean' EXIT
 eval "$(scripts/pg.sh env)"
 unset ROLEGATE_SKIP_PG   # the PostgreSQL tests always run here
 
+echo "== nats-server for the NATS source tests (each test starts its own on a private port)"
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  echo "test.sh: installing nats-server" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq nats-server >&2
+fi
+unset ROLEGATE_SKIP_NATS   # the NATS tests always run here
+
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 
