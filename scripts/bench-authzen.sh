@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [[ ${1:-} == --quick ]] && QUICK=1
 die() { echo "bench-authzen: $*" >&2; exit 1; }
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
 
 NPROC="$(nproc)"
 SERVER_CPUS="${BENCH_SERVER_CPUS:-$((NPROC > 1 ? NPROC - 1 : 0))}"
@@ -45,14 +47,9 @@ taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$OUT/policies" --lis
   --authzen-listen 127.0.0.1:0 --decision-log off >"$OUT/rolegate.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 400); do
-  grep -q "snapshot loaded; serving" "$OUT/rolegate.log" && break
-  kill -0 "$PID" 2>/dev/null || { cat "$OUT/rolegate.log" >&2; die "rolegate exited"; }
-  sleep 0.05
-done
-GRPC="$(grep -v AuthZEN "$OUT/rolegate.log" | sed -n 's/.* listening on \([0-9.:]*\)$/\1/p' | head -n1)"
-HTTP="$(sed -n 's/.*AuthZEN listening on \([0-9.:]*\).*/\1/p' "$OUT/rolegate.log" | head -n1)"
-[[ -n $GRPC && -n $HTTP ]] || { cat "$OUT/rolegate.log" >&2; die "no listening lines"; }
+serving "$OUT/rolegate.log" "$PID" || die "rolegate did not load its policies"
+GRPC="$(listening "$OUT/rolegate.log" "$PID")" || die "no gRPC listener"
+HTTP="$(authzen_listening "$OUT/rolegate.log" "$PID")" || die "no AuthZEN listener"
 
 # The same question both ways must get the same answer before anything is timed.
 want="$(curl -s -X POST "http://$HTTP/tenants/$TENANT/access/v1/evaluation" -H 'content-type: application/json' \

@@ -17,6 +17,8 @@ CLIENT_CPUS="${BENCH_CLIENT_CPUS:-0}"
 OUT="$PWD/bench-out/callers"
 rm -rf "$OUT" && mkdir -p "$OUT"
 die() { echo "bench-callers: $*" >&2; exit 1; }
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
 
 echo "bench-callers: building (release)"
 cargo build --quiet --locked --release -p rolegate -p rolegate-bench --bins
@@ -39,11 +41,7 @@ run_one() {
   ROLEGATE_DECISION_LOG=off taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$OUT/policies" \
     --listen "unix:$sock" "${extra[@]}" >"$log" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do
-    grep -q "serving" "$log" && break
-    sleep 0.1
-  done
-  grep -q "serving" "$log" || die "rolegate did not start for $name: $(cat "$log")"
+  serving "$log" "$pid" || die "rolegate did not start for $name"
   taskset -c "$CLIENT_CPUS" "$BIN/rolegate-loadgen" run --addr "unix:$sock" --target "$name" --workload check \
     --members "$MEMBERS" --repeat "$repeat" --duration "$DURATION" --warmup "$WARMUP" >>"$OUT/results.jsonl" 2>/dev/null \
     || die "load generator failed for $name"

@@ -17,6 +17,8 @@ CLIENT_CPUS="${BENCH_CLIENT_CPUS:-0}"
 OUT="$PWD/bench-out/telemetry"
 rm -rf "$OUT" && mkdir -p "$OUT"
 die() { echo "bench-telemetry: $*" >&2; exit 1; }
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
 
 echo "bench-telemetry: building (release)"
 cargo build --quiet --locked --release --workspace --bins --examples
@@ -50,14 +52,8 @@ run_one() {
   # shellcheck disable=SC2046
   env ROLEGATE_DECISION_LOG=off $(setting "$name") taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve \
     --policies "$OUT/policies" --listen 127.0.0.1:0 >"$log" 2>&1 &
-  local pid=$!
-  local addr=""
-  for _ in $(seq 100); do
-    addr="$(sed -n 's/.*INFO.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-    grep -q "serving" "$log" && [[ -n $addr ]] && break
-    sleep 0.1
-  done
-  [[ -n $addr ]] || die "rolegate did not start for $name: $(cat "$log")"
+  local pid=$! addr
+  addr="$(listening "$log" "$pid")" && serving "$log" "$pid" || die "rolegate did not start for $name"
   taskset -c "$CLIENT_CPUS" "$BIN/rolegate-loadgen" run --addr "$addr" --target "$name" --workload check \
     --members "$MEMBERS" --repeat "$repeat" --duration "$DURATION" --warmup "$WARMUP" >>"$OUT/results.jsonl" 2>/dev/null \
     || die "load generator failed for $name"

@@ -105,40 +105,6 @@ async fn the_interop_todo_suite_passes_every_case() {
     assert_eq!(passed, 43, "the published suite has 40 evaluations and 3 batches");
 }
 
-/// A JSON value for an attribute, as an AuthZEN client would send it.
-fn json_value(v: &api::AttrValue) -> Json {
-    use api::attr_value::Kind;
-    match v.kind.as_ref().expect("set") {
-        Kind::Text(t) => json!(t),
-        Kind::Int(i) => json!(i),
-        Kind::Flag(b) => json!(b),
-        Kind::Number(n) => json!(n),
-        Kind::List(l) => json!(l.values),
-    }
-}
-
-/// The AuthZEN body of a gRPC request, with the resource's kind as `resource.type` and the
-/// action's verb as `action.name`.
-fn body_of(req: &api::CheckRequest) -> Json {
-    let r = req.resource.clone().unwrap_or_default();
-    let mut props: serde_json::Map<String, Json> = r.attrs.iter().map(|(k, v)| (k.clone(), json_value(v))).collect();
-    if !r.unit.is_empty() {
-        props.insert("unit".into(), json!(r.unit));
-    }
-    let c = req.context.clone().unwrap_or_default();
-    let mut ctx: serde_json::Map<String, Json> = c.attrs.iter().map(|(k, v)| (k.clone(), json_value(v))).collect();
-    if !c.client_ip.is_empty() {
-        ctx.insert("client_ip".into(), json!(c.client_ip));
-    }
-    let verb = req.action.split_once('.').map_or(req.action.as_str(), |(_, v)| v);
-    json!({
-        "subject": {"type": "user", "id": req.principal},
-        "action": {"name": verb},
-        "resource": {"type": r.kind, "id": r.id, "properties": props},
-        "context": ctx,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_case_gets_the_same_answer_over_authzen_as_over_grpc() {
     let server = Server::start(examples(), &["--allow-now-header", "--authzen-listen", "127.0.0.1:0"]);
@@ -157,7 +123,8 @@ async fn every_example_case_gets_the_same_answer_over_authzen_as_over_grpc() {
             let grpc = client.check(grpc).await;
             let path = format!("/tenants/{}/access/v1/evaluation", req.tenant);
             let headers = [("content-type", "application/json"), ("rolegate-now", now.as_str())];
-            let http = send(&addr, "POST", &path, &headers, &body_of(&req).to_string(), false).await;
+            let http =
+                send(&addr, "POST", &path, &headers, &api::authzen::evaluation_body(&req).to_string(), false).await;
             match grpc {
                 Err(status) => {
                     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{}", case.name);
@@ -458,36 +425,9 @@ async fn before_the_first_snapshot_every_call_is_unavailable_never_an_allow() {
     assert!(!a.body.contains("decision"), "{}", a.body);
 }
 
-/// A real OTLP receiver: the spans it is sent.
-struct Receiver(tokio::sync::mpsc::UnboundedSender<opentelemetry_proto::tonic::trace::v1::Span>);
-
-#[tonic::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
-    ) -> Result<
-        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
-        tonic::Status,
-    > {
-        for span in request.into_inner().resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans) {
-            let _ = self.0.send(span);
-        }
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traceparent_header_continues_the_callers_trace_and_names_it_in_the_decision_log() {
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-    let (tx, mut spans) = tokio::sync::mpsc::unbounded_channel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Receiver(tx)))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let (otlp, mut spans) = support::otlp::receiver().await;
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("decisions.jsonl");
     let server = Server::start_with_env(
@@ -584,13 +524,6 @@ async fn subject_search_pages_through_the_members_check_allows_in_document_order
     assert!(a.body.starts_with("subject: is required"), "{}", a.body);
 }
 
-/// This process's user id, as the server sees it through `SO_PEERCRED`.
-fn uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// One HTTP/1.1 request over a Unix socket.
 async fn send_unix(socket: &Path, path: &str, body: &Json) -> Answer {
     let stream = tokio::net::UnixStream::connect(socket).await.expect("connect to the AuthZEN socket");
@@ -610,7 +543,7 @@ async fn send_unix(socket: &Path, path: &str, body: &Json) -> Answer {
 async fn the_callers_file_admits_authzen_callers_by_tenant_and_api_group() {
     let dir = tempfile::tempdir().unwrap();
     let callers = dir.path().join("callers.yaml");
-    let uid = uid();
+    let uid = support::uid();
     std::fs::write(&callers, format!("callers:\n  - {{id: \"uid:{uid}\", tenants: [authzen-todo], apis: [check]}}\n"))
         .unwrap();
     let socket = dir.path().join("authzen.sock");

@@ -6,33 +6,11 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use rolegate::api::{self, attr_value::Kind};
 use support::server::Server;
 use support::wait_until;
-use tokio::sync::mpsc;
-
-struct Receiver(mpsc::UnboundedSender<Span>);
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        for rs in request.into_inner().resource_spans {
-            for ss in rs.scope_spans {
-                for span in ss.spans {
-                    let _ = self.0.send(span);
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
 
 fn desk(dir: &Path) {
     std::fs::write(
@@ -91,20 +69,12 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_metrics_and_decision_log_describe_real_checks() {
-    let (tx, mut spans) = mpsc::unbounded_channel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Receiver(tx)))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let (endpoint, mut spans) = support::otlp::receiver().await;
 
     let dir = tempfile::tempdir().unwrap();
     desk(dir.path());
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("decisions.jsonl");
-    let endpoint = format!("http://{otlp}");
     let server = Server::start_with_env(
         dir.path(),
         &["--admin-listen", "127.0.0.1:0", "--decision-log", log.to_str().unwrap()],

@@ -347,7 +347,7 @@ fn tls(ca: &Path, identity: (PathBuf, PathBuf)) -> ClientTls {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unix_socket_peer_is_matched_by_its_uid() {
     let setup = Setup::new();
-    let uid = unsafe_uid();
+    let uid = support::uid();
     let callers = callers_file(
         &setup.path("callers.yaml"),
         &format!("callers:\n  - {{id: \"uid:{uid}\", tenants: [desk], apis: [check]}}\n"),
@@ -372,11 +372,4 @@ async fn a_unix_socket_peer_is_matched_by_its_uid() {
         answer.is_err_and(|s| s.message() == format!("caller `uid:{uid}` is not in the callers file")).then_some(())
     })
     .await;
-}
-
-/// This process's user id, as the server sees it through `SO_PEERCRED`.
-fn unsafe_uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

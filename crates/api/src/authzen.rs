@@ -197,6 +197,58 @@ pub fn evaluation(o: &Object) -> Result<Item, Invalid> {
     item(parts(o, "")?, &Parts::default(), "")
 }
 
+/// The Access Evaluation body that asks what `req` asks: the inverse of [`evaluation`] for a
+/// clean request. `resource.kind` is the type, the action's verb the name, the unit a property
+/// and `client_ip` a context key. For clients and tests that speak AuthZEN beside gRPC.
+pub fn evaluation_body(req: &api::CheckRequest) -> Value {
+    let api::CheckRequest { tenant: _, principal, action, resource, context, min_revision: _ } = req;
+    let mut props = Object::new();
+    let (kind, id) = match resource {
+        Some(r) => {
+            props.extend(r.attrs.iter().map(|(k, v)| (k.clone(), attr_json(v))));
+            if !r.unit.is_empty() {
+                props.insert("unit".into(), Value::String(r.unit.clone()));
+            }
+            (r.kind.as_str(), r.id.as_str())
+        }
+        None => ("", ""),
+    };
+    let mut ctx = Object::new();
+    if let Some(c) = context {
+        ctx.extend(c.attrs.iter().map(|(k, v)| (k.clone(), attr_json(v))));
+        if !c.client_ip.is_empty() {
+            ctx.insert("client_ip".into(), Value::String(c.client_ip.clone()));
+        }
+    }
+    let verb = action.split_once('.').map_or(action.as_str(), |(_, v)| v);
+    let mut body = Object::new();
+    body.insert("subject".into(), object_of([("type", "user".into()), ("id", principal.as_str().into())]));
+    body.insert("action".into(), object_of([("name", verb.into())]));
+    body.insert(
+        "resource".into(),
+        object_of([("type", kind.into()), ("id", id.into()), ("properties", Value::Object(props))]),
+    );
+    body.insert("context".into(), Value::Object(ctx));
+    Value::Object(body)
+}
+
+fn object_of<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// An attribute as JSON, the way [`attr`] reads it back; an unset value is `null` (absent).
+fn attr_json(v: &api::AttrValue) -> Value {
+    use api::attr_value::Kind;
+    match &v.kind {
+        Some(Kind::Text(t)) => Value::String(t.clone()),
+        Some(Kind::Int(i)) => Value::from(*i),
+        Some(Kind::Flag(b)) => Value::Bool(*b),
+        Some(Kind::Number(n)) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        Some(Kind::List(l)) => Value::Array(l.values.iter().cloned().map(Value::String).collect()),
+        None => Value::Null,
+    }
+}
+
 /// An Access Evaluations request: its items with the top-level defaults merged in, and its
 /// semantic. Without an `evaluations` array (or with an empty one) it is a single evaluation,
 /// returned as `None`.
@@ -405,6 +457,43 @@ mod tests {
             Value::Object(o) => o,
             _ => unreachable!("test bodies are objects"),
         }
+    }
+
+    #[test]
+    fn an_evaluation_body_reads_back_as_the_request_it_was_built_from() {
+        use api::attr_value::Kind;
+        let v = |k: Kind| api::AttrValue { kind: Some(k) };
+        let req = api::CheckRequest {
+            tenant: "desk".into(),
+            principal: "ana".into(),
+            action: "customer.export".into(),
+            resource: Some(api::Resource {
+                kind: "customer".into(),
+                id: "cu-1".into(),
+                unit: "sales-eu".into(),
+                attrs: [
+                    ("assignee".to_owned(), v(Kind::Text("ana".into()))),
+                    ("tags".to_owned(), v(Kind::List(api::StringList { values: vec!["vip".into(), "ka".into()] }))),
+                    ("depth".to_owned(), v(Kind::Int(3))),
+                    ("score".to_owned(), v(Kind::Number(0.5))),
+                    ("personal".to_owned(), v(Kind::Flag(true))),
+                ]
+                .into(),
+            }),
+            context: Some(api::Context {
+                client_ip: "203.0.113.7".into(),
+                attrs: [("active_conversations".to_owned(), v(Kind::Int(2)))].into(),
+            }),
+            min_revision: 0,
+        };
+        let body = evaluation_body(&req);
+        assert_eq!(body["action"], json!({"name": "export"}));
+        assert_eq!(body["resource"]["properties"]["unit"], json!("sales-eu"));
+        let back = evaluation(&obj(body)).unwrap();
+        assert_eq!(back.principal, req.principal);
+        assert_eq!(back.action, req.action);
+        assert_eq!(back.resource, req.resource);
+        assert_eq!(back.context, req.context);
     }
 
     #[test]

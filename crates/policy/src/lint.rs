@@ -7,8 +7,11 @@ use super::diag::{Diagnostic, Report};
 use super::document::{Document, Status};
 use rolegate_engine::{BitSet, Effect, Tenant};
 
+mod order;
+
 /// Warns about roles never bound, bindings already expired, grants a deny rule always shadows,
-/// and active members with no binding. Only the tenant's own document is linted; its template is
+/// active members with no binding, and deny rules whose order changes the answer (a later rule
+/// whose alert or message an earlier one hides). Only the tenant's own document is linted; its template is
 /// shared and may hold roles other tenants use.
 pub fn lint(doc: &Document, tpl: Option<&Document>, tenant: &Tenant, now: Timestamp) -> Vec<Diagnostic> {
     let mut r = Report::new(doc.file.clone());
@@ -50,6 +53,28 @@ pub fn lint(doc: &Document, tpl: Option<&Document>, tenant: &Tenant, now: Timest
             }
         }
     }
+    for o in order::overlaps(tenant) {
+        let (Some(first), Some(later)) = (tenant.rules.get(o.first), tenant.rules.get(o.later)) else { continue };
+        // A pair inside the template is the template's to fix; it is reported where it is added.
+        let Some((k, doc_rule)) = doc.rules.iter().enumerate().find(|(_, d)| *d.id.value == *later.id) else {
+            continue;
+        };
+        let action = tenant.action_names.get(o.action as usize).map_or("?", |a| &**a);
+        let more = if o.shared > 1 { format!(" (and {} more actions)", o.shared - 1) } else { String::new() };
+        r.warn(
+            doc_rule.id.at,
+            format!("rules[{k}]"),
+            format!(
+                "rule `{}` is never reported where rule `{}` also denies `{action}`{more}: `{}` comes first and \
+                 decides, so `{}`'s {} is lost there; move it first or make the conditions exclusive",
+                later.id,
+                first.id,
+                first.id,
+                later.id,
+                o.lost.join(" and "),
+            ),
+        );
+    }
     r.diags
 }
 
@@ -66,4 +91,97 @@ fn always_denied(tenant: &Tenant) -> BitSet {
         }
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lint's messages for a desk tenant with these rules.
+    fn warnings(rules: &str) -> Vec<String> {
+        let text = format!(
+            "tenant: t
+schema: {{customer: [view, export], conversation: [view, export]}}
+roles: {{admin: {{allow: [\"*\"]}}}}
+units: [{{id: hq}}, {{id: sales, parent: hq}}, {{id: finance, parent: hq}}]
+members: [{{id: a, units: [sales], bindings: [{{role: admin, scope: tenant}}]}}]
+rules:
+{rules}"
+        );
+        let (doc, diags) = crate::parse_str("t.yaml", &text, None);
+        assert!(diags.is_empty(), "{diags:#?}");
+        let doc = doc.expect("parses");
+        let tenant = crate::compile(&doc, None, 1).expect("compiles");
+        let now = Timestamp::UNIX_EPOCH;
+        lint(&doc, None, &tenant, now)
+            .iter()
+            .map(ToString::to_string)
+            .filter(|w| w.contains("never reported"))
+            .collect()
+    }
+
+    #[test]
+    fn a_later_alerting_deny_hidden_by_an_earlier_one_is_reported_at_the_later_rule() {
+        let w = warnings(
+            "  - {id: no-export, effect: deny, actions: [\"*.export\"], when: {principal: {level: junior}}}
+  - {id: export-alarm, effect: deny, actions: [customer.export], when: {in_unit: finance}, alert: true}
+",
+        );
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(w[0].starts_with("t.yaml:8:"), "{w:#?}");
+        assert!(
+            w[0].contains(
+                "rule `export-alarm` is never reported where rule `no-export` also denies `customer.export`: \
+                 `no-export` comes first and decides, so `export-alarm`'s alert is lost there"
+            ),
+            "{w:#?}"
+        );
+    }
+
+    #[test]
+    fn the_same_rules_in_the_other_order_or_with_exclusive_conditions_are_not_reported() {
+        // The alerting rule first: it decides where both hold, nothing is lost.
+        assert!(
+            warnings(
+                "  - {id: export-alarm, effect: deny, actions: [customer.export], when: {in_unit: finance}, alert: true}
+  - {id: no-export, effect: deny, actions: [\"*.export\"], when: {principal: {level: junior}}}
+"
+            )
+            .is_empty()
+        );
+        // Units in different subtrees, present against absent, disjoint ranges, a clause and its `not`.
+        for (first, later) in [
+            ("{in_unit: sales}", "{in_unit: finance}"),
+            ("{resource: {vip: {present: true}}}", "{resource: {vip: {present: false}}}"),
+            ("{context: {n: {lt: 3}}}", "{context: {n: {ge: 3}}}"),
+            ("{resource: {unit: [sales]}}", "{resource: {unit: finance}}"),
+            ("{in_unit: finance}", "{not: {in_unit: finance}}"),
+        ] {
+            let rules = format!(
+                "  - {{id: one, effect: deny, actions: [customer.export], when: {first}}}
+  - {{id: two, effect: deny, actions: [customer.export], when: {later}, alert: true, message: no}}
+"
+            );
+            assert!(warnings(&rules).is_empty(), "{first} / {later}: {:#?}", warnings(&rules));
+        }
+    }
+
+    #[test]
+    fn overlapping_conditions_and_a_lost_message_are_reported() {
+        for (first, later) in [
+            // Nested units overlap; two values of a member attribute can both hold on a list.
+            ("{in_unit: hq}", "{in_unit: finance}"),
+            ("{principal: {level: junior}}", "{principal: {level: senior}}"),
+            ("{context: {n: {lt: 3}}}", "{context: {n: {le: 3}}}"),
+        ] {
+            let rules = format!(
+                "  - {{id: one, effect: deny, actions: [customer.export], when: {first}}}
+  - {{id: two, effect: deny, actions: [\"*.export\"], when: {later}, message: ask finance}}
+"
+            );
+            let w = warnings(&rules);
+            assert_eq!(w.len(), 1, "{first} / {later}: {w:#?}");
+            assert!(w[0].contains("`two`'s message is lost there"), "{w:#?}");
+        }
+    }
 }

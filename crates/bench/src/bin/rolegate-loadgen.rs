@@ -75,6 +75,9 @@ enum Command {
         /// its tenant (the `check` workload only).
         #[arg(long)]
         authzen_out: Option<PathBuf>,
+        /// Write every call of the pool, one frame after another (for `rolegate-hotpath`).
+        #[arg(long)]
+        all: bool,
     },
     /// Run load against a server and print a JSON line (stdout) and a summary (stderr).
     Run(Box<RunArgs>),
@@ -204,18 +207,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         Command::Sample { pool, addr, count } => runtime()?.block_on(sample(&pool, &addr, count))?,
-        Command::Body { pool, out, authzen_out } => {
-            let body = rolegate_bodies(&pool, 1).into_iter().next().unwrap_or_default();
+        Command::Body { pool, out, authzen_out, all } => {
+            let bodies = rolegate_bodies(&pool, if all { usize::MAX } else { 1 });
+            let body = bodies.first().cloned().unwrap_or_default();
             if let Some(path) = authzen_out {
                 anyhow::ensure!(matches!(pool.workload, Workload::Check), "--authzen-out needs the check workload");
                 let req = rolegate::api::CheckRequest::decode(body.clone()).context("decode the check request")?;
-                std::fs::write(&path, authzen_body(&req).to_string())
+                std::fs::write(&path, rolegate::api::authzen::evaluation_body(&req).to_string())
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("{}", req.tenant);
             }
-            let mut framed = vec![0u8];
-            framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&body);
+            let mut framed = Vec::new();
+            for body in &bodies {
+                framed.push(0u8);
+                framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                framed.extend_from_slice(body);
+            }
             std::fs::write(&out, framed).with_context(|| format!("cannot write {}", out.display()))?;
         }
         Command::Run(args) => return runtime()?.block_on(run_load(*args)),
@@ -252,37 +259,6 @@ fn rolegate_bodies(pool: &Pool, limit: usize) -> Vec<Bytes> {
             _ => d.batch_request(c).encode_to_vec().into(),
         })
         .collect()
-}
-
-/// The AuthZEN Access Evaluation body asking what `req` asks (docs/api.md, "AuthZEN over HTTP").
-fn authzen_body(req: &rolegate::api::CheckRequest) -> serde_json::Value {
-    use rolegate::api::attr_value::Kind;
-    use serde_json::{Map, Value, json};
-    let value = |v: &rolegate::api::AttrValue| match &v.kind {
-        Some(Kind::Text(t)) => json!(t),
-        Some(Kind::Int(i)) => json!(i),
-        Some(Kind::Flag(b)) => json!(b),
-        Some(Kind::Number(n)) => json!(n),
-        Some(Kind::List(l)) => json!(l.values),
-        None => Value::Null,
-    };
-    let r = req.resource.clone().unwrap_or_default();
-    let mut props: Map<String, Value> = r.attrs.iter().map(|(k, v)| (k.clone(), value(v))).collect();
-    if !r.unit.is_empty() {
-        props.insert("unit".into(), json!(r.unit));
-    }
-    let c = req.context.clone().unwrap_or_default();
-    let mut ctx: Map<String, Value> = c.attrs.iter().map(|(k, v)| (k.clone(), value(v))).collect();
-    if !c.client_ip.is_empty() {
-        ctx.insert("client_ip".into(), json!(c.client_ip));
-    }
-    let verb = req.action.split_once('.').map_or(req.action.as_str(), |(_, v)| v);
-    json!({
-        "subject": {"type": "user", "id": req.principal},
-        "action": {"name": verb},
-        "resource": {"type": r.kind, "id": r.id, "properties": props},
-        "context": ctx,
-    })
 }
 
 /// Splits a file of gRPC frames (flag byte, big-endian length, message) into messages.

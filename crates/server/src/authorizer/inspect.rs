@@ -3,14 +3,21 @@
 //! guard in front of every service), metrics, spans and decision log.
 
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
 
 use super::{Authorizer, Call, CallError, When};
 use crate::convert::{self, DEFAULT_PAGE_SIZE, Invalid};
 use rolegate_api::{self as api, inspector_server};
 use rolegate_engine::{Page, Query, WhoError, explain};
-use rolegate_telemetry::RPC_TARGET;
 use rolegate_telemetry::metrics::Method;
+
+/// What `who` answers for a tenant the snapshot does not hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum UnknownTenant {
+    /// Nobody may act in it: an empty list at revision 0, as `Check` denies `UNKNOWN_TENANT`.
+    Nobody,
+    /// The caller named a tenant that does not exist: `INVALID_ARGUMENT` on `tenant`.
+    Invalid,
+}
 
 impl Authorizer {
     async fn explain(&self, req: api::CheckRequest, now: When, call: Call) -> Result<api::ExplainResponse, CallError> {
@@ -73,7 +80,15 @@ impl Authorizer {
         })
     }
 
-    pub(super) async fn who(&self, req: api::WhoRequest, now: When, call: Call) -> Result<api::WhoResponse, CallError> {
+    /// The members `Check` would allow. A tenant the snapshot does not hold has none (`Who`),
+    /// or is the caller's error (`UnknownTenant::Invalid`, AuthZEN's subject search).
+    pub(super) async fn who(
+        &self,
+        req: api::WhoRequest,
+        now: When,
+        call: Call,
+        unknown: UnknownTenant,
+    ) -> Result<api::WhoResponse, CallError> {
         let api::WhoRequest { tenant, action, resource, context, page_size, page_token, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
@@ -96,7 +111,15 @@ impl Authorizer {
         let context = l.context("context", context)?;
         let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
         let Some(t) = snapshot.tenant(&tenant) else {
-            return Ok(api::WhoResponse { principals: Vec::new(), next_page_token: String::new(), revision: 0 });
+            return match unknown {
+                UnknownTenant::Nobody => {
+                    Ok(api::WhoResponse { principals: Vec::new(), next_page_token: String::new(), revision: 0 })
+                }
+                UnknownTenant::Invalid => {
+                    let message = format!("unknown tenant `{}`", convert::echo(&tenant));
+                    Err(Invalid { field: "tenant".into(), message }.into())
+                }
+            };
         };
         call.span.record("rolegate.revision", i64::try_from(t.revision).unwrap_or(i64::MAX));
         let revision = t.revision;
@@ -125,31 +148,10 @@ impl Authorizer {
     }
 }
 
-/// A span per Inspector call, on the RPC target so it exists only while traces are exported.
-macro_rules! inspector_span {
-    ($name:literal, $method:literal) => {
-        tracing::info_span!(
-            target: RPC_TARGET,
-            $name,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = "rolegate.v1.Inspector",
-            rpc.method = $method,
-            rpc.grpc.status_code = Empty,
-            rolegate.tenant = Empty,
-            rolegate.action = Empty,
-            rolegate.allowed = Empty,
-            rolegate.reason = Empty,
-            rolegate.revision = Empty,
-        )
-    };
-}
-
 #[tonic::async_trait]
 impl inspector_server::Inspector for Authorizer {
     async fn explain(&self, request: Request<api::CheckRequest>) -> Result<Response<api::ExplainResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Explain", "Explain");
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Explain");
         self.traced(Method::Explain, span, request, |req, now, call| Authorizer::explain(self, req, now, call)).await
     }
 
@@ -157,13 +159,16 @@ impl inspector_server::Inspector for Authorizer {
         &self,
         request: Request<api::PermissionsRequest>,
     ) -> Result<Response<api::PermissionsResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Permissions", "Permissions");
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Permissions");
         self.traced(Method::Permissions, span, request, |req, now, call| Authorizer::permissions(self, req, now, call))
             .await
     }
 
     async fn who(&self, request: Request<api::WhoRequest>) -> Result<Response<api::WhoResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Who", "Who");
-        self.traced(Method::Who, span, request, |req, now, call| Authorizer::who(self, req, now, call)).await
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Who");
+        self.traced(Method::Who, span, request, |req, now, call| {
+            Authorizer::who(self, req, now, call, UnknownTenant::Nobody)
+        })
+        .await
     }
 }
