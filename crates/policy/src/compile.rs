@@ -11,9 +11,11 @@ use rolegate_engine::suggest;
 use rolegate_engine::{Binding, BitSet, Clause, Cond, Effect, Member, Role, Rule, Scope, Tenant};
 
 mod members;
+mod prints;
 mod roles;
 
 pub use members::{Isolated, MemberChange, compile_members, compile_members_isolated, rejection};
+pub use prints::{Prints, recompile};
 
 /// Compiles a tenant document with its template (when it names one) at `revision`.
 pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {

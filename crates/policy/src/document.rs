@@ -43,6 +43,11 @@ pub struct Document {
     pub rules: Vec<RuleDoc>,
     /// `max_staleness:`, how long a caller may reuse an answer.
     pub max_staleness: Option<Spanned<std::time::Duration>>,
+    /// Fingerprint of every top-level key but `members` and `description`, as the parser read
+    /// them (positions aside): two documents with the same head print compile the same schema,
+    /// units, roles, `everyone` and rules. A source that edits a parsed document must not rely
+    /// on it.
+    pub head_print: u64,
 }
 
 /// A resource kind and its verbs.
@@ -102,6 +107,9 @@ pub struct MemberDoc {
     pub attrs: Attrs,
     /// Own bindings.
     pub bindings: Vec<BindingDoc>,
+    /// Fingerprint of the member as written (positions aside): against the same head, members
+    /// with the same print compile to the same member.
+    pub print: u64,
 }
 
 /// A binding as written.

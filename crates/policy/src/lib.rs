@@ -13,11 +13,12 @@ pub mod suite;
 pub mod when;
 pub mod yaml;
 
-pub use compile::{MemberChange, compile, compile_members};
+pub use compile::{MemberChange, Prints, compile, compile_members, recompile};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
 pub use document::Document;
 pub use set::{
-    Loaded, Parsed, PolicyFile, TenantOutcome, UnknownTemplate, assemble, find_template, parse_bytes, unreadable,
+    Build, Loaded, Parsed, PolicyFile, TenantOutcome, UnknownTemplate, assemble, assemble_with, find_template,
+    parse_bytes, unreadable,
 };
 pub use when::MAX_WHEN_DEPTH;
 pub use yaml::MAX_YAML_DEPTH;

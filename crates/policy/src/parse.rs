@@ -1,5 +1,8 @@
 //! YAML text → [`Document`], reporting every error with line and key.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
 use marked_yaml::Node;
 use marked_yaml::types::MarkedMappingNode;
 
@@ -49,6 +52,7 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
         everyone: Vec::new(),
         rules: Vec::new(),
         max_staleness: map.get_node("max_staleness").and_then(|n| yaml::duration(report, n, "max_staleness")),
+        head_print: head_print(map),
     };
     if let Some(n) = map.get_node("schema") {
         doc.schema = schema(report, n);
@@ -69,6 +73,16 @@ pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) ->
         doc.rules = each(report, n, "rules", rule);
     }
     Some(doc)
+}
+
+/// The print of every top-level entry but `members` and `description`, in document order.
+fn head_print(map: &MarkedMappingNode) -> u64 {
+    let mut h = DefaultHasher::new();
+    for (k, v) in map.iter().filter(|(k, _)| !matches!(k.as_str(), "members" | "description")) {
+        k.as_str().hash(&mut h);
+        yaml::print(v, &mut h);
+    }
+    h.finish()
 }
 
 /// Parses every element of a list, keeping the good ones.
@@ -169,7 +183,9 @@ pub fn member(r: &mut Report, node: &Node, path: &str) -> Option<MemberDoc> {
     let units = m.get_node("units").map(|n| yaml::strings(r, n, &key(path, "units"))).unwrap_or_default();
     let attrs = m.get_node("attrs").map(|n| attrs(r, n, &key(path, "attrs"))).unwrap_or_default();
     let bindings = m.get_node("bindings").map(|n| each(r, n, &key(path, "bindings"), binding)).unwrap_or_default();
-    Some(MemberDoc { id, status, expires, units, attrs, bindings })
+    let mut h = DefaultHasher::new();
+    yaml::print(node, &mut h);
+    Some(MemberDoc { id, status, expires, units, attrs, bindings, print: h.finish() })
 }
 
 fn attrs(r: &mut Report, node: &Node, path: &str) -> Attrs {

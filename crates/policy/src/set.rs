@@ -136,8 +136,30 @@ impl Loaded {
 pub trait CompileIf: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64> {}
 impl<F: FnMut(&str, &Parsed, Option<&Parsed>) -> Option<u64>> CompileIf for F {}
 
-/// Groups parsed files into tenants with their templates and compiles each.
-pub fn assemble(parsed: &[Parsed], now: Timestamp, mut compile_if: impl CompileIf) -> Loaded {
+/// Compiles one tenant's document with its template at a revision: the tenant and its warnings,
+/// or its errors.
+pub trait Build:
+    FnMut(&str, &Document, Option<&Document>, u64) -> Result<(Tenant, Vec<Diagnostic>), Vec<Diagnostic>>
+{
+}
+impl<F> Build for F where
+    F: FnMut(&str, &Document, Option<&Document>, u64) -> Result<(Tenant, Vec<Diagnostic>), Vec<Diagnostic>>
+{
+}
+
+/// Groups parsed files into tenants with their templates and compiles each, with the lints
+/// (`now` decides which bindings have expired).
+pub fn assemble(parsed: &[Parsed], now: Timestamp, compile_if: impl CompileIf) -> Loaded {
+    assemble_with(parsed, compile_if, |_, doc, template, revision| {
+        let tenant = compile(doc, template, revision)?;
+        let warnings = lint::lint(doc, template, &tenant, now);
+        Ok((tenant, warnings))
+    })
+}
+
+/// Like [`assemble`], with `build` compiling each tenant (a source compiles member by member,
+/// and skips the lints, which only `validate` shows).
+pub fn assemble_with(parsed: &[Parsed], mut compile_if: impl CompileIf, mut build: impl Build) -> Loaded {
     let mut out = Loaded::default();
     let mut templates: BTreeMap<&str, &Parsed> = BTreeMap::new();
     let mut tenants: BTreeMap<&str, Vec<&Parsed>> = BTreeMap::new();
@@ -157,7 +179,7 @@ pub fn assemble(parsed: &[Parsed], now: Timestamp, mut compile_if: impl CompileI
     }
     let mut used_templates = Vec::new();
     for (name, files) in tenants {
-        out.tenants.push(tenant(name, &files, &templates, now, &mut compile_if));
+        out.tenants.push(tenant(name, &files, &templates, &mut compile_if, &mut build));
         used_templates.extend(out.tenants.last().and_then(|t| t.template.clone()));
     }
     for (stem, p) in &templates {
@@ -172,8 +194,8 @@ fn tenant(
     name: &str,
     files: &[&Parsed],
     templates: &BTreeMap<&str, &Parsed>,
-    now: Timestamp,
     compile_if: &mut impl CompileIf,
+    build: &mut impl Build,
 ) -> TenantOutcome {
     let main = files[0];
     let mut outcome = TenantOutcome {
@@ -215,9 +237,9 @@ fn tenant(
         return outcome;
     };
     let template = template.and_then(|p| p.doc.as_ref());
-    match compile(doc, template, revision) {
-        Ok(tenant) => {
-            outcome.diags.extend(lint::lint(doc, template, &tenant, now));
+    match build(name, doc, template, revision) {
+        Ok((tenant, warnings)) => {
+            outcome.diags.extend(warnings);
             if !outcome.diags.iter().any(Diagnostic::is_error) {
                 outcome.tenant = Some(tenant);
             }

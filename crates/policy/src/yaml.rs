@@ -1,5 +1,7 @@
 //! Reading marked YAML nodes while collecting every error instead of stopping at the first.
 
+use std::hash::{Hash, Hasher};
+
 use jiff::Timestamp;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoaderOptions, Node};
@@ -44,6 +46,33 @@ fn load_error(e: &marked_yaml::LoadError) -> (Loc, String) {
         E::ScanError(m, err) => (mark(m), format!("invalid YAML: {}", err.info())),
         E::DuplicateKey(d) => {
             (d.key.span().start().map(mark).unwrap_or_default(), format!("duplicate key `{}`", d.key.as_str()))
+        }
+    }
+}
+
+/// Feeds a node as written into `h`, positions aside: its scalars with whether they were plain
+/// (a plain `3` is a number, a quoted one text), its lists and its mappings in order. Recursion
+/// is bounded: [`parse`] refuses nesting deeper than [`MAX_YAML_DEPTH`].
+pub fn print(node: &Node, h: &mut impl Hasher) {
+    match node {
+        Node::Scalar(s) => {
+            0u8.hash(h);
+            s.as_str().hash(h);
+            s.may_coerce().hash(h);
+        }
+        Node::Sequence(seq) => {
+            1u8.hash(h);
+            seq.len().hash(h);
+            seq.iter().for_each(|n| print(n, h));
+        }
+        Node::Mapping(map) => {
+            2u8.hash(h);
+            map.len().hash(h);
+            for (k, v) in map.iter() {
+                k.as_str().hash(h);
+                k.may_coerce().hash(h);
+                print(v, h);
+            }
         }
     }
 }

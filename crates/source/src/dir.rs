@@ -1,6 +1,11 @@
 //! The policy-directory source: rescans a directory, reparses only files whose bytes changed,
-//! recompiles only tenants whose document or template changed, and keeps the last good snapshot
-//! of a tenant whose document fails to load, is unreadable or is still being written.
+//! recompiles only tenants whose document or template changed — and of those, when only members
+//! changed, only the changed members — and keeps the last good snapshot of a tenant whose
+//! document fails to load, is unreadable or is still being written.
+//!
+//! Between rounds the source keeps no tenant document's members: serving needs the compiled
+//! tenant, and the next per-member compile needs only its [`Prints`]. A document whose tenant
+//! must be compiled again without its bytes having changed (its template changed) is read again.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -14,7 +19,8 @@ use jiff::Timestamp;
 use super::{ReloadReport, Stale};
 use crate::files::{self, Listing};
 use crate::store::Store;
-use rolegate_policy::{self as policy, Diagnostic, Parsed, PolicyFile};
+use rolegate_engine::{Snapshot, Tenant};
+use rolegate_policy::{self as policy, Diagnostic, Document, Parsed, PolicyFile, Prints};
 
 /// A file read and parsed at some round.
 #[derive(Debug)]
@@ -23,7 +29,18 @@ struct Read {
     hash: u64,
     /// Its length in bytes.
     len: usize,
-    parsed: Parsed,
+    /// The parse without the document's members (a template has none).
+    head: Parsed,
+}
+
+/// `parsed` without its document's members: what is kept of a file between rounds.
+fn head_of(parsed: &mut Parsed) -> Parsed {
+    let members = parsed.doc.as_mut().map(|d| std::mem::take(&mut d.members));
+    let head = parsed.clone();
+    if let (Some(doc), Some(members)) = (parsed.doc.as_mut(), members) {
+        doc.members = members;
+    }
+    head
 }
 
 /// The size and modification time of a file, and since when they have not changed.
@@ -52,6 +69,9 @@ pub struct DirSource {
     seen: HashMap<PathBuf, Seen>,
     /// Per served tenant: hash of the inputs it was last compiled from.
     compiled: HashMap<String, u64>,
+    /// Per served tenant: the revision it was compiled at and what it was compiled from, so that
+    /// its next version compiles only the changed members.
+    prints: HashMap<String, (u64, Prints)>,
     /// Per tenant whose last inputs failed to compile: their hash and the first error.
     broken: HashMap<String, (u64, String)>,
     /// Per document file: the tenant it declared when it last parsed.
@@ -85,6 +105,7 @@ impl DirSource {
             files: HashMap::new(),
             seen: HashMap::new(),
             compiled: HashMap::new(),
+            prints: HashMap::new(),
             broken: HashMap::new(),
             owners: HashMap::new(),
             unreadable: HashMap::new(),
@@ -112,7 +133,7 @@ impl DirSource {
     /// Rescans the directory and publishes every change to `store`. The first successful
     /// rescan that defers nothing always publishes, so a load that finds nothing is still told
     /// apart from none.
-    pub fn reload(&mut self, store: &Store, now: Timestamp) -> ReloadReport {
+    pub fn reload(&mut self, store: &Store) -> ReloadReport {
         let mut report = ReloadReport::default();
         let listing = match files::scan(&self.root) {
             Ok(l) => l,
@@ -125,8 +146,12 @@ impl DirSource {
             }
         };
         self.report_unreadable(&listing, &mut report);
-        let (parsed, fresh_files) = self.parse_changed(&listing.documents);
-        let loaded = self.assemble(&parsed, now);
+        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents);
+        // INVARIANT: after this, every document whose tenant `assemble` compiles is whole.
+        self.read_members_again(&mut parsed, &mut fresh_files);
+        let served = store.load();
+        let (loaded, mut printed) = self.assemble(&parsed, served.as_deref());
+        drop(served);
         report.errors.extend(
             loaded.other.iter().filter(|d| d.is_error() && fresh_files.contains(Path::new(d.file.as_ref()))).cloned(),
         );
@@ -143,6 +168,10 @@ impl DirSource {
                 Some(tenant) => {
                     report.errors.extend(outcome.diags.iter().filter(|d| d.is_error()).cloned());
                     self.compiled.insert(outcome.name.clone(), inputs);
+                    match printed.remove(&outcome.name) {
+                        Some(p) => self.prints.insert(outcome.name.clone(), p),
+                        None => self.prints.remove(&outcome.name),
+                    };
                     self.broken.remove(&outcome.name);
                     report.applied.push((outcome.name.clone(), tenant.revision));
                     fresh.push(Arc::new(tenant));
@@ -162,6 +191,7 @@ impl DirSource {
         let removed = self.gone_tenants(&listing, &seen);
         for name in &removed {
             self.compiled.remove(name);
+            self.prints.remove(name);
         }
         report.stale.retain(|s| self.compiled.contains_key(&s.tenant));
         report.stale.extend(
@@ -179,22 +209,78 @@ impl DirSource {
         report
     }
 
-    /// Compiles the tenants whose inputs changed, each at the next source-wide revision. A tenant
-    /// whose inputs already failed is not compiled again until they change.
-    fn assemble(&mut self, parsed: &[Parsed], now: Timestamp) -> policy::Loaded {
-        let hashes: HashMap<&Path, u64> = self.files.iter().map(|(p, r)| (p.as_path(), r.hash)).collect();
-        let (compiled, broken, revision) = (&self.compiled, &self.broken, &mut self.revision);
-        policy::assemble(parsed, now, |name, doc, tpl| {
-            let mut h = DefaultHasher::new();
-            hashes.get(doc.file.path.as_path()).hash(&mut h);
-            tpl.map(|t| hashes.get(t.file.path.as_path())).hash(&mut h);
-            let inputs = h.finish();
-            if compiled.get(name) == Some(&inputs) || broken.get(name).is_some_and(|(b, _)| *b == inputs) {
-                return None;
+    /// True when the tenant `name`, read from `doc` and `tpl`, was compiled (or failed) from
+    /// exactly these inputs already.
+    fn unchanged(&self, name: &str, doc: &Parsed, tpl: Option<&Parsed>) -> bool {
+        let hash_of = |p: &Parsed| self.files.get(&p.file.path).map(|r| r.hash);
+        let mut h = DefaultHasher::new();
+        hash_of(doc).hash(&mut h);
+        tpl.map(hash_of).hash(&mut h);
+        let inputs = h.finish();
+        self.compiled.get(name) == Some(&inputs) || self.broken.get(name).is_some_and(|(b, _)| *b == inputs)
+    }
+
+    /// Reads again, whole, the documents kept without their members whose tenant must be
+    /// compiled this round (because their template changed): a tenant is never compiled from a
+    /// document without its members.
+    fn read_members_again(&mut self, parsed: &mut [Parsed], fresh: &mut HashSet<PathBuf>) {
+        let mut again: Vec<PathBuf> = Vec::new();
+        policy::assemble_with(
+            parsed,
+            |name, doc, tpl| {
+                if !fresh.contains(&doc.file.path) && !self.unchanged(name, doc, tpl) {
+                    again.push(doc.file.path.clone());
+                }
+                None
+            },
+            |_, _, _, _| Err(Vec::new()),
+        );
+        for p in parsed.iter_mut().filter(|p| again.contains(&p.file.path)) {
+            let bytes = std::fs::read(&p.file.path).unwrap_or_default();
+            let hash = hash_bytes(&bytes);
+            let mut full = files::parse_file(&p.file);
+            let head = head_of(&mut full);
+            if self.files.get(&p.file.path).is_none_or(|r| r.hash != hash) {
+                fresh.insert(p.file.path.clone());
             }
-            *revision += 1;
-            Some(*revision)
-        })
+            self.files.insert(p.file.path.clone(), Read { hash, len: bytes.len(), head });
+            *p = full;
+        }
+    }
+
+    /// Compiles the tenants whose inputs changed, each at the next source-wide revision: member
+    /// by member from the tenant `served` when only members changed, else whole. A tenant whose
+    /// inputs already failed is not compiled again until they change. Returns also the prints of
+    /// every tenant compiled.
+    fn assemble(
+        &mut self,
+        parsed: &[Parsed],
+        served: Option<&Snapshot>,
+    ) -> (policy::Loaded, HashMap<String, (u64, Prints)>) {
+        let mut printed = HashMap::new();
+        let mut revision = self.revision;
+        let this = &*self;
+        let loaded = policy::assemble_with(
+            parsed,
+            |name, doc, tpl| {
+                if this.unchanged(name, doc, tpl) {
+                    return None;
+                }
+                revision += 1;
+                Some(revision)
+            },
+            |name, doc, tpl, revision| {
+                let base = this.prints.get(name).and_then(|(at, prints)| {
+                    let base = served?.tenant(name).filter(|t| t.revision == *at)?;
+                    Some((base, prints))
+                });
+                let (tenant, prints) = build(doc, tpl, base, revision)?;
+                printed.insert(name.to_owned(), (revision, prints));
+                Ok((tenant, Vec::new()))
+            },
+        );
+        self.revision = revision;
+        (loaded, printed)
     }
 
     /// Reports each unreadable entry once, until it changes or goes away.
@@ -210,9 +296,11 @@ impl DirSource {
     }
 
     /// Reads the listed files: reparses those whose bytes changed, keeps the last read of those
-    /// still changing. Returns every usable parse and the files parsed this round.
+    /// still changing. Returns every usable parse — whole for the files parsed this round, without
+    /// members for the others — and the files parsed this round.
     fn parse_changed(&mut self, files: &[PolicyFile]) -> (Vec<Parsed>, HashSet<PathBuf>) {
         let mut next = HashMap::with_capacity(files.len());
+        let mut out = Vec::with_capacity(files.len());
         let mut fresh = HashSet::new();
         let clock = Instant::now();
         self.seen.retain(|p, _| files.iter().any(|f| &f.path == p));
@@ -221,13 +309,19 @@ impl DirSource {
             let prev = self.files.remove(&file.path);
             if !self.settled(&file.path, clock) {
                 self.deferred += 1;
-                next.extend(prev.map(|r| (file.path.clone(), r)));
+                if let Some(r) = prev {
+                    out.push(r.head.clone());
+                    next.insert(file.path.clone(), r);
+                }
                 continue;
             }
             let bytes = std::fs::read(&file.path).unwrap_or_default();
             let hash = hash_bytes(&bytes) ^ u64::from(file.template.is_some());
             let read = match prev {
-                Some(r) if r.hash == hash => r,
+                Some(r) if r.hash == hash => {
+                    out.push(r.head.clone());
+                    r
+                }
                 prev => {
                     if let Some(p) = prev.filter(|p| bytes.len() < p.len / 2) {
                         tracing::warn!(
@@ -239,13 +333,17 @@ impl DirSource {
                         );
                     }
                     fresh.insert(file.path.clone());
-                    Read { hash, len: bytes.len(), parsed: files::parse_file(file) }
+                    let len = bytes.len();
+                    drop(bytes);
+                    let mut full = files::parse_file(file);
+                    let head = head_of(&mut full);
+                    out.push(full);
+                    Read { hash, len, head }
                 }
             };
             next.insert(file.path.clone(), read);
         }
         self.files = next;
-        let mut out: Vec<Parsed> = self.files.values().map(|r| r.parsed.clone()).collect();
         out.sort_by(|a, b| a.file.cmp(&b.file));
         (out, fresh)
     }
@@ -270,7 +368,27 @@ impl DirSource {
         seen.unsettled_since = if settled { None } else { Some(seen.unsettled_since.unwrap_or(clock)) };
         settled
     }
+}
 
+/// Compiles a tenant: member by member from `base` (the tenant served, and what it was compiled
+/// from) when only members changed, whole otherwise.
+fn build(
+    doc: &Document,
+    tpl: Option<&Document>,
+    base: Option<(&Arc<Tenant>, &Prints)>,
+    revision: u64,
+) -> Result<(Tenant, Prints), Vec<Diagnostic>> {
+    if let Some((base, prints)) = base
+        && let Some(next) = policy::recompile(doc, tpl, base, prints, revision)
+    {
+        return Ok(next);
+    }
+    let tenant = policy::compile(doc, tpl, revision)?;
+    let prints = Prints::of(doc, tpl, &tenant);
+    Ok((tenant, prints))
+}
+
+impl DirSource {
     fn inputs_hash(&self, doc: &Path, template: Option<&str>, parsed: &[Parsed]) -> u64 {
         let hash_of = |p: &Path| self.files.get(p).map(|r| r.hash);
         let tpl_path = template
@@ -339,11 +457,11 @@ impl DirSource {
 
 /// Loads every good tenant of `dir` into a snapshot, at revision 1; also returns the load
 /// report. For one-shot commands (`validate`, `test`, `check --policies`, `import`).
-pub fn load_snapshot(dir: &Path) -> anyhow::Result<(rolegate_engine::Snapshot, policy::Loaded)> {
+pub fn load_snapshot(dir: &Path) -> anyhow::Result<(Snapshot, policy::Loaded)> {
     use anyhow::Context as _;
     let mut loaded =
         files::load_dir(dir, Timestamp::now(), |_| 1).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut snapshot = rolegate_engine::Snapshot::default();
+    let mut snapshot = Snapshot::default();
     for t in &mut loaded.tenants {
         if let Some(tenant) = t.tenant.take() {
             snapshot.insert(Arc::new(tenant));
@@ -351,3 +469,6 @@ pub fn load_snapshot(dir: &Path) -> anyhow::Result<(rolegate_engine::Snapshot, p
     }
     Ok((snapshot, loaded))
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,6 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
@@ -99,7 +98,7 @@ pub fn spawn(
         let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait };
         loop {
             source.set_writing(waiter.writing());
-            let report = source.reload(&store, Timestamp::now());
+            let report = source.reload(&store);
             on_reload(&report);
             // Files still changing are looked at again after a debounce interval.
             let next = if source.deferred() > 0 { cfg.debounce.min(cfg.poll) } else { cfg.poll };

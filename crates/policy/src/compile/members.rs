@@ -142,7 +142,7 @@ fn changed_id<'d>(change: &MemberChange<'d>) -> Option<&'d str> {
 
 impl<'d> Cx<'d> {
     /// Compiles what members compile against: schema, units, roles, rules; returns `everyone`.
-    fn head(&mut self) -> Vec<rolegate_engine::Binding> {
+    pub(super) fn head(&mut self) -> Vec<rolegate_engine::Binding> {
         // Same inputs, same interning: the ids of roles, units and actions match `base`'s.
         self.schema();
         self.units();
@@ -153,7 +153,7 @@ impl<'d> Cx<'d> {
     }
 
     /// `base`'s members with `changes` applied; errors name `members[i]`.
-    fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> FxHashMap<Arc<str>, Arc<Member>> {
+    pub(super) fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> FxHashMap<Arc<str>, Arc<Member>> {
         let mut members = base.members.clone();
         let mut touched: FxHashSet<&str> = FxHashSet::default();
         for (i, change) in changes.iter().enumerate() {
