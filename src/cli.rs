@@ -1,4 +1,4 @@
-//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan` and `serve`; `migrate`, `import` and
+//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan`, `console` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
 mod diff;
@@ -59,6 +59,8 @@ enum Command {
     Diff(Box<diff::DiffArgs>),
     /// List who changed what in PostgreSQL: members, bindings, units, tenants, templates.
     History(Box<history::HistoryArgs>),
+    /// Browse tenants, members and their access in a read-only local web app.
+    Console(Box<rolegate_console::Args>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
@@ -205,6 +207,7 @@ impl Cli {
             Command::Explain(args) => inspect::explain(&args),
             Command::Permissions(args) => inspect::permissions(&args),
             Command::Who(args) => inspect::who(&args),
+            Command::Console(args) => rolegate_console::run(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
