@@ -547,7 +547,7 @@ fn console_in_chromium() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let member = format!("#/tenant/meiqia-service-desk/member/vendor.ava?now={}", q(now));
+    let member = format!("#/tenant/meiqia-service-desk/member/he.bin?now={}", q(now));
     let simulate = format!(
         "#/tenant/meiqia-service-desk/simulate?member=vendor.ava&action=customer.view&id=cust-501&unit=support-l1&attrs={}&ip=203.0.113.25&now={}",
         q(r#"{"assignee": "vendor.ava"}"#),
