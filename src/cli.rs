@@ -20,6 +20,7 @@ use crate::suite;
 
 mod inspect;
 mod plan;
+mod publish;
 
 /// rolegate: authorization decisions for customer-messaging and CRM backends.
 #[derive(Debug, Parser)]
@@ -63,6 +64,8 @@ enum Command {
     Console(Box<rolegate_console::Args>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
+    /// Publish the PostgreSQL change log to NATS JetStream, for sidecars following `nats://…`.
+    Publish(Box<publish::PublishArgs>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
     Migrate {
         /// The database, `postgres://user@host:5432/db`.
@@ -209,6 +212,7 @@ impl Cli {
             Command::Who(args) => inspect::who(&args),
             Command::Console(args) => rolegate_console::run(&args),
             Command::Serve(raw) => serve(&raw),
+            Command::Publish(args) => publish::run(&args),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
             Command::Export { from, dir } => runtime()?.block_on(pg::export_command(&from, &dir)),
