@@ -87,7 +87,7 @@ pub struct Publisher {
 impl Publisher {
     /// Starts `rolegate publish --source DSN --nats URL` with extra flags.
     pub fn start(dsn: &str, nats: &str, extra: &[&str]) -> Publisher {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        let mut child = Command::new(super::pg::rolegate_bin())
             .args(["publish", "--source", dsn, "--nats", nats, "--reload-poll", "200ms"])
             .args(extra)
             .env("ROLEGATE_LOG", "info")

@@ -328,6 +328,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_nats_source_needs_a_snapshot_source_and_only_it_takes_one() {
+        let nats = |snapshot: Option<&str>| RawServe {
+            source: Some("nats://n1:4222".into()),
+            snapshot_source: snapshot.map(Into::into),
+            ..RawServe::default()
+        };
+        let cfg = nats(Some("postgres://replica/crm")).resolve().unwrap();
+        assert_eq!(cfg.nats.map(|n| n.url).as_deref(), Some("nats://n1:4222"));
+        assert_eq!(cfg.postgres.map(|pg| pg.describe()).as_deref(), Some("replica:5432/crm"));
+        let errors = nats(None).resolve().unwrap_err();
+        assert!(errors[0].starts_with("snapshot_source: required"), "{errors:?}");
+        let errors = nats(Some("/etc/policies")).resolve().unwrap_err();
+        assert!(errors[0].starts_with("snapshot_source: expected a PostgreSQL DSN"), "{errors:?}");
+        let stray = RawServe {
+            source: Some("postgres://db/p".into()),
+            snapshot_source: Some("postgres://replica/p".into()),
+            ..RawServe::default()
+        };
+        assert_eq!(stray.resolve().unwrap_err(), ["snapshot_source: only with a `nats://` source"]);
+    }
+
+    #[test]
     fn tls_files_come_as_a_pair() {
         let raw = RawServe {
             policies: Some("/etc/p".into()),

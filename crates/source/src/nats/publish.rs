@@ -286,3 +286,72 @@ async fn record(kv: &kv::Store, tenant: &str, revision: i64) -> Result<(), Publi
         "cannot record revision {revision} of tenant `{tenant}`: the bucket keeps changing"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::follow::read::MemberRead;
+    use crate::postgres::rows::{MemberRow, TemplateRow, TenantRow};
+
+    fn tenant(id: &str, template: Option<&str>) -> TenantRow {
+        TenantRow { id: id.into(), document: format!("tenant: {id}\n"), template: template.map(Into::into) }
+    }
+
+    fn member(tenant: &str, id: &str, attrs: String) -> MemberRow {
+        MemberRow {
+            tenant: tenant.into(),
+            id: id.into(),
+            status: "active".into(),
+            expires: None,
+            units: vec![],
+            attrs,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn a_round_is_split_into_one_change_per_tenant_relative_to_what_was_published() {
+        let rows = TenantRows {
+            tenants: vec![tenant("a", Some("desk")), tenant("b", None)],
+            templates: vec![TemplateRow { name: "desk".into(), document: "schema: {}\n".into() }],
+            members: vec![member("a", "m1", "{}".into()), member("b", "m2", "{}".into())],
+            ..TenantRows::default()
+        };
+        let changed = MemberRead { tenant: "c".into(), ids: vec!["gone".into()], rows: vec![], bindings: vec![] };
+        let read = Read {
+            revisions: [("a".into(), 7), ("b".into(), 8), ("c".into(), 9)].into(),
+            full: vec!["a".into(), "b".into()],
+            rows,
+            members: vec![changed],
+            gone: vec![],
+        };
+        let seen: HashMap<String, i64> = [("a".into(), 3), ("c".into(), 5)].into();
+        let out = changes(read, &seen);
+        let summary: Vec<(&str, i64, i64)> = out.iter().map(|c| (c.tenant.as_str(), c.previous, c.revision)).collect();
+        assert_eq!(summary, [("a", 3, 7), ("b", 0, 8), ("c", 5, 9)]);
+        let Body::Whole(a) = &out[0].body else { panic!("{:?}", out[0].body) };
+        assert_eq!((a.tenants.len(), a.templates.len(), a.members.len()), (1, 1, 1), "a's rows and its template only");
+        let Body::Whole(b) = &out[1].body else { panic!("{:?}", out[1].body) };
+        assert!(b.templates.is_empty() && b.members[0].id == "m2");
+        assert!(matches!(&out[2].body, Body::Members(m) if m.ids == ["gone"]));
+    }
+
+    #[test]
+    fn a_change_too_large_for_a_message_asks_followers_to_reload() {
+        let big = format!("{{\"note\": \"{}\"}}", "x".repeat(MAX_BODY));
+        let read = Read {
+            revisions: [("a".into(), 2)].into(),
+            full: vec!["a".into()],
+            rows: TenantRows {
+                tenants: vec![tenant("a", None)],
+                members: vec![member("a", "m", big)],
+                ..TenantRows::default()
+            },
+            ..Read::default()
+        };
+        let out = changes(read, &HashMap::new());
+        assert!(matches!(out[0].body, Body::Reload), "{:?}", out[0].body);
+        let encoded = serde_json::to_vec(&out[0]).unwrap();
+        assert!(encoded.len() < 200, "the reload request is small: {} bytes", encoded.len());
+    }
+}
