@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # What one call costs the server, counted rather than timed, so the figures hold on a busy
 # machine: allocations per call (a counting allocator in rolegate-hotpath) and, when valgrind is
-# installed, instructions per call (callgrind), for rolegate — decision log at its default and
+# installed, instructions per Check (callgrind), for rolegate — decision log at its default and
 # off — and the empty server, on the benchmark tenant's Check and CheckBatch (10 items) workloads.
 #
-#   scripts/bench-hotpath.sh           release build; ~5 minutes with callgrind on 2 cores
+#   scripts/bench-hotpath.sh           release build; a few minutes with callgrind on 2 cores
 #   scripts/bench-hotpath.sh --quick   debug build, few calls, no callgrind: proves it works
 #
 # Instructions per call are the server threads' (every thread but the client's, which callgrind
@@ -26,7 +26,7 @@ if ((QUICK)); then
   PROFILE=debug CALLS=500 CG_CALLS=0
   cargo build --quiet --locked -p rolegate-bench --bins
 else
-  PROFILE=release CALLS="${BENCH_CALLS:-20000}" CG_CALLS="${BENCH_CALLGRIND_CALLS:-5000}"
+  PROFILE=release CALLS="${BENCH_CALLS:-20000}" CG_CALLS="${BENCH_CALLGRIND_CALLS:-3000}"
   [[ -n ${BENCH_NO_BUILD:-} ]] || cargo build --quiet --locked --release -p rolegate-bench --bins
 fi
 BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
@@ -75,7 +75,7 @@ server_instructions() {
 
 if ((CG_CALLS > 0)) && command -v valgrind >/dev/null; then
   echo "bench-hotpath: instructions per call (callgrind, $CG_CALLS calls minus $((CG_CALLS / 5)))"
-  for w in check batch10; do
+  for w in check; do
     for s in "${SERVERS[@]}"; do
       name="${s%%|*}" flags="${s#*|}"
       counts=()
