@@ -142,8 +142,10 @@ fn console_answers_like_the_engine_and_never_writes_the_directory() {
     assert_eq!(status, 200);
     assert_eq!(overview["tenants"].as_array().map(Vec::len), Some(snap.len()));
 
-    // Every member of every tenant: status, and a matrix row holding a grant exactly where the
-    // engine's Permissions lists one for the action.
+    // Every member of every tenant: each matrix cell against `decide` on a resource in the cell's
+    // scope. An allowed cell is allowed there; a row with no grant allows nothing anywhere; a
+    // denied row is denied by a rule everywhere.
+    let mut cells_checked = 0;
     for t in snap.tenants() {
         let (status, tenant) = console.get(&format!("/api/tenant?tenant={}", q(&t.name)));
         assert_eq!(status, 200);
@@ -157,14 +159,40 @@ fn console_answers_like_the_engine_and_never_writes_the_directory() {
                 assert_eq!(page["matrix"]["inactive"], json!(reason.as_str()), "{path}");
                 continue;
             }
+            let columns: Vec<&str> =
+                page["matrix"]["columns"].as_array().expect("columns").iter().filter_map(Json::as_str).collect();
             for row in page["matrix"]["rows"].as_array().expect("rows") {
                 let action = row["action"].as_str().expect("action");
-                let shown = row["cells"].as_array().expect("cells").iter().any(|c| c["state"] != json!("none"));
-                let granted = perms.grants.iter().any(|g| &*g.action == action) || !row["denied"].is_null();
-                assert_eq!(shown, granted, "{path}: {action}: {row}");
+                let kind = action.split_once('.').map_or(action, |(k, _)| k);
+                let decide = |res: &Resource| {
+                    let context = Context::default();
+                    let q = Query { tenant: &t.name, principal: &m.id, action, resource: res, context: &context };
+                    rolegate::engine::decide(&snap, &q, at).expect("decide")
+                };
+                let bare = scope_resource(kind, "tenant", &m.id);
+                if !row["denied"].is_null() {
+                    assert_eq!(decide(&bare).reason.as_str(), "DENIED_BY_RULE", "{path}: {action}");
+                    continue;
+                }
+                let cells = row["cells"].as_array().expect("cells");
+                for (label, cell) in columns.iter().zip(cells) {
+                    if cell["state"] == json!("allowed") {
+                        let res = scope_resource(kind, label, &m.id);
+                        assert!(decide(&res).allowed, "{path}: {action} in {label} is shown allowed: {res:?}");
+                        cells_checked += 1;
+                    }
+                }
+                if cells.iter().all(|c| c["state"] == json!("none")) {
+                    for label in columns.iter().chain(["tenant"].iter()) {
+                        let res = scope_resource(kind, label, &m.id);
+                        assert!(!decide(&res).allowed, "{path}: {action} shows no grant but {label} allows: {res:?}");
+                        cells_checked += 1;
+                    }
+                }
             }
         }
     }
+    assert!(cells_checked > 100, "only {cells_checked} cells checked");
 
     // Explain and Who, against the engine, on the vendor agent of the service desk.
     let attrs = r#"{"assignee":"vendor.ava"}"#;
@@ -239,6 +267,20 @@ fn console_answers_like_the_engine_and_never_writes_the_directory() {
 
     drop(console);
     assert!(before == fingerprint(examples()), "the console changed a file under examples/");
+}
+
+/// A resource of `kind` inside a matrix column's scope: `tenant`, `unit U`, `own units (U, ...)`
+/// or `relation ATTR`.
+fn scope_resource(kind: &str, label: &str, member: &str) -> Resource {
+    let mut res = Resource { kind: kind.to_owned(), id: "r-1".to_owned(), ..Resource::default() };
+    if let Some(unit) = label.strip_prefix("unit ") {
+        res.unit = unit.to_owned();
+    } else if let Some(units) = label.strip_prefix("own units (") {
+        res.unit = units.split([',', ')']).next().unwrap_or_default().to_owned();
+    } else if let Some(attr) = label.strip_prefix("relation ") {
+        res.attrs.insert(attr, Value::Text(member.to_owned()));
+    }
+    res
 }
 
 /// `dsn` with its user replaced by `user`.
@@ -449,7 +491,19 @@ fn console_in_chromium() {
         "the member at an instant",
     );
     assert_eq!(texts(&s, "#member-status"), ["active"]);
-    let perms = tenant.permissions("vendor.ava", "", at).expect("permissions");
+    // The page shows the matrix the endpoint computes (checked against the engine above and in
+    // `console_answers_like_the_engine_and_never_writes_the_directory`).
+    let (_, api) = c.get(&format!("/api/member?tenant=meiqia-service-desk&member=vendor.ava&now={}", q(now)));
+    let want: Vec<(String, Vec<String>)> = api["matrix"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let states =
+                r["cells"].as_array().expect("cells").iter().map(|c| c["state"].as_str().unwrap_or("").to_owned());
+            (r["action"].as_str().unwrap_or("").to_owned(), states.collect())
+        })
+        .collect();
     let rows: Vec<(String, Vec<String>)> = serde_json::from_value(s.eval(
         "return [...document.querySelectorAll('#matrix tbody tr')].map(r => \
            [r.querySelector('th').textContent.trim(), [...r.querySelectorAll('button.cell')].map(b => b.classList[1])]);",
@@ -457,15 +511,12 @@ fn console_in_chromium() {
     ))
     .expect("matrix rows");
     assert_eq!(rows.len(), tenant.action_names.len());
-    for (action, states) in &rows {
-        let granted = perms.grants.iter().any(|g| &*g.action == action);
-        let shown = states.iter().any(|s| s != "none");
-        let denied = states.iter().all(|s| s == "denied");
-        assert!(shown == granted || denied, "{action}: {states:?} but the engine grants: {granted}");
-    }
+    assert_eq!(rows, want);
+    assert!(rows.iter().any(|(_, states)| states.iter().any(|s| s == "denied")), "vendor.ava may not export");
     // A cell explains itself on click; arrow keys move between cells.
     s.click("#matrix button.cell.allowed, #matrix button.cell.conditional");
     let panel = texts(&s, "#cell-explain").join(" ");
+    let perms = tenant.permissions("vendor.ava", "", at).expect("permissions");
     assert!(perms.grants.iter().any(|g| panel.contains(&*g.binding)), "{panel}");
     let before =
         s.eval("return document.activeElement.dataset.col + ',' + document.activeElement.dataset.row;", json!([]));

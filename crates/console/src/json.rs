@@ -2,10 +2,9 @@
 //! member's bindings and their effective-permission matrix (actions × scopes), each cell with
 //! the grants and rules that explain it.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
-use rolegate_engine::{Binding, Decision, Effect, Grant, GrantScope, Member, Scope, Step, Tenant};
+use rolegate_engine::{ActionId, Binding, Decision, Member, Scope, Step, Tenant};
+use rolegate_policy::diff::profile::{self, DenyItem, GrantItem};
 use serde_json::{Value as Json, json};
 
 /// Column labels in first-seen order: a member holds grants in a handful of scopes.
@@ -139,85 +138,87 @@ pub fn member(t: &Tenant, m: &Member, now: Timestamp) -> Json {
 const STATES: [&str; 4] = ["allowed", "conditional", "requestable", "none"];
 
 /// The effective-permission matrix: one row per action of the schema, one column per scope the
-/// member holds a grant in; a row a deny rule without condition names is `denied` throughout.
+/// member holds a grant in. Built from the access profile the diff uses, which has already
+/// decided every condition on the member (their attributes, ids and units): a deny rule that
+/// always applies to this member makes the row `denied`, one that never does is left out, and
+/// what remains of a condition (resource, context, clock) makes a grant `conditional`.
 fn matrix(t: &Tenant, m: &Member, now: Timestamp) -> Json {
     let perms = match t.permissions(&m.id, "", now) {
         Ok(p) => p,
         Err(e) => return json!({"error": e.to_string()}),
     };
     if let Some(reason) = perms.reason {
-        return json!({"inactive": reason.as_str(), "columns": [], "rows": []});
+        return json!({"inactive": reason.as_str(), "columns": [], "tips": [], "rows": []});
     }
     let bindings: Vec<&Binding> = m.bindings.iter().chain(t.everyone.iter()).collect();
     let mut columns = Columns::default();
-    let mut placed: Vec<(usize, &Grant)> = Vec::with_capacity(perms.grants.len());
-    for g in &perms.grants {
-        let label = match bindings.iter().find(|b| b.id == g.binding) {
-            Some(b) => scope_label(t, &b.scope, m),
-            None => reach(&g.scope),
-        };
-        placed.push((columns.of(label), g));
-    }
-    let width = columns.0.len();
-    let rows: Vec<Json> = t
-        .action_names
-        .iter()
-        .map(|action| {
-            let denied = forbidding_rule(t, action);
-            let mut cells = vec![(3usize, Vec::<String>::new()); width];
-            for (col, g) in placed.iter().filter(|(_, g)| g.action == *action) {
-                if let Some((state, lines)) = cells.get_mut(*col) {
-                    *state = (*state).min(cell_state(g, now));
-                    lines.push(grant_line(g));
+    let mut tips: Vec<String> = Vec::new();
+    let mut rows = Vec::with_capacity(t.action_names.len());
+    for (id, action) in t.action_names.iter().enumerate() {
+        let Ok(id) = ActionId::try_from(id) else { break };
+        let access = profile::access(t, m, id);
+        let denied = access.denies.last().filter(|d| d.when.is_none()).map(|d| d.id.clone());
+        let mut cells: Vec<(usize, usize, Vec<String>)> = Vec::new();
+        if denied.is_none() {
+            for g in access.grants.iter().filter(|g| g.until.is_none_or(|u| now < u)) {
+                let label = match bindings.iter().find(|b| *b.id == *g.id) {
+                    Some(b) => scope_label(t, &b.scope, m),
+                    None => g.reach.to_string(),
+                };
+                let col = columns.of(label);
+                if tips.len() <= col {
+                    tips.push(g.reach.to_string());
+                }
+                let state = cell_state(g, !access.denies.is_empty(), now);
+                match cells.iter_mut().find(|(c, ..)| *c == col) {
+                    Some(cell) => {
+                        cell.1 = cell.1.min(state);
+                        cell.2.push(grant_line(g, &access.denies));
+                    }
+                    None => cells.push((col, state, vec![grant_line(g, &access.denies)])),
                 }
             }
-            let cells: Vec<Json> = cells
-                .into_iter()
-                .map(|(state, lines)| match &denied {
-                    Some(rule) => json!({"state": "denied", "why": [format!("deny rule `{rule}` forbids it (it has no condition)")]}),
-                    None => json!({"state": STATES.get(state).copied().unwrap_or("none"), "why": lines}),
+        }
+        rows.push((action, denied, cells));
+    }
+    let width = columns.0.len();
+    let rows: Vec<Json> = rows
+        .into_iter()
+        .map(|(action, denied, cells)| {
+            let cells: Vec<Json> = (0..width)
+                .map(|col| match (&denied, cells.iter().find(|(c, ..)| *c == col)) {
+                    (Some(rule), _) => {
+                        json!({"state": "denied", "why": [format!("deny rule `{rule}` always applies to this member")]})
+                    }
+                    (None, Some((_, state, why))) => {
+                        json!({"state": STATES.get(*state).copied().unwrap_or("none"), "why": why})
+                    }
+                    (None, None) => json!({"state": "none", "why": []}),
                 })
                 .collect();
-            json!({"action": &**action, "denied": denied.as_deref(), "cells": cells})
-        })
-        .collect();
-    let tips: Vec<String> = columns
-        .0
-        .iter()
-        .map(|label| {
-            placed
-                .iter()
-                .find(|(c, _)| columns.0.get(*c) == Some(label))
-                .map_or_else(String::new, |(_, g)| reach(&g.scope))
+            json!({"action": &**action, "denied": denied, "cells": cells})
         })
         .collect();
     json!({"columns": columns.0, "tips": tips, "rows": rows})
 }
 
-/// The first deny rule without a condition that names `action`.
-fn forbidding_rule(t: &Tenant, action: &str) -> Option<Arc<str>> {
-    let id = t.action(action)?;
-    let rules = t.denies.get(id as usize)?;
-    rules
-        .iter()
-        .filter_map(|r| t.rules.get(*r as usize))
-        .find(|r| r.effect == Effect::Deny && r.when.is_none())
-        .map(|r| r.id.clone())
-}
-
-fn cell_state(g: &Grant, now: Timestamp) -> usize {
-    match g {
-        g if g.requestable => 2,
-        g if g.conditional || g.from.is_some_and(|f| now < f) => 1,
-        _ => 0,
+/// Allowed (0), conditional (1) or requestable (2).
+fn cell_state(g: &GrantItem, denies: bool, now: Timestamp) -> usize {
+    if !g.allows {
+        2
+    } else if g.when.is_some() || denies || g.from.is_some_and(|f| now < f) {
+        1
+    } else {
+        0
     }
 }
 
-fn grant_line(g: &Grant) -> String {
-    let mut s = if g.requestable {
-        format!("binding `{}` (role `{}`) lets the member request it", g.binding, g.role)
+fn grant_line(g: &GrantItem, denies: &[DenyItem]) -> String {
+    let whose = if g.everyone { "everyone binding" } else { "binding" };
+    let mut s = if g.allows {
+        format!("{whose} `{}` (role `{}`) grants it", g.id, g.role)
     } else {
-        format!("binding `{}` (role `{}`) grants it", g.binding, g.role)
+        format!("{whose} `{}` (role `{}`) lets the member request it", g.id, g.role)
     };
     if let Some(f) = g.from {
         s.push_str(&format!(" from {f}"));
@@ -225,28 +226,16 @@ fn grant_line(g: &Grant) -> String {
     if let Some(u) = g.until {
         s.push_str(&format!(" until {u}"));
     }
-    if g.conditional && g.deny_rules.is_empty() {
-        s.push_str(", when its condition holds");
+    if let Some(w) = &g.when {
+        s.push_str(&format!(", when {w}"));
     }
-    if !g.deny_rules.is_empty() {
-        let rules: Vec<String> = g.deny_rules.iter().map(|r| format!("`{r}`")).collect();
-        s.push_str(&format!(", unless deny rule {} applies", rules.join(" or ")));
+    for d in denies {
+        match &d.when {
+            Some(w) => s.push_str(&format!("; unless rule `{}` applies (when {w})", d.id)),
+            None => s.push_str(&format!("; rule `{}` denies it", d.id)),
+        }
     }
     s
-}
-
-/// What a grant's scope covers, spelled out.
-fn reach(scope: &GrantScope) -> String {
-    match scope {
-        GrantScope::Tenant => "every resource of the tenant".to_owned(),
-        GrantScope::Units(us) => {
-            let names: Vec<&str> = us.iter().take(20).map(|u| &**u).collect();
-            let more = us.len().saturating_sub(names.len());
-            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
-            format!("resources in units {}{tail}", names.join(", "))
-        }
-        GrantScope::Relation(attr) => format!("resources whose `{attr}` names the member"),
-    }
 }
 
 /// A decision, in the shape `rolegate check` prints.
