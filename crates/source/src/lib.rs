@@ -6,6 +6,7 @@ pub mod files;
 pub mod pem;
 pub mod postgres;
 pub mod store;
+pub mod trim;
 pub mod watch;
 
 use std::sync::Arc;
