@@ -143,3 +143,45 @@ fn scan_error(e: ScanError) -> (Loc, String) {
 fn loc(m: &YamlMarker) -> Loc {
     Loc { line: u32::try_from(m.line()).unwrap_or(u32::MAX), col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        let (at, msg) = load(text).err().expect("refused");
+        format!("{}:{}: {msg}", at.line, at.col)
+    }
+
+    #[test]
+    fn hostile_yaml_is_refused_at_its_first_problem_with_its_position() {
+        let deep_block = format!("tenant: t\ndescription:\n  {}x\n", "- ".repeat(100_000));
+        let deep_flow = format!("tenant: t\ndescription: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let cases = [
+            (deep_block.as_str(), "3:129: nested deeper than 64 levels"),
+            (deep_flow.as_str(), "2:269: nested deeper than 64 levels"),
+            ("tenant: t\n---\ntenant: u\n", "2:1: a policy file holds one YAML document"),
+            ("tenant: t\nschema: {c: [v]}\nroles:\n  a: &r {allow: [c.v]}\n  b: *r\n", "4:9: anchors and aliases"),
+            ("tenant: t\ndescription: !!binary aGk=\n", "2:23: YAML tags are not supported"),
+            ("tenant: t\nroles: {}\nroles: {}\n", "3:1: duplicate key `roles`"),
+            ("tenant: t\nroles: {[a]: {allow: []}}\n", "2:9: mapping keys must be plain strings"),
+            ("tenant: t\nroles:\n\tagent: {allow: []}\n", "3:2: invalid YAML: tabs disallowed"),
+            ("- a\n", "1:1: the document must be a mapping"),
+            ("just text\n", "1:1: the document must be a mapping"),
+        ];
+        for (text, want) in cases {
+            let got = error(text);
+            assert!(got.starts_with(want), "{want}: got {got}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_or_a_trailing_separator_is_an_empty_or_one_document() {
+        assert!(load("").unwrap().as_mapping().is_some_and(|m| m.is_empty()));
+        assert!(load("# only a comment\n").unwrap().as_mapping().is_some_and(|m| m.is_empty()));
+        let one = load("tenant: t\nn: 3\nq: '3'\n---\n").unwrap();
+        let map = one.as_mapping().unwrap();
+        assert_eq!(map.get_scalar("tenant").map(|s| s.as_str()), Some("t"));
+        assert!(map.get_scalar("n").unwrap().may_coerce() && !map.get_scalar("q").unwrap().may_coerce());
+    }
+}
