@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Server benchmark: rolegate vs the empty gRPC server (the limit) vs Cerbos, on this machine, in
-# one run, printed as one table with the ratios (BENCHMARKS.md explains every number).
+# one run, over TCP and the Unix socket, printed as one table with every figure beside its ratios
+# to the limit and to Cerbos (BENCHMARKS.md explains every number).
 #
 #   scripts/bench.sh           full run, release build, ~15 minutes on 2 cores
 #   scripts/bench.sh --quick   seconds per step, debug build: proves the harness works end to end;
@@ -84,8 +85,11 @@ cp "$RUN/variant-1/meiqia-service-desk.yaml" "$RUN/variant-1.yaml"
 # rolegate with its decision log off, as Cerbos runs with its audit log off; a 20 ms debounce makes
 # every rewrite of the reload phase (every 100 ms) a reload. A second rolegate keeps the default
 # decision log (every deny as a JSON line on stdout, here a file) to show what the log costs.
-taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 --reload-debounce 20ms \
-  --decision-log off >"$RUN/rolegate.log" 2>&1 &
+# It also listens on a Unix socket, a sidecar's usual path (rows `rolegate-unix`), beside an empty
+# server on its own Unix socket (`baseline-unix`).
+ROLEGATE_SOCK="$RUN/rolegate.sock" BASELINE_SOCK="$RUN/baseline.sock"
+taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 --listen "unix:$ROLEGATE_SOCK" \
+  --reload-debounce 20ms --decision-log off >"$RUN/rolegate.log" 2>&1 &
 ROLEGATE_PID=$!
 PIDS+=("$ROLEGATE_PID")
 taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 \
@@ -95,11 +99,17 @@ PIDS+=("$ROLEGATE_LOG_PID")
 taskset -c "$SERVER_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/baseline.log" 2>&1 &
 BASELINE_PID=$!
 PIDS+=("$BASELINE_PID")
+taskset -c "$SERVER_CPUS" "$BIN/rolegate-baseline" --listen "unix:$BASELINE_SOCK" >"$RUN/baseline-unix.log" 2>&1 &
+PIDS+=("$!")
 ROLEGATE_ADDR="$(listening "$RUN/rolegate.log" "$ROLEGATE_PID")"
 ROLEGATE_LOG_ADDR="$(listening "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID")"
 BASELINE_ADDR="$(listening "$RUN/baseline.log" "$BASELINE_PID")"
 serving "$RUN/rolegate.log" "$ROLEGATE_PID"
 serving "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID"
+for sock in "$ROLEGATE_SOCK" "$BASELINE_SOCK"; do
+  for _ in $(seq 200); do [[ -S $sock ]] && break; sleep 0.05; done
+  [[ -S $sock ]] || die "no Unix socket at $sock"
+done
 cerbos_start
 PIDS+=("$CERBOS_PID")
 echo "bench: rolegate $ROLEGATE_ADDR, baseline $BASELINE_ADDR, cerbos $CERBOS_ADDR (servers on CPU $SERVER_CPUS)"
@@ -114,7 +124,16 @@ printf '{"kind":"machine","nproc":%s,"cpu":"%s","server_cpus":"%s","client_cpus"
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$QUICK" >"$RESULTS"
 
 # --- load ---------------------------------------------------------------------------------------
-addr_of() { case "$1" in rolegate) echo "$ROLEGATE_ADDR" ;; rolegate-decision-log) echo "$ROLEGATE_LOG_ADDR" ;; baseline) echo "$BASELINE_ADDR" ;; cerbos) echo "$CERBOS_ADDR" ;; esac; }
+addr_of() {
+  case "$1" in
+    rolegate) echo "$ROLEGATE_ADDR" ;;
+    rolegate-decision-log) echo "$ROLEGATE_LOG_ADDR" ;;
+    rolegate-unix) echo "unix:$ROLEGATE_SOCK" ;;
+    baseline) echo "$BASELINE_ADDR" ;;
+    baseline-unix) echo "unix:$BASELINE_SOCK" ;;
+    cerbos) echo "$CERBOS_ADDR" ;;
+  esac
+}
 rate_of() { case "$1" in check) echo "$RATE_CHECK" ;; batch10) echo "$RATE_BATCH10" ;; batch100) echo "$RATE_BATCH100" ;; esac; }
 
 # load TARGET WORKLOAD REPEAT PHASE [run flags...]: one run, its JSON line appended to the results.
@@ -135,14 +154,16 @@ for target in rolegate baseline cerbos; do
     load "$target" "$workload" 0 warmup --duration "$WARMUP" --warmup 0 >/dev/null
   done
 done
-load rolegate-decision-log check 0 warmup --duration "$WARMUP" --warmup 0 >/dev/null
+for target in rolegate-decision-log rolegate-unix baseline-unix; do
+  load "$target" check 0 warmup --duration "$WARMUP" --warmup 0 >/dev/null
+done
 sed -i '/"phase":"warmup"/d' "$RESULTS"
 
 for ((r = 0; r < REPEATS; r++)); do
   echo "bench: repetition $((r + 1))/$REPEATS"
   for workload in check batch10 batch100; do
     TARGETS=(rolegate baseline cerbos)
-    [[ $workload == check ]] && TARGETS+=(rolegate-decision-log)
+    [[ $workload == check ]] && TARGETS+=(rolegate-decision-log rolegate-unix baseline-unix)
     # Rotate the order each repetition so no server always runs first (or right after Cerbos).
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
       target="${TARGETS[$(((i + r) % ${#TARGETS[@]}))]}"

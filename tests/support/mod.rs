@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod h2wire;
+pub mod nats;
 pub mod otlp;
 pub mod pg;
 pub mod reference;

@@ -4,9 +4,12 @@
 //! - `apply`: loading a 50k-member tenant (time, heap per member), then the sidecar CPU to apply
 //!   one member change to it, and to reload it whole;
 //! - `latency`: commit-to-decision latency of a revocation across two real sidecars;
-//! - `fanout`: many followers LISTENing on one PostgreSQL, each applying every change.
+//! - `fanout`: many followers LISTENing on one PostgreSQL, each applying every change;
+//! - `nats`: the same changes fanned out through NATS JetStream by one real `rolegate publish`
+//!   to many lightweight subscribers (an ordered consumer and a NATS connection each, decoding
+//!   every change) beside two real sidecars (`serve --source nats://…`).
 //!
-//! `cargo bench --bench postgres [-- apply latency fanout]`. Under `cargo test` it runs each part
+//! `cargo bench --bench postgres [-- apply latency fanout nats]`. Under `cargo test` it runs each part
 //! once at a small size, so the bench keeps working.
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +35,10 @@ use measure::{join_all, ms, percentiles, postgres_cpu, process_cpu, thread_cpu};
 #[allow(dead_code)]
 #[path = "../../../tests/support/pg.rs"]
 mod pg;
+
+#[allow(dead_code)]
+#[path = "../../../tests/support/nats.rs"]
+mod nats;
 use pg::{connect, with_db};
 
 /// Runs `sql` in a transaction; returns tenant `bench`'s revision as the writer sees it.
@@ -47,11 +54,18 @@ struct Sizes {
     revocations: usize,
     fanout: &'static [usize],
     fanout_changes: usize,
+    nats: &'static [usize],
 }
 
-const BENCH: Sizes =
-    Sizes { members: 50_000, changes: 200, revocations: 250, fanout: &[50, 100, 200], fanout_changes: 30 };
-const SMOKE: Sizes = Sizes { members: 500, changes: 5, revocations: 5, fanout: &[3], fanout_changes: 2 };
+const BENCH: Sizes = Sizes {
+    members: 50_000,
+    changes: 200,
+    revocations: 250,
+    fanout: &[10, 50, 100, 200],
+    fanout_changes: 30,
+    nats: &[10, 100, 1000],
+};
+const SMOKE: Sizes = Sizes { members: 500, changes: 5, revocations: 5, fanout: &[3], fanout_changes: 2, nats: &[3] };
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,6 +89,10 @@ fn main() {
     }
     if wants("latency") {
         rt.block_on(latency(&dsn, sizes));
+    }
+    if wants("nats") {
+        let dsn = rt.block_on(bench_database(&server, "rolegate_bench_nats", 100));
+        rt.block_on(nats_fanout(&dsn, sizes));
     }
     if wants("fanout") {
         let dsn = rt.block_on(bench_database(&server, "rolegate_bench_fanout", 100));
@@ -308,6 +326,7 @@ async fn fanout(dsn: &str, sizes: Sizes) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+        let held = connections(&writer).await;
         let (pg_cpu, own_cpu) = (postgres_cpu(), process_cpu(std::process::id()));
         let mut samples = Vec::new();
         for i in 0..sizes.fanout_changes {
@@ -336,7 +355,7 @@ async fn fanout(dsn: &str, sizes: Sizes) {
             percentiles(&mut samples)
         );
         println!(
-            "fanout: per change, PostgreSQL CPU {} ({} per follower); followers' CPU {} ({} per follower)",
+            "fanout: per change, PostgreSQL CPU {} ({} per follower; database connections held: {held}); followers' CPU {} ({} per follower)",
             ms(pg_cpu / changes),
             ms(pg_cpu / changes / n as u32),
             ms(own_cpu / changes),
@@ -346,5 +365,111 @@ async fn fanout(dsn: &str, sizes: Sizes) {
             t.abort();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Connections the database serves to `dsn`'s database now.
+async fn connections(client: &tokio_postgres::Client) -> i64 {
+    let q = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    client.query_one(q, &[]).await.unwrap().get(0)
+}
+
+/// A lightweight follower: its own NATS connection and ordered consumer from the stream's end,
+/// decoding every change and reporting the highest revision of tenant `bench` seen.
+async fn subscriber(url: String, seen: tokio::sync::watch::Sender<i64>) {
+    use rolegate::source::nats::{Change, STREAM, SUBJECTS};
+    use tokio_stream::StreamExt;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: SUBJECTS.to_owned(),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    seen.send_replace(0);
+    while let Some(Ok(m)) = messages.next().await {
+        if let Ok(change) = serde_json::from_slice::<Change>(&m.payload) {
+            seen.send_modify(|r| *r = (*r).max(change.revision));
+        }
+    }
+}
+
+async fn nats_fanout(dsn: &str, sizes: Sizes) {
+    let Some(server) = nats::Nats::start() else { return };
+    let mut writer = connect(dsn).await;
+    let _publisher = nats::Publisher::start(dsn, &server.url(), &[]);
+    let sidecars: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new(pg::rolegate_bin())
+                .args(["serve", "--source", &server.url(), "--snapshot-source", dsn, "--listen", "127.0.0.1:0"])
+                .args(["--reload-poll", "60s", "--decision-log", "off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The sidecars apply changes as the subscribers do; their revision is read from the stream's
+    // consumers below only through the subscribers, so wait for them to be up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for &n in sizes.nats {
+        let mut watches = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = tokio::sync::watch::channel(-1);
+            tasks.push(tokio::spawn(subscriber(server.url(), tx)));
+            watches.push(rx);
+        }
+        for w in &mut watches {
+            while *w.borrow() < 0 {
+                let _ = w.changed().await;
+            }
+        }
+        let held = connections(&writer).await;
+        let (pg_cpu, own_cpu) = (postgres_cpu(), process_cpu(std::process::id()));
+        let mut samples = Vec::new();
+        for i in 0..sizes.fanout_changes {
+            let status = if i % 2 == 0 { "disabled" } else { "active" };
+            let sql = format!("UPDATE rolegate.members SET status = '{status}' WHERE tenant = 'bench' AND id = 'm7'");
+            let revision = write(&mut writer, &sql).await as i64;
+            let committed = Instant::now();
+            let waits = watches.iter().map(|w| {
+                let mut w = w.clone();
+                async move {
+                    while *w.borrow_and_update() < revision {
+                        let _ = w.changed().await;
+                    }
+                    committed.elapsed()
+                }
+            });
+            samples.extend(join_all(waits).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pg_cpu = postgres_cpu().saturating_sub(pg_cpu);
+        let own_cpu = process_cpu(std::process::id()).saturating_sub(own_cpu);
+        let changes = sizes.fanout_changes as u32;
+        println!(
+            "nats: {n} subscribers (+2 real sidecars), {changes} changes, commit to every subscriber received: {}",
+            percentiles(&mut samples)
+        );
+        println!(
+            "nats: per change, PostgreSQL CPU {} (database connections held: {held}, whatever the number of subscribers); subscribers' CPU {} ({} per subscriber)",
+            ms(pg_cpu / changes),
+            ms(own_cpu / changes),
+            ms(own_cpu / changes / n as u32)
+        );
+        for t in tasks {
+            t.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut s in sidecars {
+        let _ = s.kill();
+        let _ = s.wait();
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
-use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::convert::{self, Invalid, Limits};
@@ -20,7 +19,42 @@ use rolegate_api::{self as api, authorizer_server};
 use rolegate_engine::{Decision, Query, RequestError, Snapshot, decide};
 use rolegate_source::store::{NotReady, Store};
 use rolegate_telemetry::metrics::Method;
-use rolegate_telemetry::{RPC_TARGET, Telemetry, decision_log, otel};
+use rolegate_telemetry::{Telemetry, decision_log, otel};
+
+/// The span of one call, on the RPC target so it exists only while traces are exported: the
+/// protocol's fields (`grpc SERVICE / METHOD` or `http POST ROUTE`), then the outcome and
+/// rolegate's own fields, every one declared up front (a span records only declared fields) and
+/// the same on every API, so one trace query finds decisions however they were asked for.
+macro_rules! call_span {
+    (grpc $service:literal / $method:literal) => {
+        call_span!(
+            @ concat!($service, "/", $method),
+            rpc.system = "grpc",
+            rpc.service = $service,
+            rpc.method = $method
+        )
+    };
+    (http POST $route:literal) => {
+        call_span!(@ concat!("POST ", $route), http.request.method = "POST", http.route = $route)
+    };
+    (@ $name:expr, $($protocol:tt)*) => {
+        ::tracing::info_span!(
+            target: ::rolegate_telemetry::RPC_TARGET,
+            $name,
+            otel.kind = "server",
+            otel.status_code = ::tracing::field::Empty,
+            $($protocol)*,
+            rpc.grpc.status_code = ::tracing::field::Empty,
+            rolegate.tenant = ::tracing::field::Empty,
+            rolegate.action = ::tracing::field::Empty,
+            rolegate.allowed = ::tracing::field::Empty,
+            rolegate.reason = ::tracing::field::Empty,
+            rolegate.rule = ::tracing::field::Empty,
+            rolegate.cache_hit = ::tracing::field::Empty,
+            rolegate.revision = ::tracing::field::Empty,
+        )
+    };
+}
 
 mod evaluations;
 pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
@@ -350,33 +384,10 @@ impl Authorizer {
     }
 }
 
-/// A span per call, on the RPC target so it exists only while traces are exported.
-macro_rules! rpc_span {
-    ($name:literal, $method:literal) => {
-        tracing::info_span!(
-            target: RPC_TARGET,
-            $name,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = "rolegate.v1.Authorizer",
-            rpc.method = $method,
-            rpc.grpc.status_code = Empty,
-            rolegate.tenant = Empty,
-            rolegate.action = Empty,
-            rolegate.allowed = Empty,
-            rolegate.reason = Empty,
-            rolegate.rule = Empty,
-            rolegate.cache_hit = Empty,
-            rolegate.revision = Empty,
-        )
-    };
-}
-
 #[tonic::async_trait]
 impl authorizer_server::Authorizer for Authorizer {
     async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
-        let span = || rpc_span!("rolegate.v1.Authorizer/Check", "Check");
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
         self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
     }
 
@@ -384,13 +395,13 @@ impl authorizer_server::Authorizer for Authorizer {
         &self,
         request: Request<api::CheckBatchRequest>,
     ) -> Result<Response<api::CheckBatchResponse>, Status> {
-        let span = || rpc_span!("rolegate.v1.Authorizer/CheckBatch", "CheckBatch");
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
         self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
             .await
     }
 
     async fn plan(&self, request: Request<api::PlanRequest>) -> Result<Response<api::PlanResponse>, Status> {
-        let span = || rpc_span!("rolegate.v1.Authorizer/Plan", "Plan");
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Plan");
         self.traced(Method::Plan, span, request, |req, now, call| Authorizer::plan(self, req, now, call)).await
     }
 }

@@ -25,8 +25,10 @@ pub enum Listen {
 pub struct ServeConfig {
     /// Policy directory (empty when `postgres` is set).
     pub policies: PathBuf,
-    /// Read policies from PostgreSQL instead of a directory.
+    /// Read policies from PostgreSQL instead of a directory (with `nats`: snapshots only).
     pub postgres: Option<rolegate_source::postgres::Config>,
+    /// Follow changes through NATS JetStream, reading snapshots from `postgres`.
+    pub nats: Option<rolegate_source::nats::Config>,
     /// gRPC listeners.
     pub listen: Vec<Listen>,
     /// Admin HTTP listener.
@@ -69,9 +71,13 @@ pub struct RawServe {
     /// Policy directory.
     #[arg(long, env = "ROLEGATE_POLICIES")]
     pub policies: Option<String>,
-    /// Read policies from PostgreSQL instead: a DSN, `postgres://user@host:5432/db`.
+    /// Read policies from PostgreSQL instead: a DSN, `postgres://user@host:5432/db`; or follow
+    /// changes through NATS JetStream, `nats://host:4222` (with `--snapshot-source`).
     #[arg(long, env = "ROLEGATE_SOURCE")]
     pub source: Option<String>,
+    /// With a `nats://` source: the database (or a replica) snapshots are read from.
+    #[arg(long, env = "ROLEGATE_SNAPSHOT_SOURCE")]
+    pub snapshot_source: Option<String>,
     /// A file holding the `--source` DSN (a mounted secret).
     #[arg(long, env = "ROLEGATE_SOURCE_FILE")]
     pub source_file: Option<PathBuf>,
@@ -185,9 +191,28 @@ impl RawServe {
         &self,
         settings: &mut Settings,
         reload_poll: Duration,
-    ) -> (Option<String>, Option<rolegate_source::postgres::Config>) {
+    ) -> (Option<String>, Option<rolegate_source::postgres::Config>, Option<rolegate_source::nats::Config>) {
         let policies = settings.pick(&self.policies, "policies");
-        let dsn = self.source_dsn(settings);
+        let mut dsn = self.source_dsn(settings);
+        let snapshot = settings.pick(&self.snapshot_source, "snapshot_source");
+        let is_nats = dsn.as_deref().is_some_and(|d| d.starts_with("nats://") || d.starts_with("tls://"));
+        let nats = match (is_nats, snapshot) {
+            (true, Some(snapshot)) => {
+                let nats = dsn.as_deref().map(rolegate_source::nats::Config::from_url);
+                dsn = Some(snapshot);
+                nats.and_then(|n| n.map_err(|e| settings.errors.push(format!("source: {e}"))).ok())
+            }
+            (true, None) => {
+                settings.errors.push("snapshot_source: required with a `nats://` source (the database or a replica to load tenants from)".to_owned());
+                dsn = None;
+                None
+            }
+            (false, Some(_)) => {
+                settings.errors.push("snapshot_source: only with a `nats://` source".to_owned());
+                None
+            }
+            (false, None) => None,
+        };
         match (&policies, &dsn) {
             (None, None) => settings.errors.push(
                 "policies: required (--policies DIR or ROLEGATE_POLICIES, or --source postgres://… for PostgreSQL)"
@@ -202,11 +227,12 @@ impl RawServe {
         let given = settings.pick(&self.reload_poll, "reload_poll").is_some();
         let poll = if given { reload_poll } else { Duration::from_secs(5) };
         let postgres = dsn.and_then(|dsn| {
+            let field = if nats.is_some() { "snapshot_source" } else { "source" };
             rolegate_source::postgres::Config::from_dsn(&dsn, poll)
-                .map_err(|e| settings.errors.push(format!("source: {e}")))
+                .map_err(|e| settings.errors.push(format!("{field}: {e}")))
                 .ok()
         });
-        (policies, postgres)
+        (policies, postgres, nats)
     }
 
     /// The shadow evaluation settings, when a candidate policy is given.
@@ -246,7 +272,7 @@ impl RawServe {
         let cache_capacity = s.number(&self.cache_capacity, "cache_capacity");
         let decision_log_queue = s.number(&self.decision_log_queue, "decision_log_queue") as usize;
         let max_concurrency = s.number(&self.max_concurrency, "max_concurrency") as usize;
-        let (policies, postgres) = self.policy_source(&mut s, reload_poll);
+        let (policies, postgres, nats) = self.policy_source(&mut s, reload_poll);
         let listen = s.listen(&self.listen);
         let log_target = s.pick(&self.decision_log, "decision_log").unwrap_or_else(|| "stdout".into());
         let decision_log = rolegate_telemetry::LogTarget::parse(&log_target);
@@ -267,6 +293,7 @@ impl RawServe {
         Ok(ServeConfig {
             policies: PathBuf::from(policies.unwrap_or_default()),
             postgres,
+            nats,
             listen,
             admin_listen,
             min_revision_wait,
@@ -291,6 +318,28 @@ impl RawServe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nats_source_needs_a_snapshot_source_and_only_it_takes_one() {
+        let nats = |snapshot: Option<&str>| RawServe {
+            source: Some("nats://n1:4222".into()),
+            snapshot_source: snapshot.map(Into::into),
+            ..RawServe::default()
+        };
+        let cfg = nats(Some("postgres://replica/crm")).resolve().unwrap();
+        assert_eq!(cfg.nats.map(|n| n.url).as_deref(), Some("nats://n1:4222"));
+        assert_eq!(cfg.postgres.map(|pg| pg.describe()).as_deref(), Some("replica:5432/crm"));
+        let errors = nats(None).resolve().unwrap_err();
+        assert!(errors[0].starts_with("snapshot_source: required"), "{errors:?}");
+        let errors = nats(Some("/etc/policies")).resolve().unwrap_err();
+        assert!(errors[0].starts_with("snapshot_source: expected a PostgreSQL DSN"), "{errors:?}");
+        let stray = RawServe {
+            source: Some("postgres://db/p".into()),
+            snapshot_source: Some("postgres://replica/p".into()),
+            ..RawServe::default()
+        };
+        assert_eq!(stray.resolve().unwrap_err(), ["snapshot_source: only with a `nats://` source"]);
+    }
 
     #[test]
     fn tls_files_come_as_a_pair() {

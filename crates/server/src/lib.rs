@@ -107,9 +107,14 @@ fn start_source(
     store: &Arc<Store>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<oneshot::Receiver<String>> {
-    let source: Box<dyn Source> = match &cfg.postgres {
-        Some(pg) => Box::new(PostgresSource { cfg: pg.clone(), health: Arc::default() }),
-        None => {
+    let source: Box<dyn Source> = match (&cfg.postgres, &cfg.nats) {
+        (Some(pg), Some(nats)) => Box::new(rolegate_source::nats::follow::NatsSource {
+            nats: nats.clone(),
+            snapshot: pg.clone(),
+            health: Arc::new(rolegate_source::postgres::Health::labelled("nats")),
+        }),
+        (Some(pg), None) => Box::new(PostgresSource { cfg: pg.clone(), health: Arc::default() }),
+        (None, _) => {
             Box::new(WatchConfig { root: cfg.policies.clone(), debounce: cfg.reload_debounce, poll: cfg.reload_poll })
         }
     };

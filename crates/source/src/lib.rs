@@ -3,6 +3,7 @@
 
 pub mod dir;
 pub mod files;
+pub mod nats;
 pub mod pem;
 pub mod postgres;
 pub mod store;

@@ -1,12 +1,13 @@
 //! The decision log: one JSON line per decision — every deny and every alert, allows sampled at a
-//! configured rate. Lines go through a bounded queue to a writer thread; a full queue drops the
-//! line and counts it, so logging never blocks a decision.
+//! configured rate. Lines are written into a shared, bounded buffer that a writer thread swaps out
+//! and writes; a full buffer drops the line and counts it, so logging never blocks a decision.
+//! The two buffers are reused, so logging a decision allocates nothing once they have grown.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use super::Metrics;
 use rolegate_engine::{Decision, Query};
@@ -31,19 +32,23 @@ impl LogTarget {
     }
 }
 
-/// What the writer thread receives.
-#[derive(Debug)]
-enum Msg {
-    /// One JSON line.
-    Line(String),
-    /// Write everything queued so far, then acknowledge.
-    Flush(SyncSender<()>),
+/// Lines waiting for the writer.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The lines, each ending in `\n`.
+    bytes: Vec<u8>,
+    /// How many.
+    lines: usize,
 }
 
 /// A handle to the decision log.
 #[derive(Clone, Debug)]
 pub struct DecisionLog {
-    tx: SyncSender<Msg>,
+    pending: Arc<Mutex<Pending>>,
+    /// Lines waiting before new ones are dropped.
+    queue: usize,
+    /// Asks the writer to write what is pending and acknowledge; its closing stops the writer.
+    flush: SyncSender<SyncSender<()>>,
     /// Probability of logging an allow that raised no alert, in [0, 1].
     allow_rate: f64,
     metrics: Arc<Metrics>,
@@ -61,17 +66,33 @@ pub struct Entry<'a> {
     pub trace_id: Option<&'a str>,
 }
 
-/// The writer thread's end: buffers lines and writes them, counting failures.
+/// The writer thread's end: takes the pending lines and writes them, counting failures.
 struct Writer {
     out: Box<dyn Write + Send>,
+    /// Swapped with the pending buffer, so both keep their capacity.
     buf: Vec<u8>,
+    pending: Arc<Mutex<Pending>>,
     metrics: Arc<Metrics>,
     /// Only the first failure is logged; every one is counted.
     failed_before: bool,
 }
 
 impl Writer {
+    /// Writes every line pending now.
     fn write(&mut self) {
+        self.buf.clear();
+        match self.pending.lock() {
+            Ok(mut p) => {
+                std::mem::swap(&mut p.bytes, &mut self.buf);
+                p.lines = 0;
+            }
+            // A thread panicked while appending: its line may be cut, the rest is whole.
+            Err(poisoned) => {
+                let mut p = poisoned.into_inner();
+                std::mem::swap(&mut p.bytes, &mut self.buf);
+                p.lines = 0;
+            }
+        }
         if self.buf.is_empty() {
             return;
         }
@@ -83,23 +104,24 @@ impl Writer {
                 );
             }
         }
-        self.buf.clear();
     }
 
-    /// Drains the queue; false once every sender is gone.
-    fn drain(&mut self, rx: &mpsc::Receiver<Msg>) -> bool {
+    /// Writes what is pending, answering flush requests; false once every handle is gone.
+    fn run_once(&mut self, flushes: &mpsc::Receiver<SyncSender<()>>) -> bool {
         loop {
-            match rx.try_recv() {
-                Ok(Msg::Line(line)) => {
-                    self.buf.extend_from_slice(line.as_bytes());
-                    self.buf.push(b'\n');
-                }
-                Ok(Msg::Flush(ack)) => {
+            match flushes.try_recv() {
+                Ok(ack) => {
                     self.write();
                     let _ = ack.send(());
                 }
-                Err(mpsc::TryRecvError::Empty) => return true,
-                Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => {
+                    self.write();
+                    return true;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.write();
+                    return false;
+                }
             }
         }
     }
@@ -112,31 +134,55 @@ impl DecisionLog {
             LogTarget::Stdout => Box::new(std::io::stdout()),
             LogTarget::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
         };
-        let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
-        let mut writer =
-            Writer { out, buf: Vec::with_capacity(64 * 1024), metrics: metrics.clone(), failed_before: false };
+        let pending = Arc::new(Mutex::new(Pending { bytes: Vec::with_capacity(64 * 1024), lines: 0 }));
+        let (flush, flushes) = mpsc::sync_channel::<SyncSender<()>>(16);
+        let mut writer = Writer {
+            out,
+            buf: Vec::with_capacity(64 * 1024),
+            pending: pending.clone(),
+            metrics: metrics.clone(),
+            failed_before: false,
+        };
         std::thread::Builder::new().name("rolegate-decision-log".into()).spawn(move || {
-            // Poll instead of blocking in `recv`: a sender then never has to wake this thread,
-            // which would cost a context switch per logged decision on a busy core.
+            // Poll instead of being woken per line: waking this thread would cost a context
+            // switch per logged decision on a busy core.
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-                let open = writer.drain(&rx);
-                writer.write();
-                if !open {
+                if !writer.run_once(&flushes) {
                     return;
                 }
             }
         })?;
-        Ok(DecisionLog { tx, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })
+        Ok(DecisionLog { pending, queue: queue.max(1), flush, allow_rate: allow_rate.clamp(0.0, 1.0), metrics })
     }
 
-    /// Writes every line queued so far, waiting up to `timeout` (at shutdown: queued lines
+    /// Writes every line pending so far, waiting up to `timeout` (at shutdown: pending lines
     /// would be lost with the process). Blocks the calling thread.
     pub fn flush(&self, timeout: std::time::Duration) {
         let (ack, done) = mpsc::sync_channel(1);
-        if self.tx.send(Msg::Flush(ack)).is_ok() && done.recv_timeout(timeout).is_err() {
+        if self.flush.send(ack).is_ok() && done.recv_timeout(timeout).is_err() {
             tracing::warn!("the decision log did not flush within {timeout:?}");
         }
+    }
+
+    /// Appends one line, or drops and counts it when `queue` lines are already waiting.
+    fn push(&self, line: &impl serde::Serialize) {
+        let Ok(mut p) = self.pending.lock() else {
+            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if p.lines >= self.queue {
+            drop(p);
+            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let start = p.bytes.len();
+        if serde_json::to_writer(&mut p.bytes, line).is_err() {
+            p.bytes.truncate(start);
+            return;
+        }
+        p.bytes.push(b'\n');
+        p.lines += 1;
     }
 
     /// Logs the decision when the policy says so: every deny and alert, sampled allows.
@@ -145,7 +191,7 @@ impl DecisionLog {
         if d.allowed && !d.alert && !sampled(self.allow_rate) {
             return;
         }
-        let line = Line {
+        self.push(&Line {
             time: jiff::Timestamp::now(),
             severity: if d.alert { "alert" } else { "info" },
             trace_id: e.trace_id,
@@ -158,11 +204,7 @@ impl DecisionLog {
             rule: d.rule.as_deref(),
             mask: &d.mask,
             revision: e.revision,
-        };
-        let Ok(line) = serde_json::to_string(&line) else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Line(line)) {
-            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        });
     }
 }
 
@@ -206,10 +248,7 @@ impl DecisionLog {
             live: answer(e.live, e.live_revision),
             shadow,
         };
-        let Ok(line) = serde_json::to_string(&line) else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Line(line)) {
-            self.metrics.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.push(&line);
     }
 }
 
@@ -286,4 +325,104 @@ fn sampled(rate: f64) -> bool {
         return true;
     }
     super::random_unit() < rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rolegate_engine::{Context, Reason, Resource};
+
+    /// Collects what the writer writes.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A log with no writer thread, and the writer to run by hand.
+    fn log(queue: usize) -> (DecisionLog, Writer, Sink, mpsc::Receiver<SyncSender<()>>) {
+        let metrics = Arc::new(Metrics::default());
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (flush, flushes) = mpsc::sync_channel(1);
+        let sink = Sink::default();
+        let writer = Writer {
+            out: Box::new(sink.clone()),
+            buf: Vec::new(),
+            pending: pending.clone(),
+            metrics: metrics.clone(),
+            failed_before: false,
+        };
+        (DecisionLog { pending, queue, flush, allow_rate: 0.0, metrics }, writer, sink, flushes)
+    }
+
+    fn deny(log: &DecisionLog, principal: &str) {
+        let (resource, context) =
+            (Resource { kind: "conversation".into(), id: "c1".into(), ..Resource::default() }, Context::default());
+        let query =
+            Query { tenant: "acme", principal, action: "conversation.view", resource: &resource, context: &context };
+        log.record(&Entry { query: &query, decision: &Decision::deny(Reason::NoGrant), revision: 7, trace_id: None });
+    }
+
+    #[test]
+    fn lines_beyond_the_queue_are_dropped_and_counted_and_the_rest_written_whole() {
+        let (log, mut writer, sink, _flushes) = log(2);
+        for p in ["m1", "m2", "m3", "m4", "m5"] {
+            deny(&log, p);
+        }
+        assert_eq!(log.metrics.log_lines_dropped.load(Ordering::Relaxed), 3);
+        writer.write();
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0]["principal"], "m1");
+        assert_eq!(lines[1]["principal"], "m2");
+        assert_eq!(lines[1]["reason"], "NO_GRANT");
+        assert_eq!(lines[1]["revision"], 7);
+        // Written lines free their place in the queue.
+        deny(&log, "m6");
+        assert_eq!(log.pending.lock().unwrap().lines, 1);
+        assert_eq!(log.metrics.log_lines_dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn logging_reuses_the_buffers_once_they_have_grown() {
+        let (log, mut writer, _sink, _flushes) = log(1000);
+        let ptr = |log: &DecisionLog| log.pending.lock().unwrap().bytes.as_ptr();
+        // Rounds 0 and 1 grow the two buffers; from round 2 on, lines land in a buffer that
+        // already has room: filling it never moves it.
+        for round in 0..4 {
+            let empty = ptr(&log);
+            for _ in 0..100 {
+                deny(&log, "m1");
+            }
+            let filled = ptr(&log);
+            if round >= 2 {
+                assert_eq!(filled, empty, "round {round}: the buffer was reallocated");
+            }
+            writer.write();
+            assert_ne!(ptr(&log), filled, "round {round}: the writer takes the filled buffer and leaves its own");
+        }
+    }
+
+    #[test]
+    fn flush_writes_what_is_pending_and_a_closed_log_stops_the_writer() {
+        let (log, mut writer, sink, flushes) = log(10);
+        deny(&log, "m1");
+        let (ack, done) = mpsc::sync_channel(1);
+        log.flush.send(ack).unwrap();
+        assert!(writer.run_once(&flushes));
+        done.recv().unwrap();
+        assert_eq!(String::from_utf8(sink.0.lock().unwrap().clone()).unwrap().lines().count(), 1);
+        deny(&log, "m2");
+        drop(log);
+        assert!(!writer.run_once(&flushes), "every handle is gone");
+        assert_eq!(String::from_utf8(sink.0.lock().unwrap().clone()).unwrap().lines().count(), 2);
+    }
 }

@@ -75,6 +75,9 @@ enum Command {
         /// its tenant (the `check` workload only).
         #[arg(long)]
         authzen_out: Option<PathBuf>,
+        /// Write every call of the pool, one frame after another (for `rolegate-hotpath`).
+        #[arg(long)]
+        all: bool,
     },
     /// Run load against a server and print a JSON line (stdout) and a summary (stderr).
     Run(Box<RunArgs>),
@@ -204,8 +207,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         Command::Sample { pool, addr, count } => runtime()?.block_on(sample(&pool, &addr, count))?,
-        Command::Body { pool, out, authzen_out } => {
-            let body = rolegate_bodies(&pool, 1).into_iter().next().unwrap_or_default();
+        Command::Body { pool, out, authzen_out, all } => {
+            let bodies = rolegate_bodies(&pool, if all { usize::MAX } else { 1 });
+            let body = bodies.first().cloned().unwrap_or_default();
             if let Some(path) = authzen_out {
                 anyhow::ensure!(matches!(pool.workload, Workload::Check), "--authzen-out needs the check workload");
                 let req = rolegate::api::CheckRequest::decode(body.clone()).context("decode the check request")?;
@@ -213,9 +217,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("{}", req.tenant);
             }
-            let mut framed = vec![0u8];
-            framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&body);
+            let mut framed = Vec::new();
+            for body in &bodies {
+                framed.push(0u8);
+                framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                framed.extend_from_slice(body);
+            }
             std::fs::write(&out, framed).with_context(|| format!("cannot write {}", out.display()))?;
         }
         Command::Run(args) => return runtime()?.block_on(run_load(*args)),

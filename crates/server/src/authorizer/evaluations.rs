@@ -4,14 +4,12 @@
 //! wire format differ.
 
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
 
 use super::inspect::UnknownTenant;
 use super::{Authorizer, Call, CallError, Decided, Invalid, When};
 use rolegate_api as api;
 pub use rolegate_api::authzen::{Item, Semantic};
 use rolegate_engine::{Query, Resource};
-use rolegate_telemetry::RPC_TARGET;
 use rolegate_telemetry::metrics::Method;
 
 /// An AuthZEN evaluation (one item, `batch` false) or evaluations call for one tenant.
@@ -68,44 +66,22 @@ fn renamed(e: Invalid) -> CallError {
     CallError::Invalid(Invalid { field: authzen_field(&e.field), message: e.message })
 }
 
-/// A span per AuthZEN call, on the RPC target like the gRPC ones.
-macro_rules! http_span {
-    ($route:literal) => {
-        tracing::info_span!(
-            target: RPC_TARGET,
-            concat!("POST ", $route),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = "POST",
-            http.route = $route,
-            rpc.grpc.status_code = Empty,
-            rolegate.tenant = Empty,
-            rolegate.action = Empty,
-            rolegate.allowed = Empty,
-            rolegate.reason = Empty,
-            rolegate.rule = Empty,
-            rolegate.cache_hit = Empty,
-            rolegate.revision = Empty,
-        )
-    };
-}
-
 impl Authorizer {
     /// Decides an AuthZEN evaluation or evaluations call: every item on one snapshot, in
     /// order, stopping as `semantic` says. The request's metadata carries `traceparent` and,
     /// when allowed, `rolegate-now`.
     pub async fn evaluations(&self, request: Request<Evaluations>) -> Result<Response<Evaluated>, Status> {
         let (method, span): (Method, fn() -> tracing::Span) = if request.get_ref().batch {
-            (Method::AuthzenEvaluations, || http_span!("/tenants/{tenant}/access/v1/evaluations"))
+            (Method::AuthzenEvaluations, || call_span!(http POST "/tenants/{tenant}/access/v1/evaluations"))
         } else {
-            (Method::AuthzenEvaluation, || http_span!("/tenants/{tenant}/access/v1/evaluation"))
+            (Method::AuthzenEvaluation, || call_span!(http POST "/tenants/{tenant}/access/v1/evaluation"))
         };
         self.traced(method, span, request, |req, now, call| self.evaluate(method, req, now, call)).await
     }
 
     /// The actions of the resource's kind `principal` may do on it.
     pub async fn action_search(&self, request: Request<ActionSearch>) -> Result<Response<Actions>, Status> {
-        let span = || http_span!("/tenants/{tenant}/access/v1/search/action");
+        let span = || call_span!(http POST "/tenants/{tenant}/access/v1/search/action");
         self.traced(Method::AuthzenActionSearch, span, request, |req, now, call| self.actions(req, now, call)).await
     }
 
@@ -115,7 +91,7 @@ impl Authorizer {
         &self,
         request: Request<api::WhoRequest>,
     ) -> Result<Response<api::WhoResponse>, Status> {
-        let span = || http_span!("/tenants/{tenant}/access/v1/search/subject");
+        let span = || call_span!(http POST "/tenants/{tenant}/access/v1/search/subject");
         self.traced(Method::AuthzenSubjectSearch, span, request, |req, now, call| async move {
             self.who(req, now, call, UnknownTenant::Invalid).await.map_err(|e| match e {
                 CallError::Invalid(i) => {

@@ -3,13 +3,11 @@
 //! guard in front of every service), metrics, spans and decision log.
 
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
 
 use super::{Authorizer, Call, CallError, When};
 use crate::convert::{self, DEFAULT_PAGE_SIZE, Invalid};
 use rolegate_api::{self as api, inspector_server};
 use rolegate_engine::{Page, Query, WhoError, explain};
-use rolegate_telemetry::RPC_TARGET;
 use rolegate_telemetry::metrics::Method;
 
 /// What `who` answers for a tenant the snapshot does not hold.
@@ -150,31 +148,10 @@ impl Authorizer {
     }
 }
 
-/// A span per Inspector call, on the RPC target so it exists only while traces are exported.
-macro_rules! inspector_span {
-    ($name:literal, $method:literal) => {
-        tracing::info_span!(
-            target: RPC_TARGET,
-            $name,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = "rolegate.v1.Inspector",
-            rpc.method = $method,
-            rpc.grpc.status_code = Empty,
-            rolegate.tenant = Empty,
-            rolegate.action = Empty,
-            rolegate.allowed = Empty,
-            rolegate.reason = Empty,
-            rolegate.revision = Empty,
-        )
-    };
-}
-
 #[tonic::async_trait]
 impl inspector_server::Inspector for Authorizer {
     async fn explain(&self, request: Request<api::CheckRequest>) -> Result<Response<api::ExplainResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Explain", "Explain");
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Explain");
         self.traced(Method::Explain, span, request, |req, now, call| Authorizer::explain(self, req, now, call)).await
     }
 
@@ -182,13 +159,13 @@ impl inspector_server::Inspector for Authorizer {
         &self,
         request: Request<api::PermissionsRequest>,
     ) -> Result<Response<api::PermissionsResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Permissions", "Permissions");
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Permissions");
         self.traced(Method::Permissions, span, request, |req, now, call| Authorizer::permissions(self, req, now, call))
             .await
     }
 
     async fn who(&self, request: Request<api::WhoRequest>) -> Result<Response<api::WhoResponse>, Status> {
-        let span = || inspector_span!("rolegate.v1.Inspector/Who", "Who");
+        let span = || call_span!(grpc "rolegate.v1.Inspector" / "Who");
         self.traced(Method::Who, span, request, |req, now, call| {
             Authorizer::who(self, req, now, call, UnknownTenant::Nobody)
         })

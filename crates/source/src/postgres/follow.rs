@@ -18,7 +18,7 @@
 //! re-created: the tenant is reloaded whole (or removed).
 
 mod apply;
-mod read;
+pub mod read;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +76,43 @@ impl Session {
         Ok(Session { client, queries, notes })
     }
 
+    /// Connects and prepares the statements without listening: for reading snapshots only, as
+    /// a hot standby allows.
+    pub async fn open_reader(cfg: &Config) -> Result<Session, FollowError> {
+        let (client, notes) = super::connect(cfg).await?;
+        let queries = Queries::prepare(&client).await?;
+        Ok(Session { client, queries, notes })
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Every tenant's revision, or only those of `tenants`.
+    pub async fn revisions(&self, tenants: Option<&[String]>) -> Result<Vec<super::rows::RevisionRow>, FollowError> {
+        Ok(self.queries.revisions(&self.client, tenants).await?)
+    }
+
+    /// The number of tenants with a revision and the sum of their revisions, as text.
+    pub async fn digest(&self) -> Result<(i64, String), FollowError> {
+        Ok(self.queries.digest(&self.client).await?)
+    }
+
+    /// Reads what changed for `tenants` (every tenant when `None`) since what `held` says of
+    /// each, within the round timeout.
+    pub async fn read(
+        &mut self,
+        tenants: Option<&[String]>,
+        held: impl Fn(&str) -> Option<read::Held>,
+        all_held: impl FnOnce() -> Vec<String>,
+    ) -> Result<read::Read, FollowError> {
+        tokio::time::timeout(ROUND_TIMEOUT, read::read(self, tenants, held, all_held))
+            .await
+            .map_err(|_| FollowError::Timeout(ROUND_TIMEOUT))?
+            .map_err(FollowError::Db)
+    }
+
     /// Waits for notifications; returns every tenant notified so far, each once.
     pub async fn notified(&mut self) -> Result<Vec<String>, FollowError> {
         let mut tenants = vec![self.notes.recv().await.flatten().ok_or(FollowError::Closed)?];
@@ -112,6 +149,21 @@ pub fn spawn(
 }
 
 impl Follower {
+    /// What the follower holds of `tenant`, if anything.
+    pub fn held(&self, tenant: &str) -> Option<read::Held> {
+        self.known.get(tenant).map(|k| read::Held { seen: k.seen, incremental: k.head.is_some() })
+    }
+
+    /// Forgets `tenant` (no longer served), so that its next load reads it whole.
+    pub fn forget(&mut self, tenant: &str) {
+        self.known.remove(tenant);
+    }
+
+    /// The store the follower publishes into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// A follower that has loaded nothing yet.
     pub fn new(cfg: Config, store: Arc<Store>, health: Arc<Health>) -> Self {
         Follower { cfg, store, health, known: HashMap::new() }

@@ -10,6 +10,8 @@ use crate::{MetricKind, SourceHealth, SourceMetric};
 /// Connection state and freshness of the source.
 #[derive(Debug)]
 pub struct Health {
+    /// The `source` label of its metrics.
+    label: &'static str,
     start: Instant,
     /// Milliseconds after `start` of the last round that confirmed every committed change was
     /// applied; 0 before the first.
@@ -20,16 +22,22 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
+        Health::labelled("postgres")
+    }
+}
+
+impl Health {
+    /// A health whose metrics carry `source="label"`.
+    pub fn labelled(label: &'static str) -> Health {
         Health {
+            label,
             start: Instant::now(),
             synced: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             connects: AtomicU64::new(0),
         }
     }
-}
 
-impl Health {
     /// Records that every change committed so far is applied.
     pub fn synced(&self) {
         self.synced.store((self.start.elapsed().as_millis() as u64).max(1), Relaxed);
@@ -59,7 +67,7 @@ impl Health {
 
 impl SourceHealth for Health {
     fn label(&self) -> &'static str {
-        "postgres"
+        self.label
     }
 
     fn age(&self) -> Option<Duration> {

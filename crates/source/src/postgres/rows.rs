@@ -5,7 +5,7 @@
 use tokio_postgres::{Error, GenericClient, Row, Statement};
 
 /// A tenant's slow-changing document.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TenantRow {
     /// Tenant id.
     pub id: String,
@@ -16,7 +16,7 @@ pub struct TenantRow {
 }
 
 /// A template document.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TemplateRow {
     /// Template name.
     pub name: String,
@@ -25,7 +25,7 @@ pub struct TemplateRow {
 }
 
 /// A unit of a tenant's organisation tree.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct UnitRow {
     /// Tenant id.
     pub tenant: String,
@@ -38,7 +38,7 @@ pub struct UnitRow {
 }
 
 /// A member of a tenant.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MemberRow {
     /// Tenant id.
     pub tenant: String,
@@ -57,7 +57,7 @@ pub struct MemberRow {
 }
 
 /// A binding of a member, in the member's document order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BindingRow {
     /// Tenant id.
     pub tenant: String,
@@ -104,7 +104,7 @@ pub struct ChangeRow {
 }
 
 /// Every row of some tenants, read in one snapshot.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantRows {
     /// The tenants' documents.
     pub tenants: Vec<TenantRow>,

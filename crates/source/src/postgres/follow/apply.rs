@@ -61,7 +61,7 @@ struct Rows<'a> {
 
 impl Follower {
     /// Compiles what was read and publishes every tenant that changed in one snapshot.
-    pub(super) fn apply(&mut self, read: Read) -> ReloadReport {
+    pub fn apply(&mut self, read: Read) -> ReloadReport {
         let mut report = ReloadReport::default();
         let snapshot = self.store.load();
         let served = |name: &str| snapshot.as_ref().is_some_and(|s| s.tenant(name).is_some());
@@ -181,7 +181,7 @@ impl Follower {
     }
 
     /// Every tenant served with rejected input now, by name.
-    pub(super) fn stale(&self) -> Vec<Stale> {
+    pub fn stale(&self) -> Vec<Stale> {
         let mut stale: Vec<Stale> = self.known.iter().filter_map(|(name, k)| k.stale(name)).collect();
         stale.sort_unstable_by(|a, b| a.tenant.cmp(&b.tenant));
         stale
