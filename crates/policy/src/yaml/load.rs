@@ -149,7 +149,7 @@ mod tests {
     use super::*;
 
     fn error(text: &str) -> String {
-        let (at, msg) = load(text).err().expect("refused");
+        let (at, msg) = load(text).expect_err("refused");
         format!("{}:{}: {msg}", at.line, at.col)
     }
 
