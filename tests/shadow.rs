@@ -145,3 +145,51 @@ async fn a_sample_of_zero_compares_nothing() {
     assert!(text.contains("rolegate_shadow_compared_total 0\n"), "{text}");
     assert!(text.contains("rolegate_shadow_dropped_total{reason=\"queue_full\"} 0\n"), "{text}");
 }
+
+/// The PostgreSQL candidate (`--shadow-source`): a second database with the same schema, followed
+/// like the live one. Writes to it after start reach the comparison; callers get only the live
+/// database's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_database_is_followed_and_compared_and_never_answers() {
+    use support::pg;
+    let Some(live) = pg::database("shadow_live").await else { return };
+    let Some(candidate) = pg::database("shadow_candidate").await else { return };
+    let mut l = pg::connect(&live).await;
+    let mut c = pg::connect(&candidate).await;
+    pg::desk(&l, "desk").await;
+    pg::desk(&c, "desk").await;
+    pg::write(&mut c, "desk", "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';")
+        .await;
+    let server = Server::start_postgres(&live, &["--admin-listen", "127.0.0.1:0", "--shadow-source", &candidate]);
+    server.ready().await;
+    shadow_loaded(&server).await;
+    let mut client = server.client().await;
+
+    // The candidate disables rep: counted, while the caller gets the live allow.
+    let revoked = r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="PRINCIPAL_DISABLED"}"#;
+    assert!(client.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap().allowed);
+    wait_until("rep's mismatch to be counted", Duration::from_secs(10), async || {
+        (server.metric(revoked).await == 1.0).then_some(())
+    })
+    .await;
+
+    // A write to the candidate after start is followed: now it also removes other's grant.
+    pg::write(&mut c, "desk", "DELETE FROM rolegate.bindings WHERE tenant = 'desk' AND member = 'other';").await;
+    let lost = r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="NO_GRANT"}"#;
+    wait_until("the candidate's new write to be compared", Duration::from_secs(20), async || {
+        let d = client.check(reply("other", 0)).await.unwrap().into_inner().decision.unwrap();
+        assert!(d.allowed, "the live answer, whatever the candidate says: {d:?}");
+        (server.metric(lost).await >= 1.0).then_some(())
+    })
+    .await;
+
+    // A write to the live database changes the answer; the candidate never does.
+    let revision = pg::write(
+        &mut l,
+        "desk",
+        "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';",
+    )
+    .await;
+    let d = client.check(reply("rep", revision)).await.unwrap().into_inner().decision.unwrap();
+    assert_eq!(d.reason, api::Reason::PrincipalDisabled as i32, "{d:?}");
+}

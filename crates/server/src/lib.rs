@@ -217,12 +217,13 @@ async fn serve(
     };
     let reflection_v1 = reflection().build_v1().context("cannot build reflection")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("cannot build reflection")?;
-    let callers = callers::CallersLayer::new(access.callers.clone(), cfg.limits.max_message_bytes);
+    // Without a callers file there is no layer at all: nothing to box or dispatch per call.
+    let callers = access.callers.clone().map(|c| callers::CallersLayer::new(Some(c), cfg.limits.max_message_bytes));
     let router = || {
         Server::builder()
             .timeout(cfg.request_timeout)
             .layer(guard.clone())
-            .layer(callers.clone())
+            .layer(tower::util::option_layer(callers.clone()))
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
