@@ -3,49 +3,27 @@
 use std::hash::{Hash, Hasher};
 
 use jiff::Timestamp;
+use marked_yaml::Node;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
-use marked_yaml::{LoaderOptions, Node};
 
 use super::diag::{Loc, Report, Spanned};
 use rolegate_engine::suggest;
 
-mod guard;
+mod load;
 
-pub use guard::MAX_YAML_DEPTH;
+pub use load::MAX_YAML_DEPTH;
 
 /// Parses YAML text; a syntax error, nesting deeper than [`MAX_YAML_DEPTH`], a second document,
-/// an anchor or an alias is reported and yields `None`. A leading byte-order mark is skipped.
+/// an anchor, an alias, a tag or a duplicate key is reported and yields `None`. A leading
+/// byte-order mark is skipped. Quoted scalars stay text: only a plain `3` or `true` is a number
+/// or a boolean.
 pub fn parse(report: &mut Report, text: &str) -> Option<Node> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // The guard runs first: the loader below recurses once per nesting level.
-    if let Err((at, msg)) = guard::check(text) {
-        report.error(at, "", msg);
-        return None;
-    }
-    // Quoted scalars stay text: only a plain `3` or `true` is a number or a boolean.
-    let opts = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
-    match marked_yaml::parse_yaml_with_options(0, text, opts) {
+    match load::load(text) {
         Ok(node) => Some(node),
-        Err(e) => {
-            let (at, msg) = load_error(&e);
+        Err((at, msg)) => {
             report.error(at, "", msg);
             None
-        }
-    }
-}
-
-fn load_error(e: &marked_yaml::LoadError) -> (Loc, String) {
-    use marked_yaml::LoadError as E;
-    let mark = |m: &marked_yaml::Marker| Loc { line: m.line() as u32, col: m.column() as u32 };
-    match e {
-        E::TopLevelMustBeMapping(m) => (mark(m), "the document must be a mapping".into()),
-        E::TopLevelMustBeSequence(m) => (mark(m), "the document must be a sequence".into()),
-        E::UnexpectedAnchor(m) => (mark(m), "anchors and aliases are not supported".into()),
-        E::MappingKeyMustBeScalar(m) => (mark(m), "mapping keys must be plain strings".into()),
-        E::UnexpectedTag(m) => (mark(m), "YAML tags are not supported".into()),
-        E::ScanError(m, err) => (mark(m), format!("invalid YAML: {}", err.info())),
-        E::DuplicateKey(d) => {
-            (d.key.span().start().map(mark).unwrap_or_default(), format!("duplicate key `{}`", d.key.as_str()))
         }
     }
 }

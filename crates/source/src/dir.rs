@@ -206,6 +206,11 @@ impl DirSource {
             store.apply(&removed, fresh);
         }
         report.removed = removed;
+        let parsed_bytes: usize = fresh_files.iter().filter_map(|p| self.files.get(p)).map(|r| r.len).sum();
+        drop(parsed);
+        if parsed_bytes >= crate::trim::TRIM_AFTER_BYTES {
+            crate::trim::release_freed_memory();
+        }
         report
     }
 

@@ -7,6 +7,7 @@ pub mod nats;
 pub mod pem;
 pub mod postgres;
 pub mod store;
+pub mod trim;
 pub mod watch;
 
 use std::sync::Arc;
