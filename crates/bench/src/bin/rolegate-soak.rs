@@ -574,12 +574,25 @@ async fn main() -> anyhow::Result<()> {
             let dsn = args.dsn.as_deref().context("--source pg needs --dsn")?;
             let revisions = Arc::new(pg::Revisions::default());
             let (db, w) = pg::setup(dsn, &args.rolegate, &revisions).await?;
-            // The decision cache is on, so its invalidation across revisions is judged too.
-            let source: Vec<OsString> =
-                ["--source", &db, "--min-revision-wait", "500ms", "--cache-capacity", "10000", "--cache-ttl", "60s"]
-                    .iter()
-                    .map(OsString::from)
-                    .collect();
+            // The decision cache is on, so its invalidation across revisions is judged too. A
+            // caller naming the revision just committed waits up to 3 s for it: on a loaded
+            // machine a notification can take longer than 500 ms to apply, and the soak judges
+            // errors, not catch-up time (tests/pg_faults.rs measures that).
+            let source: Vec<OsString> = [
+                "--source",
+                &db,
+                "--min-revision-wait",
+                "3s",
+                "--request-timeout",
+                "5s",
+                "--cache-capacity",
+                "10000",
+                "--cache-ttl",
+                "60s",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect();
             let (server, addr) = start_server(&args, &source, &log)?;
             let writer = tokio::spawn(pg::writer(w, revisions.clone(), stop.clone()));
             (revisions as Arc<dyn Soaked>, writer, server, addr)
