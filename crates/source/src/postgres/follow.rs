@@ -19,6 +19,7 @@
 
 mod apply;
 pub mod read;
+mod resident;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tokio_postgres::Client;
 use super::rows::Queries;
 use super::{Config, Health};
 use crate::ReloadReport;
+use crate::ondemand::{Request, Requests};
 use crate::store::Store;
 use apply::Known;
 
@@ -172,9 +174,10 @@ impl Follower {
     /// Connects, catches up and follows until the process exits, reconnecting after failures.
     pub async fn run(mut self, on_round: impl Fn(&ReloadReport)) {
         let mut backoff = MIN_BACKOFF;
+        let mut requests = self.requests();
         loop {
             let err = match Session::open(&self.cfg).await {
-                Ok(mut session) => self.follow(&mut session, &on_round, &mut backoff).await,
+                Ok(mut session) => self.follow(&mut session, &on_round, &mut backoff, &mut requests).await,
                 Err(e) => e,
             };
             self.health.set_connected(false);
@@ -191,8 +194,31 @@ impl Follower {
                 ),
             };
             on_round(&ReloadReport { unreadable: Some(message), stale: self.stale(), ..ReloadReport::default() });
-            tokio::time::sleep(jitter(backoff)).await;
+            self.wait(jitter(backoff), &mut requests, &format!("postgres {db}: {err}"), &on_round).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sleeps `pause` while disconnected; loads asked for meanwhile fail at once with `why`.
+    async fn wait(
+        &mut self,
+        pause: Duration,
+        requests: &mut Option<Requests>,
+        why: &str,
+        on_round: &impl Fn(&ReloadReport),
+    ) {
+        let Some(rx) = requests.as_mut() else { return tokio::time::sleep(pause).await };
+        let until = tokio::time::sleep(pause);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return,
+                Some(request) = rx.0.recv() => {
+                    if let Some(report) = self.refuse(request, why) {
+                        on_round(&report);
+                    }
+                }
+            }
         }
     }
 
@@ -202,9 +228,14 @@ impl Follower {
         session: &mut Session,
         on_round: &impl Fn(&ReloadReport),
         backoff: &mut Duration,
+        requests: &mut Option<Requests>,
     ) -> FollowError {
-        match self.sync(session, None).await {
-            Ok(report) => on_round(&report),
+        let first = if self.on_demand() { self.check_resident(session).await } else { self.sync(session, None).await };
+        match first {
+            Ok(report) => {
+                self.settle(&report).await;
+                on_round(&report);
+            }
             Err(e) => return e,
         }
         self.health.synced();
@@ -219,18 +250,35 @@ impl Follower {
             enum Event {
                 Notified(Result<Vec<String>, FollowError>),
                 Poll,
+                Asked(Request),
             }
+            let asked = async {
+                match requests.as_mut() {
+                    Some(rx) => rx.0.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 notes = session.notified() => Event::Notified(notes),
                 _ = poll.tick() => Event::Poll,
+                Some(request) = asked => Event::Asked(request),
             };
             let round = match event {
-                Event::Notified(Ok(tenants)) => self.sync(session, Some(&tenants)).await,
+                Event::Notified(Ok(tenants)) => {
+                    let tenants = self.to_follow(tenants);
+                    if tenants.is_empty() {
+                        continue;
+                    }
+                    self.sync(session, Some(&tenants)).await
+                }
                 Event::Notified(Err(e)) => Err(e),
+                Event::Poll if self.on_demand() => self.check_resident(session).await,
                 Event::Poll => self.poll(session).await,
+                Event::Asked(request) => self.serve(session, request).await,
             };
             match round {
                 Ok(report) => {
+                    self.settle(&report).await;
                     on_round(&report);
                     self.health.synced();
                 }
