@@ -209,7 +209,18 @@ async fn a_candidate_schema_is_followed_and_compared_and_never_answers() {
     let migrated = pg::rolegate(&["migrate", "--dsn", &dsn, "--schema", "candidate"]);
     assert!(migrated.contains("schema candidate is at version"), "{migrated}");
     pg::rolegate(&["export", "--from", &dsn, exported.to_str().unwrap()]);
+    // The candidate also gets a template the live policy lacks; exporting it reads it back.
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/customer-service-desk.yaml");
+    std::fs::copy(&template, exported.join("templates/customer-service-desk.yaml")).unwrap();
     pg::rolegate(&["import", exported.to_str().unwrap(), "--to", &dsn, "--schema", "candidate"]);
+    let staged = tmp.path().join("candidate");
+    pg::rolegate(&["export", "--from", &dsn, "--schema", "candidate", staged.to_str().unwrap()]);
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(staged.join("desk.yaml")), read(exported.join("desk.yaml")));
+    assert_eq!(read(staged.join("templates/customer-service-desk.yaml")), read(template));
+    let live_templates = db.query_one("SELECT count(*) FROM rolegate.templates", &[]).await.unwrap();
+    assert_eq!(live_templates.get::<_, i64>(0), 0, "the import into the candidate wrote the live schema");
     db.batch_execute("UPDATE candidate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'")
         .await
         .unwrap();

@@ -65,6 +65,9 @@ pub struct ServeConfig {
     pub callers: Option<PathBuf>,
     /// Shadow evaluation against a candidate policy; `None` is off.
     pub shadow: Option<crate::shadow::Config>,
+    /// With tenants on demand, the memory bound of the resident tenants in bytes; `None` holds
+    /// every tenant.
+    pub on_demand: Option<u64>,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -83,6 +86,14 @@ pub struct RawServe {
     /// A file holding the `--source` DSN (a mounted secret).
     #[arg(long, env = "ROLEGATE_SOURCE_FILE")]
     pub source_file: Option<PathBuf>,
+    /// `all` holds every tenant; `on-demand` loads a tenant from the database when a call first
+    /// names it and keeps the tenants in use within `--tenant-memory` [default: all].
+    #[arg(long, env = "ROLEGATE_TENANTS")]
+    pub tenants: Option<String>,
+    /// With `--tenants on-demand`: the estimated bytes of resident tenants, e.g. `512MiB`, `2GiB`,
+    /// 1MiB to 1TiB [default: 512MiB].
+    #[arg(long, env = "ROLEGATE_TENANT_MEMORY")]
+    pub tenant_memory: Option<String>,
     /// Listen address, `host:port` or `unix:PATH`; repeatable [default: 127.0.0.1:50051].
     #[arg(long, env = "ROLEGATE_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
@@ -305,6 +316,7 @@ impl RawServe {
         let callers = self.callers.clone().or_else(|| s.in_file("callers").map(PathBuf::from));
         let poll = postgres.as_ref().map_or(reload_poll, |pg| pg.poll);
         let shadow = self.shadow(&mut s, postgres.as_ref(), nats.is_some(), poll);
+        let on_demand = s.tenants(&self.tenants, &self.tenant_memory, postgres.is_some());
         if min_revision_wait >= request_timeout {
             s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
@@ -335,6 +347,7 @@ impl RawServe {
             tls,
             callers,
             shadow,
+            on_demand,
         })
     }
 }
@@ -425,6 +438,41 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("listen:")));
         assert!(errors.iter().any(|e| e.starts_with("min_revision_wait:")));
         assert!(errors.iter().any(|e| e.starts_with("max_concurrency:")));
+    }
+
+    #[test]
+    fn tenants_on_demand_take_a_size_and_need_a_database() {
+        let pg = |tenants: Option<&str>, memory: Option<&str>| RawServe {
+            source: Some("postgres://db/p".into()),
+            tenants: tenants.map(Into::into),
+            tenant_memory: memory.map(Into::into),
+            ..RawServe::default()
+        };
+        assert_eq!(pg(None, None).resolve().unwrap().on_demand, None, "every tenant resident by default");
+        assert_eq!(pg(Some("on-demand"), None).resolve().unwrap().on_demand, Some(512 << 20));
+        assert_eq!(pg(Some("on-demand"), Some("2GiB")).resolve().unwrap().on_demand, Some(2 << 30));
+        assert_eq!(pg(Some("on-demand"), Some("300MB")).resolve().unwrap().on_demand, Some(300_000_000));
+        assert_eq!(
+            pg(Some("on-demand"), Some("lots")).resolve().unwrap_err()[0],
+            "tenant_memory: invalid size `lots` (e.g. `512MiB`, `2GiB`, `1000000`)"
+        );
+        assert_eq!(
+            pg(Some("on-demand"), Some("1KiB")).resolve().unwrap_err()[0],
+            "tenant_memory: `1KiB` is out of range (1MiB to 1TiB)"
+        );
+        assert_eq!(
+            pg(Some("on-demand"), Some("99999999999TiB")).resolve().unwrap_err().len(),
+            1,
+            "an overflow is invalid"
+        );
+        assert_eq!(pg(None, Some("1GiB")).resolve().unwrap_err(), ["tenant_memory: only with `--tenants on-demand`"]);
+        assert_eq!(
+            pg(Some("some"), None).resolve().unwrap_err(),
+            ["tenants: expected `all` or `on-demand`, got `some`"]
+        );
+        let dir =
+            RawServe { policies: Some("examples".into()), tenants: Some("on-demand".into()), ..RawServe::default() };
+        assert!(dir.resolve().unwrap_err()[0].starts_with("tenants: `on-demand` needs a database"));
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! A tenant's slow-changing part is its YAML document (a row of `rolegate.tenants`, templates in
 //! `rolegate.templates`); units, members and bindings are rows. Triggers append every write to
 //! `rolegate.change_log` and notify channel `rolegate` in the writer's transaction (a candidate
-//! policy in another schema: [`schema`]). A sidecar
-//! loads every tenant, LISTENs, and on each notification reads the tenant's change-log rows after
-//! the last id it applied: member and binding changes recompile only those members, anything else
-//! the whole tenant. A tenant's revision is the id of its last change, the same on every sidecar.
+//! policy in another schema: [`schema`]). A sidecar loads every tenant, LISTENs, and on each
+//! notification reads the tenant's change-log rows after the last id it applied: member and
+//! binding changes recompile only those members, anything else the whole tenant. A tenant's revision is the id of its last change, the same on every sidecar.
 //!
 //! The submodules: `migrate` (the versioned schema), `rows` (SQL), `build` (rows → documents →
 //! compiled tenants, pure), `follow` (LISTEN, catch-up, reconnects), `health` (staleness), and

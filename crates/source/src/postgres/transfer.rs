@@ -258,7 +258,7 @@ pub async fn export_schema(dsn: &str, schema: &Schema, dir: &Path) -> anyhow::Re
     let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let ids = queries.tenant_ids(&tx).await?;
     let templates: Vec<(String, String)> = tx
-        .query("SELECT name, document FROM rolegate.templates ORDER BY name", &[])
+        .query(&*schema.sql("SELECT name, document FROM rolegate.templates ORDER BY name"), &[])
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
