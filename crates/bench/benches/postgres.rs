@@ -146,7 +146,7 @@ async fn bench_database(server: &str, db: &str, members: usize) -> String {
     admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
     let dsn = with_db(server, db);
     let mut client = connect(&dsn).await;
-    migrate::migrate(&mut client).await.unwrap();
+    migrate::migrate(&mut client, &Default::default()).await.unwrap();
     let last = members as i64 - 1;
     client.execute("INSERT INTO rolegate.tenants (id, document) VALUES ('bench', $1)", &[&DOC]).await.unwrap();
     client

@@ -39,7 +39,7 @@ async fn database(server: &str, s: Sizes) -> String {
     admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
     let dsn = pg::with_db(server, db);
     let mut client = pg::connect(&dsn).await;
-    rolegate::source::postgres::migrate::migrate(&mut client).await.unwrap();
+    rolegate::source::postgres::migrate::migrate(&mut client, &Default::default()).await.unwrap();
     let started = Instant::now();
     let (n, big, members) = (s.tenants as i64 - 1, s.big as i64 - 1, s.big_members as i64 - 1);
     let sql = [

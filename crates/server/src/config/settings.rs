@@ -33,6 +33,7 @@ const FILE_KEYS: &[&str] = &[
     "callers",
     "shadow_policies",
     "shadow_source",
+    "shadow_schema",
     "shadow_queue",
     "shadow_sample",
     "shadow_log_per_second",

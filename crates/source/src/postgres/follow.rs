@@ -1,8 +1,8 @@
-//! Following the database. The follower loads every tenant, LISTENs on channel `rolegate`, and
-//! on each notification reads the notified tenants' change-log rows after the last id it applied
-//! for each: member and binding changes recompile only those members, any other change the whole
-//! tenant. A periodic check that every tenant's revision is the one applied backs up lost
-//! notifications. When the connection fails, the last snapshot keeps serving, the follower
+//! Following the database. The follower loads every tenant, LISTENs on its schema's channel
+//! (`rolegate` for the live policy), and on each notification reads the notified tenants'
+//! change-log rows after the last id it applied for each: member and binding changes recompile
+//! only those members, any other change the whole tenant. A periodic check that every tenant's
+//! revision is the one applied backs up lost notifications. When the connection fails, the last snapshot keeps serving, the follower
 //! reconnects with backoff and catches up from each tenant's last applied id.
 //!
 //! Each round reads in one repeatable-read transaction, so the rows a tenant is built from are
@@ -35,8 +35,6 @@ use crate::ondemand::{Request, Requests};
 use crate::store::Store;
 use apply::Known;
 
-/// The notification channel the triggers notify.
-pub const CHANNEL: &str = "rolegate";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A round that takes longer than this is abandoned and the connection reopened.
@@ -73,8 +71,8 @@ impl Session {
     /// so no change committed after the first read can go unnoticed.
     pub async fn open(cfg: &Config) -> Result<Session, FollowError> {
         let (client, notes) = super::connect(cfg).await?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        let queries = Queries::prepare(&client).await?;
+        client.batch_execute(&format!("LISTEN {}", cfg.schema.ident())).await?;
+        let queries = Queries::prepare(&client, &cfg.schema).await?;
         Ok(Session { client, queries, notes })
     }
 
@@ -82,7 +80,7 @@ impl Session {
     /// a hot standby allows.
     pub async fn open_reader(cfg: &Config) -> Result<Session, FollowError> {
         let (client, notes) = super::connect(cfg).await?;
-        let queries = Queries::prepare(&client).await?;
+        let queries = Queries::prepare(&client, &cfg.schema).await?;
         Ok(Session { client, queries, notes })
     }
 
