@@ -48,7 +48,19 @@ async fn ask(client: &mut Client, tenant: &str, min_revision: u64) -> Result<(bo
 async fn on_demand(dsn: &str, memory: &str) -> Server {
     let server = Server::start_postgres(
         dsn,
-        &["--tenants", "on-demand", "--tenant-memory", memory, "--admin-listen", "127.0.0.1:0", "--reload-poll", "1s"],
+        &[
+            "--tenants",
+            "on-demand",
+            "--tenant-memory",
+            memory,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--reload-poll",
+            "1s",
+            // A load of a 2,500-member tenant on a busy machine must not meet the 1 s default.
+            "--request-timeout",
+            "20s",
+        ],
     );
     server.ready().await;
     server
