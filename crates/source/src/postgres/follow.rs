@@ -308,9 +308,12 @@ impl Follower {
         let read = tokio::time::timeout(ROUND_TIMEOUT, self.read(session, tenants))
             .await
             .map_err(|_| FollowError::Timeout(ROUND_TIMEOUT))??;
+        // A tenant read whole (every tenant at the first sync; one whose history no longer
+        // reaches the change last applied, or whose head changed, later) had all its rows
+        // parsed: give back what that took, also when only one tenant was notified.
+        let whole = tenants.is_none() || !read.full.is_empty();
         let report = self.apply(read);
-        // Every tenant's rows were read and parsed: give back what that took.
-        if tenants.is_none() {
+        if whole {
             crate::trim::release_freed_memory();
         }
         Ok(report)
