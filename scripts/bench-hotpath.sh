@@ -2,7 +2,9 @@
 # What one call costs the server, counted rather than timed, so the figures hold on a busy
 # machine: allocations per call (a counting allocator in rolegate-hotpath) and, when valgrind is
 # installed, instructions per Check (callgrind), for rolegate — decision log at its default and
-# off — and the empty server, on the benchmark tenant's Check and CheckBatch (10 items) workloads.
+# off, shadow evaluation of every call and of a tenth — and the empty server, on the benchmark
+# tenant's Check and CheckBatch (10 items) workloads. BENCH_SERVERS='rolegate rolegate-shadow-100pct'
+# measures only the servers so named.
 #
 #   scripts/bench-hotpath.sh           release build; a few minutes with callgrind on 2 cores
 #   scripts/bench-hotpath.sh --quick   debug build, few calls, no callgrind: proves it works
@@ -40,8 +42,21 @@ for w in check batch10; do
 done
 path_of() { case "$1" in check) echo /rolegate.v1.Authorizer/Check ;; *) echo /rolegate.v1.Authorizer/CheckBatch ;; esac; }
 
-# SERVER: name and flags of each server measured.
-SERVERS=("rolegate|--target rolegate" "rolegate-log-off|--target rolegate --decision-log off" "baseline|--target baseline")
+# SERVER: name and flags of each server measured. The shadow rows compare every call (or a
+# tenth) with a candidate that is a copy of the live policy, so every comparison matches and
+# nothing is logged: the cost of queuing, deciding again and comparing.
+SERVERS=("rolegate|--target rolegate" "rolegate-log-off|--target rolegate --decision-log off"
+  "rolegate-shadow-100pct|--target rolegate --shadow-policies $OUT/policies"
+  "rolegate-shadow-10pct|--target rolegate --shadow-policies $OUT/policies --shadow-sample 0.1"
+  "baseline|--target baseline")
+if [[ -n ${BENCH_SERVERS:-} ]]; then
+  kept=()
+  for s in "${SERVERS[@]}"; do
+    for want in $BENCH_SERVERS; do [[ ${s%%|*} == "$want" ]] && kept+=("$s"); done
+  done
+  ((${#kept[@]})) || die "BENCH_SERVERS names none of: ${SERVERS[*]%%|*}"
+  SERVERS=("${kept[@]}")
+fi
 
 hotpath() {
   local w="$1" name="$2" calls="$3"

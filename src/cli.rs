@@ -15,6 +15,7 @@ use crate::api;
 use crate::engine::{Attrs, Context, Request, Resource, decide};
 use crate::policy::parse::scalar_value;
 use crate::source::files;
+use crate::source::postgres::schema::Schema;
 use crate::source::postgres::transfer as pg;
 use crate::suite;
 
@@ -71,6 +72,10 @@ enum Command {
         /// The database, `postgres://user@host:5432/db`.
         #[arg(long)]
         dsn: String,
+        /// The schema to create or upgrade: another name holds a candidate policy for
+        /// `serve --shadow-schema`.
+        #[arg(long, default_value = "rolegate", value_parser = Schema::parse)]
+        schema: Schema,
     },
     /// Load a policy directory into PostgreSQL, replacing the rows of each tenant in it.
     Import {
@@ -79,6 +84,9 @@ enum Command {
         /// The database, `postgres://user@host:5432/db`.
         #[arg(long)]
         to: String,
+        /// The schema to load into (a candidate policy's, made by `migrate --schema`).
+        #[arg(long, default_value = "rolegate", value_parser = Schema::parse)]
+        schema: Schema,
     },
     /// Write the policies held in PostgreSQL as a policy directory.
     Export {
@@ -87,6 +95,9 @@ enum Command {
         from: String,
         /// The directory to write.
         dir: PathBuf,
+        /// The schema to read (a candidate policy's, made by `migrate --schema`).
+        #[arg(long, default_value = "rolegate", value_parser = Schema::parse)]
+        schema: Schema,
     },
 }
 
@@ -213,9 +224,9 @@ impl Cli {
             Command::Console(args) => rolegate_console::run(&args),
             Command::Serve(raw) => serve(&raw),
             Command::Publish(args) => publish::run(&args),
-            Command::Migrate { dsn } => runtime()?.block_on(pg::migrate_command(&dsn)),
-            Command::Import { dir, to } => runtime()?.block_on(pg::import_command(&dir, &to)),
-            Command::Export { from, dir } => runtime()?.block_on(pg::export_command(&from, &dir)),
+            Command::Migrate { dsn, schema } => runtime()?.block_on(pg::migrate_command(&dsn, &schema)),
+            Command::Import { dir, to, schema } => runtime()?.block_on(pg::import_command(&dir, &to, &schema)),
+            Command::Export { from, dir, schema } => runtime()?.block_on(pg::export_command(&from, &dir, &schema)),
         }
     }
 }

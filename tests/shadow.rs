@@ -193,3 +193,114 @@ async fn a_candidate_database_is_followed_and_compared_and_never_answers() {
     let d = client.check(reply("rep", revision)).await.unwrap().into_inner().decision.unwrap();
     assert_eq!(d.reason, api::Reason::PrincipalDisabled as i32, "{d:?}");
 }
+
+/// The PostgreSQL candidate as a schema of the live database (`--shadow-schema`): made with
+/// `rolegate migrate --schema`, seeded from the live policy by export and import, and followed on
+/// its own channel. Candidate writes (a bad row included) change only what is compared; a live
+/// revocation applies to the answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_schema_is_followed_and_compared_and_never_answers() {
+    use support::pg;
+    let Some(dsn) = pg::database("shadow_schema").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let exported = tmp.path().join("live");
+    let migrated = pg::rolegate(&["migrate", "--dsn", &dsn, "--schema", "candidate"]);
+    assert!(migrated.contains("schema candidate is at version"), "{migrated}");
+    pg::rolegate(&["export", "--from", &dsn, exported.to_str().unwrap()]);
+    // The candidate also gets a template the live policy lacks; exporting it reads it back.
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/customer-service-desk.yaml");
+    std::fs::copy(&template, exported.join("templates/customer-service-desk.yaml")).unwrap();
+    pg::rolegate(&["import", exported.to_str().unwrap(), "--to", &dsn, "--schema", "candidate"]);
+    let staged = tmp.path().join("candidate");
+    pg::rolegate(&["export", "--from", &dsn, "--schema", "candidate", staged.to_str().unwrap()]);
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(staged.join("desk.yaml")), read(exported.join("desk.yaml")));
+    assert_eq!(read(staged.join("templates/customer-service-desk.yaml")), read(template));
+    let live_templates = db.query_one("SELECT count(*) FROM rolegate.templates", &[]).await.unwrap();
+    assert_eq!(live_templates.get::<_, i64>(0), 0, "the import into the candidate wrote the live schema");
+    db.batch_execute("UPDATE candidate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep'")
+        .await
+        .unwrap();
+    let server = Server::start_postgres(&dsn, &["--admin-listen", "127.0.0.1:0", "--shadow-schema", "candidate"]);
+    server.ready().await;
+    shadow_loaded(&server).await;
+    let mut client = server.client().await;
+
+    // The candidate disables rep: counted, while the caller gets the live allow.
+    let revoked = r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="PRINCIPAL_DISABLED"}"#;
+    let d = client.check(reply("rep", 0)).await.unwrap().into_inner();
+    assert!(d.decision.unwrap().allowed);
+    let live_revision = d.revision;
+    wait_until("rep's mismatch to be counted", Duration::from_secs(10), async || {
+        (server.metric(revoked).await == 1.0).then_some(())
+    })
+    .await;
+
+    // A bad row written to the candidate after start: the candidate denies `other` for it,
+    // counted; the live answer and revision stay those of the live schema.
+    let bad =
+        "INSERT INTO candidate.bindings (tenant, member, role, scope) VALUES ('desk', 'other', 'agnet', '\"tenant\"')";
+    db.batch_execute(bad).await.unwrap();
+    let lost = r#"rolegate_shadow_mismatches_total{live="GRANTED",shadow="NO_GRANT"}"#;
+    wait_until("the candidate's bad row to be compared", Duration::from_secs(20), async || {
+        let r = client.check(reply("other", 0)).await.unwrap().into_inner();
+        let d = r.decision.unwrap();
+        assert!(d.allowed && r.revision == live_revision, "the live answer, whatever the candidate says: {d:?}");
+        (server.metric(lost).await >= 1.0).then_some(())
+    })
+    .await;
+    // A candidate document that does not compile is kept at its last good version, and never
+    // reaches the live policy.
+    db.batch_execute("UPDATE candidate.tenants SET document = E'tenant: desk\\nschema: 5\\n' WHERE id = 'desk'")
+        .await
+        .unwrap();
+    server.log_line("the candidate's rejected document", |l| l.contains("shadow tenant failed to load"));
+    let r = client.check(reply("other", 0)).await.unwrap().into_inner();
+    assert!(r.decision.unwrap().allowed && r.revision == live_revision);
+
+    // A revocation in the live schema applies to the answers.
+    let disable = "UPDATE rolegate.members SET status = 'disabled' WHERE tenant = 'desk' AND id = 'rep';";
+    let revision = pg::write(&mut db, "desk", disable).await;
+    let d = client.check(reply("rep", revision)).await.unwrap().into_inner().decision.unwrap();
+    assert_eq!(d.reason, api::Reason::PrincipalDisabled as i32, "{d:?}");
+    let ready = server.metric("rolegate_ready").await;
+    assert_eq!(ready, 1.0, "the candidate's rejected document never affects readiness");
+}
+
+/// Each schema notifies its own channel: a candidate write never wakes a live follower, and a
+/// live write never wakes a candidate's. A listener gets its notifications in commit order, so
+/// the next one each side gets after a write is that write's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_notifies_only_its_own_channel() {
+    use rolegate::source::postgres::{self, schema::Schema};
+    use support::pg;
+    let Some(dsn) = pg::database("shadow_channels").await else { return };
+    pg::rolegate(&["migrate", "--dsn", &dsn, "--schema", "candidate"]);
+    let db = pg::connect(&dsn).await;
+    let listen = async |schema: &str| {
+        let mut cfg = postgres::Config::from_dsn(&dsn, Duration::from_secs(1)).unwrap();
+        cfg.schema = Schema::parse(schema).unwrap();
+        let (client, notes) = postgres::connect(&cfg).await.unwrap();
+        client.batch_execute(&format!("LISTEN {}", cfg.schema.ident())).await.unwrap();
+        (client, notes)
+    };
+    let (_l, mut live) = listen("rolegate").await;
+    let (_c, mut candidate) = listen("candidate").await;
+    let add = async |schema: &str, tenant: &str| {
+        let sql = format!("INSERT INTO {schema}.tenants (id, document) VALUES ('{tenant}', 'tenant: {tenant}')");
+        db.batch_execute(&sql).await.unwrap();
+    };
+    let next = async |notes: &mut tokio::sync::mpsc::UnboundedReceiver<Option<String>>| {
+        tokio::time::timeout(Duration::from_secs(10), notes.recv()).await.expect("a notification").flatten()
+    };
+
+    add("candidate", "first").await;
+    assert_eq!(next(&mut candidate).await.as_deref(), Some("first"));
+    add("rolegate", "second").await;
+    assert_eq!(next(&mut live).await.as_deref(), Some("second"), "the candidate's write reached the live channel");
+    add("candidate", "third").await;
+    assert_eq!(next(&mut candidate).await.as_deref(), Some("third"), "the live write reached the candidate's channel");
+}

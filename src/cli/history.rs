@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::{Value as Json, json};
 
 use crate::source::postgres::history::{self, Change, Filter};
+use crate::source::postgres::schema::Schema;
 
 /// Arguments of `rolegate history`.
 #[derive(Debug, Args)]
@@ -30,6 +31,9 @@ pub struct HistoryArgs {
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The schema to read (a candidate policy's, made by `migrate --schema`).
+    #[arg(long, default_value = "rolegate", value_parser = Schema::parse)]
+    pub schema: Schema,
 }
 
 /// Runs `rolegate history`.
@@ -39,6 +43,7 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         member: args.member.clone(),
         since: args.since.as_deref().map(since).transpose()?,
         limit: i64::from(args.limit),
+        schema: args.schema.clone(),
     };
     let changes = crate::cli::runtime()?.block_on(history::read(&args.source, &filter))?;
     for c in &changes {

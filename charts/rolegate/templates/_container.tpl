@@ -77,8 +77,30 @@ it holds in a host pod whose own securityContext this chart does not control.
 {{- end }}
 
 {{- define "rolegate.env" -}}
+{{- if not .Values.source }}
 - name: ROLEGATE_POLICIES
   value: {{ .Values.policies.mountPath | quote }}
+{{- else if eq .Values.source "postgres" }}
+- name: ROLEGATE_SOURCE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.secretName | quote }}
+      key: {{ .Values.database.key | quote }}
+{{- else }}
+- name: ROLEGATE_SOURCE
+  value: {{ .Values.source | quote }}
+- name: ROLEGATE_SNAPSHOT_SOURCE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.secretName | quote }}
+      key: {{ .Values.database.key | quote }}
+{{- end }}
+{{- if eq .Values.tenants "on-demand" }}
+- name: ROLEGATE_TENANTS
+  value: on-demand
+- name: ROLEGATE_TENANT_MEMORY
+  value: {{ .Values.tenantMemory | quote }}
+{{- end }}
 - name: ROLEGATE_LISTEN
   value: {{ include "rolegate.listen" . | quote }}
 - name: ROLEGATE_ADMIN_LISTEN

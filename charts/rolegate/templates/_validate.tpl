@@ -1,5 +1,17 @@
 {{/* Checks across values that values.schema.json cannot express. */}}
 {{- define "rolegate.validate" -}}
+{{- if and .Values.source (not .Values.database.secretName) }}
+{{- fail "database.secretName: name the Secret holding the database DSN (needed with `source`)" }}
+{{- end }}
+{{- if and (eq .Values.tenants "on-demand") (not .Values.source) }}
+{{- fail "tenants `on-demand` needs `source` (`postgres` or `nats://…`): a policy directory is always held whole" }}
+{{- end }}
+{{- if and .Values.publish.enabled (not (or .Values.publish.nats (hasPrefix "nats://" .Values.source) (hasPrefix "tls://" .Values.source))) }}
+{{- fail "publish.nats: name the NATS servers (or set `source: nats://…`)" }}
+{{- end }}
+{{- if and .Values.publish.enabled (not (or .Values.publish.database.secretName .Values.database.secretName)) }}
+{{- fail "publish.database.secretName: name the Secret holding the primary database's DSN" }}
+{{- end }}
 {{- with .Values.podDisruptionBudget }}
 {{- if and .enabled (eq (toString .minAvailable | empty) (toString .maxUnavailable | empty)) }}
 {{- fail "podDisruptionBudget: set exactly one of `minAvailable` and `maxUnavailable`, the other to \"\"" }}

@@ -9,7 +9,9 @@
 //!   to many lightweight subscribers (an ordered consumer and a NATS connection each, decoding
 //!   every change) beside two real sidecars (`serve --source nats://…`).
 //!
-//! `cargo bench --bench postgres [-- apply latency fanout nats]`. Under `cargo test` it runs each part
+//! - `ondemand`: tenants on demand (`support/ondemand.rs`).
+//!
+//! `cargo bench --bench postgres [-- apply latency fanout nats ondemand]`. Under `cargo test` it runs each part
 //! once at a small size, so the bench keeps working.
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +41,9 @@ mod pg;
 #[allow(dead_code)]
 #[path = "../../../tests/support/nats.rs"]
 mod nats;
+
+#[path = "support/ondemand.rs"]
+mod ondemand;
 use pg::{connect, with_db};
 
 /// Runs `sql` in a transaction; returns tenant `bench`'s revision as the writer sees it.
@@ -55,6 +60,7 @@ struct Sizes {
     fanout: &'static [usize],
     fanout_changes: usize,
     nats: &'static [usize],
+    ondemand: ondemand::Sizes,
 }
 
 const BENCH: Sizes = Sizes {
@@ -64,8 +70,17 @@ const BENCH: Sizes = Sizes {
     fanout: &[10, 50, 100, 200],
     fanout_changes: 30,
     nats: &[10, 100, 1000],
+    ondemand: ondemand::Sizes { tenants: 100_000, working: 1000, big: 100, big_members: 1000, hits: 1000 },
 };
-const SMOKE: Sizes = Sizes { members: 500, changes: 5, revocations: 5, fanout: &[3], fanout_changes: 2, nats: &[3] };
+const SMOKE: Sizes = Sizes {
+    members: 500,
+    changes: 5,
+    revocations: 5,
+    fanout: &[3],
+    fanout_changes: 2,
+    nats: &[3],
+    ondemand: ondemand::Sizes { tenants: 200, working: 20, big: 5, big_members: 50, hits: 20 },
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,8 +92,12 @@ fn main() {
     let parts: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
     let wants = |part: &str| parts.is_empty() || parts.contains(&part);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let version: String =
-        rt.block_on(async { connect(&server).await.query_one("SHOW server_version", &[]).await.unwrap().get(0) });
+    let (version, backend): (String, i32) = rt.block_on(async {
+        let c = connect(&server).await;
+        let row = c.query_one("SELECT current_setting('server_version'), pg_backend_pid()", &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    });
+    measure::count_postgres_of(backend as u32);
     println!("PostgreSQL {version}");
     let dsn = rt.block_on(bench_database(&server, "rolegate_bench", sizes.members));
     if wants("apply") {
@@ -97,6 +116,10 @@ fn main() {
     if wants("fanout") {
         let dsn = rt.block_on(bench_database(&server, "rolegate_bench_fanout", 100));
         rt.block_on(fanout(&dsn, sizes));
+    }
+    if wants("ondemand") {
+        let memory = std::env::var("BENCH_TENANT_MEMORY").unwrap_or_else(|_| "64MiB".to_owned());
+        rt.block_on(ondemand::run(&server, sizes.ondemand, &memory));
     }
 }
 
@@ -123,7 +146,7 @@ async fn bench_database(server: &str, db: &str, members: usize) -> String {
     admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
     let dsn = with_db(server, db);
     let mut client = connect(&dsn).await;
-    migrate::migrate(&mut client).await.unwrap();
+    migrate::migrate(&mut client, &Default::default()).await.unwrap();
     let last = members as i64 - 1;
     client.execute("INSERT INTO rolegate.tenants (id, document) VALUES ('bench', $1)", &[&DOC]).await.unwrap();
     client

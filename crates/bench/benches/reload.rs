@@ -1,6 +1,8 @@
 //! Figures of the directory source for BENCHMARKS.md: loading a large tenant document (time and
-//! heap kept per member), then the time to apply a one-member edit to it, and a rewrite that
-//! changes no member (the reload benchmark's description-only rewrite).
+//! heap kept per member, beside the compiled tenant's own heap), then the time to apply a
+//! one-member edit to it — read line by line, and, for comparison, the same document with its
+//! members written as a flow list, which is parsed whole — and a rewrite that changes no member
+//! (the reload benchmark's description-only rewrite).
 //!
 //! `cargo bench --bench reload [-- MEMBERS [EDITS]]` (default 50,000 members, 20 edits). Under
 //! `cargo test` it runs once at a small size, so the bench keeps working. Each edit is checked:
@@ -35,11 +37,17 @@ fn write(dir: &Path, text: &str) {
     std::fs::rename(&tmp, dir.join("desk.yaml")).unwrap();
 }
 
-/// The document with member `m{k}` disabled (or not).
-fn edited(text: &str, k: usize, disabled: bool) -> String {
-    let from = format!("  - {{id: m{k}, units:");
-    let to = if disabled { format!("  - {{id: m{k}, status: disabled, units:") } else { from.clone() };
-    text.replacen(&from, &to, 1)
+/// The document with member `m{k}` disabled.
+fn edited(text: &str, k: usize) -> String {
+    text.replacen(&format!("{{id: m{k}, units:"), &format!("{{id: m{k}, status: disabled, units:"), 1)
+}
+
+/// The same document with its members as one flow list (`members: [...]`): a shape the source
+/// does not read line by line, so every change parses it whole.
+fn flow(text: &str) -> String {
+    let (head, list) = text.split_once("members:\n").unwrap();
+    let items: Vec<&str> = list.lines().map(|l| l.trim_start_matches("  - ")).collect();
+    format!("{head}members: [\n  {}\n]\n", items.join(",\n  "))
 }
 
 fn reason(store: &Store, who: &str) -> Reason {
@@ -60,6 +68,34 @@ fn timed(source: &mut DirSource, store: &Store) -> (Duration, Duration) {
     let report = source.reload(store);
     assert!(report.errors.is_empty() && report.failed.is_empty(), "{report:?}");
     (wall.elapsed(), thread_cpu() - cpu)
+}
+
+/// Disables and enables again `edits` members of `text` one at a time; returns the wall and CPU
+/// time of each disabling reload, which must have read `spliced` documents line by line.
+fn edit(
+    dir: &Path,
+    source: &mut DirSource,
+    store: &Store,
+    text: &str,
+    members: usize,
+    edits: usize,
+    spliced: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    for i in 0..edits {
+        let k = (i * 7919) % members;
+        let who = format!("m{k}");
+        write(dir, &edited(text, k));
+        let (wall, cpu) = timed(source, store);
+        assert_eq!(reason(store, &who), Reason::PrincipalDisabled, "the edit to `{who}` applies");
+        assert_eq!(source.spliced(), spliced);
+        walls.push(wall);
+        cpus.push(cpu);
+        write(dir, text);
+        timed(source, store);
+        assert_ne!(reason(store, &who), Reason::PrincipalDisabled, "`{who}` is enabled again");
+    }
+    (walls, cpus)
 }
 
 fn main() {
@@ -90,21 +126,26 @@ fn main() {
         kept / members
     );
 
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-    for i in 0..edits {
-        let k = (i * 7919) % members;
-        let who = format!("m{k}");
-        write(&dir, &edited(&text, k, true));
-        let (wall, cpu) = timed(&mut source, &store);
-        assert_eq!(reason(&store, &who), Reason::PrincipalDisabled, "the edit to `{who}` applies");
-        walls.push(wall);
-        cpus.push(cpu);
-        write(&dir, &text);
-        timed(&mut source, &store);
-        assert_ne!(reason(&store, &who), Reason::PrincipalDisabled, "`{who}` is enabled again");
-    }
-    println!("  one-member edit applied (parse + per-member compile + publish), wall: {}", percentiles(&mut walls));
+    let heap = alloc::live();
+    let tenant = desk::compile("desk", members);
+    let compiled = alloc::live().saturating_sub(heap);
+    drop(tenant);
+    println!("  compiled tenant alone: heap {} bytes per member", compiled / members);
+
+    let (mut walls, mut cpus) = edit(&dir, &mut source, &store, &text, members, edits, 1);
+    println!(
+        "  one-member edit applied (read line by line + per-member compile + publish), wall: {}",
+        percentiles(&mut walls)
+    );
     println!("  one-member edit applied, CPU: {}", percentiles(&mut cpus));
+    let whole = flow(&text);
+    write(&dir, &whole);
+    timed(&mut source, &store);
+    let (mut walls, mut cpus) = edit(&dir, &mut source, &store, &whole, members, edits.div_ceil(4), 0);
+    println!("  the same, members as a flow list (parsed whole), wall: {}", percentiles(&mut walls));
+    println!("  the same, members as a flow list, CPU: {}", percentiles(&mut cpus));
+    write(&dir, &text);
+    timed(&mut source, &store);
 
     let mut untouched = Vec::new();
     for i in 0..edits {

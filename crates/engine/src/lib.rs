@@ -11,6 +11,7 @@ mod permissions;
 pub mod plan;
 mod request;
 mod schedule;
+mod size;
 mod snapshot;
 pub mod suggest;
 mod value;

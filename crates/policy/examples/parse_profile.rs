@@ -1,4 +1,5 @@
-//! Times the stages of loading one policy file: `parse_profile FILE [ROUNDS]`.
+//! Times the stages of loading one policy file, and estimates the compiled tenant's bytes:
+//! `parse_profile FILE [ROUNDS] [TEMPLATE]`.
 use std::time::Instant;
 
 fn main() {
@@ -44,5 +45,7 @@ fn main() {
         let tenant = rolegate_policy::compile(&doc, tpl.as_ref(), 1).map_err(|d| d.len()).unwrap();
         let compile = t.elapsed();
         println!("members {} yaml {yaml:?} parse(all) {parse:?} compile {compile:?}", tenant.member_count());
+        let bytes = tenant.approx_bytes();
+        println!("compiled tenant: estimated {bytes} bytes ({} per member)", bytes / tenant.member_count().max(1));
     }
 }

@@ -15,7 +15,7 @@ mod prints;
 mod roles;
 
 pub use members::{Isolated, MemberChange, compile_members, compile_members_isolated, rejection};
-pub use prints::{Prints, recompile};
+pub use prints::{Prints, recompile, recompile_spliced};
 
 /// Compiles a tenant document with its template (when it names one) at `revision`.
 pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Result<Tenant, Vec<Diagnostic>> {

@@ -6,6 +6,7 @@ pub mod compile;
 pub mod diag;
 pub mod diff;
 pub mod document;
+pub mod layout;
 pub mod lint;
 pub mod parse;
 pub mod set;
@@ -13,7 +14,7 @@ pub mod suite;
 pub mod when;
 pub mod yaml;
 
-pub use compile::{MemberChange, Prints, compile, compile_members, recompile};
+pub use compile::{MemberChange, Prints, compile, compile_members, recompile, recompile_spliced};
 pub use diag::{Diagnostic, Loc, Report, Severity, Spanned};
 pub use document::Document;
 pub use set::{

@@ -27,9 +27,14 @@ const RESERVED_ATTRS: &[&str] = &["id", "units"];
 /// Returns `None` when the document is unusable; `report` holds every error found.
 pub fn document(report: &mut Report, text: &str, template_name: Option<&str>) -> Option<Document> {
     let root = yaml::parse(report, text)?;
+    from_root(report, &root, template_name)
+}
+
+/// [`document`] from its parsed YAML.
+pub(crate) fn from_root(report: &mut Report, root: &Node, template_name: Option<&str>) -> Option<Document> {
     let kind = if template_name.is_some() { DocKind::Template } else { DocKind::Tenant };
     let allowed = if template_name.is_some() { TEMPLATE_KEYS } else { TENANT_KEYS };
-    let map = yaml::mapping(report, &root, "", allowed)?;
+    let map = yaml::mapping(report, root, "", allowed)?;
     let name = match template_name {
         Some(stem) => Spanned { value: stem.to_owned(), at: Loc { line: 1, col: 1 } },
         None => match map.get_node("tenant") {

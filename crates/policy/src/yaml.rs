@@ -12,6 +12,7 @@ use rolegate_engine::suggest;
 mod load;
 
 pub use load::MAX_YAML_DEPTH;
+pub(crate) use load::{Root, load_at};
 
 /// Parses YAML text; a syntax error, nesting deeper than [`MAX_YAML_DEPTH`], a second document,
 /// an anchor, an alias, a tag or a duplicate key is reported and yields `None`. A leading

@@ -65,6 +65,9 @@ pub struct ServeConfig {
     pub callers: Option<PathBuf>,
     /// Shadow evaluation against a candidate policy; `None` is off.
     pub shadow: Option<crate::shadow::Config>,
+    /// With tenants on demand, the memory bound of the resident tenants in bytes; `None` holds
+    /// every tenant.
+    pub on_demand: Option<u64>,
 }
 
 /// Every setting as raw text: from flags or the environment (clap), then the file.
@@ -83,6 +86,14 @@ pub struct RawServe {
     /// A file holding the `--source` DSN (a mounted secret).
     #[arg(long, env = "ROLEGATE_SOURCE_FILE")]
     pub source_file: Option<PathBuf>,
+    /// `all` holds every tenant; `on-demand` loads a tenant from the database when a call first
+    /// names it and keeps the tenants in use within `--tenant-memory` [default: all].
+    #[arg(long, env = "ROLEGATE_TENANTS")]
+    pub tenants: Option<String>,
+    /// With `--tenants on-demand`: the estimated bytes of resident tenants, e.g. `512MiB`, `2GiB`,
+    /// 1MiB to 1TiB [default: 512MiB].
+    #[arg(long, env = "ROLEGATE_TENANT_MEMORY")]
+    pub tenant_memory: Option<String>,
     /// Listen address, `host:port` or `unix:PATH`; repeatable [default: 127.0.0.1:50051].
     #[arg(long, env = "ROLEGATE_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
@@ -157,6 +168,10 @@ pub struct RawServe {
     /// The candidate policy in PostgreSQL instead (a DSN of a candidate database).
     #[arg(long, env = "ROLEGATE_SHADOW_SOURCE")]
     pub shadow_source: Option<String>,
+    /// The candidate policy in this schema of the `--source` database instead (made with
+    /// `rolegate migrate --schema NAME`).
+    #[arg(long, env = "ROLEGATE_SHADOW_SCHEMA")]
+    pub shadow_schema: Option<String>,
     /// Calls queued for shadow evaluation before new ones are dropped, 1 to 1000000 [default: 1024].
     #[arg(long, env = "ROLEGATE_SHADOW_QUEUE")]
     pub shadow_queue: Option<String>,
@@ -241,28 +256,39 @@ impl RawServe {
         (policies, postgres, nats)
     }
 
-    /// The shadow evaluation settings, when a candidate policy is given.
-    fn shadow(&self, s: &mut Settings, poll: Duration) -> Option<crate::shadow::Config> {
+    /// The shadow evaluation settings, when a candidate policy is given. `live` is the
+    /// PostgreSQL source, whose database a `--shadow-schema` candidate shares.
+    fn shadow(
+        &self,
+        s: &mut Settings,
+        live: Option<&rolegate_source::postgres::Config>,
+        nats: bool,
+        poll: Duration,
+    ) -> Option<crate::shadow::Config> {
         use crate::shadow::{Config, ShadowSource};
         let dir = s.pick(&self.shadow_policies, "shadow_policies");
         let dsn = s.pick(&self.shadow_source, "shadow_source");
+        let schema = s.pick(&self.shadow_schema, "shadow_schema");
         let queue = s.number(&self.shadow_queue, "shadow_queue") as usize;
         let sample = s.rate(&self.shadow_sample, "shadow_sample", 1.0);
         let log = s.number(&self.shadow_log_per_second, "shadow_log_per_second");
-        let source = match (dir, dsn) {
-            (None, None) => return None,
-            (Some(_), Some(_)) => {
-                s.errors.push("shadow_source: give either --shadow-policies or --shadow-source, not both".to_owned());
-                return None;
-            }
-            (Some(dir), None) => ShadowSource::Dir(PathBuf::from(dir)),
-            (None, Some(dsn)) => match rolegate_source::postgres::Config::from_dsn(&dsn, poll) {
+        let source = match (dir, dsn, schema) {
+            (None, None, None) => return None,
+            (Some(dir), None, None) => ShadowSource::Dir(PathBuf::from(dir)),
+            (None, Some(dsn), None) => match rolegate_source::postgres::Config::from_dsn(&dsn, poll) {
                 Ok(pg) => ShadowSource::Postgres(Box::new(pg)),
                 Err(e) => {
                     s.errors.push(format!("shadow_source: {e}"));
                     return None;
                 }
             },
+            (None, None, Some(name)) => ShadowSource::Postgres(Box::new(candidate_schema(s, live, nats, &name)?)),
+            _ => {
+                s.errors.push(
+                    "shadow_source: give one of --shadow-policies, --shadow-source and --shadow-schema".to_owned(),
+                );
+                return None;
+            }
         };
         Some(Config { source, queue, sample, log_per_second: u32::try_from(log).unwrap_or(u32::MAX) })
     }
@@ -288,7 +314,9 @@ impl RawServe {
         let authzen = s.authzen(&self.authzen_listen, &self.authzen_token_file);
         let tls = s.tls(&self.tls_cert, &self.tls_key, &self.tls_client_ca);
         let callers = self.callers.clone().or_else(|| s.in_file("callers").map(PathBuf::from));
-        let shadow = self.shadow(&mut s, postgres.as_ref().map_or(reload_poll, |pg| pg.poll));
+        let poll = postgres.as_ref().map_or(reload_poll, |pg| pg.poll);
+        let shadow = self.shadow(&mut s, postgres.as_ref(), nats.is_some(), poll);
+        let on_demand = s.tenants(&self.tenants, &self.tenant_memory, postgres.is_some());
         if min_revision_wait >= request_timeout {
             s.errors.push(format!(
                 "min_revision_wait: {min_revision_wait:?} must be shorter than request_timeout ({request_timeout:?})"
@@ -319,8 +347,38 @@ impl RawServe {
             tls,
             callers,
             shadow,
+            on_demand,
         })
     }
+}
+
+/// The `--shadow-schema` candidate: the live database's connection settings on another schema.
+/// Errors (pushed to `s`) when the name is not a schema name, is the live schema, or there is no
+/// PostgreSQL `--source` to share.
+fn candidate_schema(
+    s: &mut Settings,
+    live: Option<&rolegate_source::postgres::Config>,
+    nats: bool,
+    name: &str,
+) -> Option<rolegate_source::postgres::Config> {
+    let schema = match rolegate_source::postgres::schema::Schema::parse(name) {
+        Ok(schema) => schema,
+        Err(e) => {
+            s.errors.push(format!("shadow_schema: {e}"));
+            return None;
+        }
+    };
+    let why = match live {
+        _ if nats => Some("needs a `postgres://` --source; with NATS give --shadow-source DSN".to_owned()),
+        None => Some("needs a PostgreSQL --source, whose database holds the candidate schema".to_owned()),
+        Some(live) if live.schema == schema => Some(format!("`{name}` is the live schema; name the candidate's")),
+        Some(_) => None,
+    };
+    if let Some(why) = why {
+        s.errors.push(format!("shadow_schema: {why}"));
+        return None;
+    }
+    live.map(|live| rolegate_source::postgres::Config { schema, ..live.clone() })
 }
 
 #[cfg(test)]
@@ -380,6 +438,41 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("listen:")));
         assert!(errors.iter().any(|e| e.starts_with("min_revision_wait:")));
         assert!(errors.iter().any(|e| e.starts_with("max_concurrency:")));
+    }
+
+    #[test]
+    fn tenants_on_demand_take_a_size_and_need_a_database() {
+        let pg = |tenants: Option<&str>, memory: Option<&str>| RawServe {
+            source: Some("postgres://db/p".into()),
+            tenants: tenants.map(Into::into),
+            tenant_memory: memory.map(Into::into),
+            ..RawServe::default()
+        };
+        assert_eq!(pg(None, None).resolve().unwrap().on_demand, None, "every tenant resident by default");
+        assert_eq!(pg(Some("on-demand"), None).resolve().unwrap().on_demand, Some(512 << 20));
+        assert_eq!(pg(Some("on-demand"), Some("2GiB")).resolve().unwrap().on_demand, Some(2 << 30));
+        assert_eq!(pg(Some("on-demand"), Some("300MB")).resolve().unwrap().on_demand, Some(300_000_000));
+        assert_eq!(
+            pg(Some("on-demand"), Some("lots")).resolve().unwrap_err()[0],
+            "tenant_memory: invalid size `lots` (e.g. `512MiB`, `2GiB`, `1000000`)"
+        );
+        assert_eq!(
+            pg(Some("on-demand"), Some("1KiB")).resolve().unwrap_err()[0],
+            "tenant_memory: `1KiB` is out of range (1MiB to 1TiB)"
+        );
+        assert_eq!(
+            pg(Some("on-demand"), Some("99999999999TiB")).resolve().unwrap_err().len(),
+            1,
+            "an overflow is invalid"
+        );
+        assert_eq!(pg(None, Some("1GiB")).resolve().unwrap_err(), ["tenant_memory: only with `--tenants on-demand`"]);
+        assert_eq!(
+            pg(Some("some"), None).resolve().unwrap_err(),
+            ["tenants: expected `all` or `on-demand`, got `some`"]
+        );
+        let dir =
+            RawServe { policies: Some("examples".into()), tenants: Some("on-demand".into()), ..RawServe::default() };
+        assert!(dir.resolve().unwrap_err()[0].starts_with("tenants: `on-demand` needs a database"));
     }
 
     #[test]
@@ -472,5 +565,39 @@ mod tests {
         let twice =
             RawServe { source: Some("postgres://db/p".into()), source_file: Some(secret), ..RawServe::default() };
         assert!(twice.resolve().unwrap_err().iter().all(|e| !e.contains("s3cret")));
+    }
+
+    #[test]
+    fn a_shadow_schema_is_a_valid_other_schema_of_the_postgres_source() {
+        let raw = |source: &str, schema: &str| RawServe {
+            source: Some(source.into()),
+            shadow_schema: Some(schema.into()),
+            ..RawServe::default()
+        };
+        let cfg = raw("postgres://rolegate:s3cret@db/p", "candidate").resolve().unwrap();
+        let Some(crate::shadow::ShadowSource::Postgres(pg)) = cfg.shadow.map(|s| s.source) else {
+            panic!("no PostgreSQL shadow")
+        };
+        assert_eq!((pg.schema.name(), pg.describe().as_str()), ("candidate", "db:5432/p schema candidate"));
+        assert_eq!(cfg.postgres.map(|pg| pg.schema.name().to_owned()).as_deref(), Some("rolegate"));
+
+        let errors = raw("postgres://db/p", "Candidate; DROP").resolve().unwrap_err();
+        assert!(errors[0].starts_with("shadow_schema: `Candidate; DROP` is not a schema name"), "{errors:?}");
+        let errors = raw("postgres://db/p", "rolegate").resolve().unwrap_err();
+        assert_eq!(errors, ["shadow_schema: `rolegate` is the live schema; name the candidate's"]);
+        let errors = raw("nats://n1:4222", "candidate");
+        let errors = RawServe { snapshot_source: Some("postgres://db/p".into()), ..errors }.resolve().unwrap_err();
+        assert!(errors[0].starts_with("shadow_schema: needs a `postgres://` --source"), "{errors:?}");
+        let dir = RawServe {
+            policies: Some("/etc/p".into()),
+            shadow_schema: Some("candidate".into()),
+            ..RawServe::default()
+        };
+        assert!(dir.resolve().unwrap_err()[0].starts_with("shadow_schema: needs a PostgreSQL --source"));
+        let two = RawServe { shadow_policies: Some("/etc/c".into()), ..raw("postgres://db/p", "candidate") };
+        assert_eq!(
+            two.resolve().unwrap_err(),
+            ["shadow_source: give one of --shadow-policies, --shadow-source and --shadow-schema"]
+        );
     }
 }

@@ -49,7 +49,7 @@ pub async fn run(
     telemetry: Arc<Telemetry>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(Store::default());
+    let store = Arc::new(cfg.on_demand.map_or_else(Store::default, Store::on_demand));
     let metrics = telemetry.metrics.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, tonic_health::ServingStatus::NotServing).await;

@@ -25,7 +25,7 @@ use rolegate_telemetry::shadow::Dropped;
 pub enum ShadowSource {
     /// A policy directory, watched like the live one.
     Dir(PathBuf),
-    /// A PostgreSQL database (a candidate copy of the live one), followed like the live one.
+    /// A PostgreSQL database or schema holding the candidate, followed like the live one.
     Postgres(Box<rolegate_source::postgres::Config>),
 }
 

@@ -20,7 +20,8 @@ use super::{ReloadReport, Stale};
 use crate::files::{self, Listing};
 use crate::store::Store;
 use rolegate_engine::{Snapshot, Tenant};
-use rolegate_policy::{self as policy, Diagnostic, Document, Parsed, PolicyFile, Prints};
+use rolegate_policy::layout::{self, Layout, Spliced};
+use rolegate_policy::{self as policy, Diagnostic, Document, Parsed, PolicyFile, Prints, Report};
 
 /// A file read and parsed at some round.
 #[derive(Debug)]
@@ -72,6 +73,10 @@ pub struct DirSource {
     /// Per served tenant: the revision it was compiled at and what it was compiled from, so that
     /// its next version compiles only the changed members.
     prints: HashMap<String, (u64, Prints)>,
+    /// Per served tenant whose document's `members` list could be located line by line: where
+    /// each member is in the text it was compiled from, so that the next version of the text is
+    /// read only where it changed.
+    layouts: HashMap<String, Layout>,
     /// Per tenant whose last inputs failed to compile: their hash and the first error.
     broken: HashMap<String, (u64, String)>,
     /// Per document file: the tenant it declared when it last parsed.
@@ -83,6 +88,8 @@ pub struct DirSource {
     revision: u64,
     /// Files left for a later round because they were still changing.
     deferred: usize,
+    /// Documents the last round read only where they changed.
+    spliced: usize,
 }
 
 fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -106,11 +113,13 @@ impl DirSource {
             seen: HashMap::new(),
             compiled: HashMap::new(),
             prints: HashMap::new(),
+            layouts: HashMap::new(),
             broken: HashMap::new(),
             owners: HashMap::new(),
             unreadable: HashMap::new(),
             revision,
             deferred: 0,
+            spliced: 0,
         }
     }
 
@@ -130,6 +139,12 @@ impl DirSource {
         self.deferred
     }
 
+    /// How many documents the last reload read only where their bytes changed (the members
+    /// whose lines changed and the head), their tenant then compiled member by member.
+    pub fn spliced(&self) -> usize {
+        self.spliced
+    }
+
     /// Rescans the directory and publishes every change to `store`. The first successful
     /// rescan that defers nothing always publishes, so a load that finds nothing is still told
     /// apart from none.
@@ -146,17 +161,19 @@ impl DirSource {
             }
         };
         self.report_unreadable(&listing, &mut report);
-        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents);
+        let mut round = Round::default();
+        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents, &mut round);
+        let served = store.load();
+        let mut fresh = self.apply_spliced(&mut parsed, &mut round, served.as_deref(), &mut report);
+        self.spliced = round.spliced_files.len();
         // INVARIANT: after this, every document whose tenant `assemble` compiles is whole.
         self.read_members_again(&mut parsed, &mut fresh_files);
-        let served = store.load();
         let (loaded, mut printed) = self.assemble(&parsed, served.as_deref());
         drop(served);
         report.errors.extend(
             loaded.other.iter().filter(|d| d.is_error() && fresh_files.contains(Path::new(d.file.as_ref()))).cloned(),
         );
 
-        let mut fresh = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for outcome in loaded.tenants {
             seen.insert(outcome.name.clone());
@@ -171,6 +188,13 @@ impl DirSource {
                     match printed.remove(&outcome.name) {
                         Some(p) => self.prints.insert(outcome.name.clone(), p),
                         None => self.prints.remove(&outcome.name),
+                    };
+                    match round.layouts.remove(&outcome.file).filter(|_| self.prints.contains_key(&outcome.name)) {
+                        Some(mut l) => {
+                            l.share_ids(&tenant.members);
+                            self.layouts.insert(outcome.name.clone(), l)
+                        }
+                        None => self.layouts.remove(&outcome.name),
                     };
                     self.broken.remove(&outcome.name);
                     report.applied.push((outcome.name.clone(), tenant.revision));
@@ -192,6 +216,7 @@ impl DirSource {
         for name in &removed {
             self.compiled.remove(name);
             self.prints.remove(name);
+            self.layouts.remove(name);
         }
         report.stale.retain(|s| self.compiled.contains_key(&s.tenant));
         report.stale.extend(
@@ -206,7 +231,12 @@ impl DirSource {
             store.apply(&removed, fresh);
         }
         report.removed = removed;
-        let parsed_bytes: usize = fresh_files.iter().filter_map(|p| self.files.get(p)).map(|r| r.len).sum();
+        let parsed_bytes: usize = fresh_files
+            .iter()
+            .filter(|p| !round.spliced_files.contains(*p))
+            .filter_map(|p| self.files.get(p))
+            .map(|r| r.len)
+            .sum();
         drop(parsed);
         if parsed_bytes >= crate::trim::TRIM_AFTER_BYTES {
             crate::trim::release_freed_memory();
@@ -303,7 +333,7 @@ impl DirSource {
     /// Reads the listed files: reparses those whose bytes changed, keeps the last read of those
     /// still changing. Returns every usable parse — whole for the files parsed this round, without
     /// members for the others — and the files parsed this round.
-    fn parse_changed(&mut self, files: &[PolicyFile]) -> (Vec<Parsed>, HashSet<PathBuf>) {
+    fn parse_changed(&mut self, files: &[PolicyFile], round: &mut Round) -> (Vec<Parsed>, HashSet<PathBuf>) {
         let mut next = HashMap::with_capacity(files.len());
         let mut out = Vec::with_capacity(files.len());
         let mut fresh = HashSet::new();
@@ -339,8 +369,7 @@ impl DirSource {
                     }
                     fresh.insert(file.path.clone());
                     let len = bytes.len();
-                    drop(bytes);
-                    let mut full = files::parse_file(file);
+                    let mut full = self.parse_fresh(file, bytes, round);
                     let head = head_of(&mut full);
                     out.push(full);
                     Read { hash, len, head }
@@ -373,6 +402,124 @@ impl DirSource {
         seen.unsettled_since = if settled { None } else { Some(seen.unsettled_since.unwrap_or(clock)) };
         settled
     }
+}
+
+/// What one round learned beside the parses it hands to `assemble`.
+#[derive(Default)]
+struct Round {
+    /// Documents parsed whole without error whose `members` list could be located, by file.
+    layouts: HashMap<PathBuf, Layout>,
+    /// Documents read again only where they changed, with their text, by file.
+    spliced: Vec<(PathBuf, Spliced, String)>,
+    /// The files of `spliced` whose tenant was compiled from the splice.
+    spliced_files: HashSet<PathBuf>,
+}
+
+impl DirSource {
+    /// Parses a file whose bytes changed: a tenant document with a layout of its last served
+    /// version only where it changed (kept in `round`, the parse returned is then its head),
+    /// anything else whole.
+    fn parse_fresh(&self, file: &PolicyFile, bytes: Vec<u8>, round: &mut Round) -> Parsed {
+        if file.template.is_some() || bytes.is_empty() || bytes.len() as u64 > files::MAX_FILE_BYTES {
+            return files::parse_file(file);
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => return policy::parse_bytes(file, e.into_bytes()),
+        };
+        let label: Arc<str> = Arc::from(file.path.display().to_string());
+        let layout = self.owners.get(&file.path).and_then(|t| self.layouts.get(t));
+        if let Some(spliced) = layout.and_then(|l| layout::reparse(&mut Report::new(label.clone()), &text, l)) {
+            let mut head = spliced.doc.clone();
+            head.members.clear();
+            round.spliced.push((file.path.clone(), spliced, text));
+            return Parsed { file: file.clone(), doc: Some(head), diags: Vec::new() };
+        }
+        whole(file, label, &text, round)
+    }
+
+    /// Compiles each tenant whose document was read only where it changed, member by member from
+    /// the tenant `served`, and returns them. A document that cannot be compiled that way (its
+    /// head or template changed, another document declares its tenant, an error) is parsed whole
+    /// in `parsed` instead, for `assemble` to compile and report as a first load does.
+    fn apply_spliced(
+        &mut self,
+        parsed: &mut [Parsed],
+        round: &mut Round,
+        served: Option<&Snapshot>,
+        report: &mut ReloadReport,
+    ) -> Vec<Arc<Tenant>> {
+        let mut fresh = Vec::new();
+        for (path, spliced, text) in std::mem::take(&mut round.spliced) {
+            let name = spliced.doc.name.value.clone();
+            match self.splice(parsed, &path, &spliced, served) {
+                Some((tenant, prints)) => {
+                    self.revision += 1;
+                    let template = spliced.doc.template.as_ref().map(|t| t.value.as_str());
+                    let inputs = self.inputs_hash(&path, template, parsed);
+                    self.compiled.insert(name.clone(), inputs);
+                    self.prints.insert(name.clone(), (tenant.revision, prints));
+                    let mut layout = spliced.layout;
+                    layout.share_ids(&tenant.members);
+                    self.layouts.insert(name.clone(), layout);
+                    self.broken.remove(&name);
+                    report.applied.push((name, tenant.revision));
+                    round.spliced_files.insert(path);
+                    fresh.push(Arc::new(tenant));
+                }
+                None => {
+                    let Some(p) = parsed.iter_mut().find(|p| p.file.path == path) else { continue };
+                    let label: Arc<str> = Arc::from(path.display().to_string());
+                    let mut full = whole(&p.file, label, &text, round);
+                    if let Some(read) = self.files.get_mut(&path) {
+                        read.head = head_of(&mut full);
+                    }
+                    *p = full;
+                }
+            }
+        }
+        fresh
+    }
+
+    /// The next version of the tenant `spliced` declares, at the next revision, or `None`.
+    fn splice(
+        &self,
+        parsed: &[Parsed],
+        path: &Path,
+        spliced: &Spliced,
+        served: Option<&Snapshot>,
+    ) -> Option<(Tenant, Prints)> {
+        let name = spliced.doc.name.value.as_str();
+        if self.owners.get(path).map(String::as_str) != Some(name) {
+            return None;
+        }
+        let declaring =
+            parsed.iter().filter(|p| p.file.template.is_none() && p.doc.as_ref().is_some_and(|d| d.name.value == name));
+        if declaring.count() != 1 {
+            return None;
+        }
+        let template = match &spliced.doc.template {
+            None => None,
+            Some(t) => {
+                let mut found = parsed.iter().filter(|p| p.file.template.as_deref() == Some(t.value.as_str()));
+                let (one, None) = (found.next()?, found.next()) else { return None };
+                Some(one.doc.as_ref()?)
+            }
+        };
+        let (at, prints) = self.prints.get(name)?;
+        let base = served?.tenant(name).filter(|t| t.revision == *at)?;
+        policy::recompile_spliced(spliced, template, base, prints, self.revision + 1)
+    }
+}
+
+/// Parses a document whole; keeps its layout in `round` when it has one.
+fn whole(file: &PolicyFile, label: Arc<str>, text: &str, round: &mut Round) -> Parsed {
+    let mut report = Report::new(label);
+    let (doc, layout) = layout::document_with_layout(&mut report, text);
+    if let Some(l) = layout {
+        round.layouts.insert(file.path.clone(), l);
+    }
+    Parsed { file: file.clone(), doc, diags: report.diags }
 }
 
 /// Compiles a tenant: member by member from `base` (the tenant served, and what it was compiled

@@ -4,6 +4,7 @@
 pub mod dir;
 pub mod files;
 pub mod nats;
+pub mod ondemand;
 pub mod pem;
 pub mod postgres;
 pub mod store;

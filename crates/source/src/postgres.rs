@@ -2,10 +2,10 @@
 //!
 //! A tenant's slow-changing part is its YAML document (a row of `rolegate.tenants`, templates in
 //! `rolegate.templates`); units, members and bindings are rows. Triggers append every write to
-//! `rolegate.change_log` and notify channel `rolegate` in the writer's transaction. A sidecar
-//! loads every tenant, LISTENs, and on each notification reads the tenant's change-log rows after
-//! the last id it applied: member and binding changes recompile only those members, anything else
-//! the whole tenant. A tenant's revision is the id of its last change, the same on every sidecar.
+//! `rolegate.change_log` and notify channel `rolegate` in the writer's transaction (a candidate
+//! policy in another schema: [`schema`]). A sidecar loads every tenant, LISTENs, and on each
+//! notification reads the tenant's change-log rows after the last id it applied: member and
+//! binding changes recompile only those members, anything else the whole tenant. A tenant's revision is the id of its last change, the same on every sidecar.
 //!
 //! The submodules: `migrate` (the versioned schema), `rows` (SQL), `build` (rows → documents →
 //! compiled tenants, pure), `follow` (LISTEN, catch-up, reconnects), `health` (staleness), and
@@ -17,6 +17,7 @@ pub mod health;
 pub mod history;
 pub mod migrate;
 pub mod rows;
+pub mod schema;
 pub mod tls;
 pub mod transfer;
 mod yaml_text;
@@ -38,6 +39,8 @@ pub struct Config {
     /// TLS to the database, from the DSN's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`
     /// ([`tls`]); `None` is plaintext.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The schema holding the policy: `rolegate`, or a candidate's for shadow evaluation.
+    pub schema: schema::Schema,
 }
 
 /// The PostgreSQL source: its settings and the health it reports.
@@ -94,12 +97,15 @@ impl Config {
         }
         pg.keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
         pg.tcp_user_timeout(Duration::from_secs(10));
-        Ok(Config { pg, poll, tls })
+        Ok(Config { pg, poll, tls, schema: schema::Schema::default() })
     }
 
-    /// `host:port/db`, for logs: never the password.
+    /// `host:port/db`, and the schema when it is not `rolegate`, for logs: never the password.
     pub fn describe(&self) -> String {
-        describe(&self.pg)
+        match self.schema.is_default() {
+            true => describe(&self.pg),
+            false => format!("{} schema {}", describe(&self.pg), self.schema),
+        }
     }
 }
 
@@ -119,23 +125,27 @@ pub fn describe(pg: &tokio_postgres::Config) -> String {
 pub type Connected = (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<Option<String>>);
 
 /// Connects once, over TLS when configured, and drives the connection on a task; `None` from
-/// the receiver means the connection ended. Notifications on channel `rolegate` arrive on the
-/// receiver as tenant ids.
+/// the receiver means the connection ended. Notifications on the schema's channel (`rolegate`
+/// for the live policy) arrive on the receiver as tenant ids.
 pub async fn connect(cfg: &Config) -> Result<Connected, tokio_postgres::Error> {
+    let channel = cfg.schema.channel().to_owned();
     match &cfg.tls {
         Some(tls) => {
             let (client, connection) = cfg.pg.connect(tls::RustlsConnect(tls.clone())).await?;
-            Ok((client, drive(connection)))
+            Ok((client, drive(connection, channel)))
         }
         None => {
             let (client, connection) = cfg.pg.connect(tokio_postgres::NoTls).await?;
-            Ok((client, drive(connection)))
+            Ok((client, drive(connection, channel)))
         }
     }
 }
 
-/// Drives a connection on a task, forwarding its notifications.
-fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> tokio::sync::mpsc::UnboundedReceiver<Option<String>>
+/// Drives a connection on a task, forwarding its notifications on `channel`.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    channel: String,
+) -> tokio::sync::mpsc::UnboundedReceiver<Option<String>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -145,7 +155,7 @@ where
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                    if n.channel() == follow::CHANNEL && tx.send(Some(n.payload().to_owned())).is_err() {
+                    if n.channel() == channel && tx.send(Some(n.payload().to_owned())).is_err() {
                         return;
                     }
                 }

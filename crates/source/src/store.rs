@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use rolegate_engine::{Snapshot, Tenant};
 
+use crate::ondemand::{LoadError, OnDemand, Requests};
+
 /// Why a snapshot cannot be used for a request.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NotReady {
@@ -29,6 +31,10 @@ pub enum NotReady {
         /// How long the request waited.
         waited_ms: u128,
     },
+    /// With tenants on demand, the tenant could not be read (database unreachable, a document
+    /// that does not compile): never decided without it.
+    #[error(transparent)]
+    Unloadable(#[from] LoadError),
 }
 
 /// The current snapshot and a signal that fires on every publish.
@@ -42,6 +48,10 @@ pub struct Store {
     generations: AtomicU64,
     /// Set once the source feeding the store has stopped: nothing will ever change it again.
     source_down: AtomicBool,
+    /// Set with tenants on demand: the resident set's bookkeeping.
+    on_demand: Option<OnDemand>,
+    /// The loads and evictions the source serves, until the source takes them.
+    requests: std::sync::Mutex<Option<Requests>>,
 }
 
 impl Default for Store {
@@ -52,11 +62,30 @@ impl Default for Store {
             published_at: AtomicU64::new(0),
             generations: AtomicU64::new(0),
             source_down: AtomicBool::new(false),
+            on_demand: None,
+            requests: std::sync::Mutex::new(None),
         }
     }
 }
 
 impl Store {
+    /// A store that serves tenants on demand: a call naming a tenant the snapshot lacks asks
+    /// the source to load it through `on_demand`.
+    pub fn on_demand(bound: u64) -> Store {
+        let (on_demand, requests) = OnDemand::new(bound);
+        Store { on_demand: Some(on_demand), requests: std::sync::Mutex::new(Some(requests)), ..Store::default() }
+    }
+
+    /// The loads and evictions to serve, for the source that serves them (once).
+    pub fn take_requests(&self) -> Option<Requests> {
+        self.requests.lock().ok().and_then(|mut r| r.take())
+    }
+
+    /// The resident set's bookkeeping, with tenants on demand.
+    pub fn resident_set(&self) -> Option<&OnDemand> {
+        self.on_demand.as_ref()
+    }
+
     /// The current snapshot, if one was ever published.
     #[inline]
     pub fn load(&self) -> Option<Arc<Snapshot>> {
@@ -98,8 +127,11 @@ impl Store {
     /// Ready to take traffic: a snapshot with at least one tenant is published and the source
     /// feeding it is still running. The one definition behind gRPC health, `/readyz` and
     /// `rolegate_ready`.
+    /// With tenants on demand, a first (perhaps empty) publish is enough: tenants come later.
     pub fn is_ready(&self) -> bool {
-        !self.source_down.load(Ordering::Relaxed) && self.current.load().as_ref().is_some_and(|s| !s.is_empty())
+        let on_demand = self.on_demand.is_some();
+        !self.source_down.load(Ordering::Relaxed)
+            && self.current.load().as_ref().is_some_and(|s| on_demand || !s.is_empty())
     }
 
     /// Records that the source stopped for good: the store is never ready again. Wakes
@@ -127,8 +159,51 @@ impl Store {
     }
 
     /// Resolves a snapshot in which `tenant` is at least at `min_revision`, waiting up to
-    /// `wait` for a newer one.
+    /// `wait` for a newer one. With tenants on demand, a tenant not resident is loaded first.
     pub async fn at_least(&self, tenant: &str, min_revision: u64, wait: Duration) -> Result<Arc<Snapshot>, NotReady> {
+        if let Some(on_demand) = &self.on_demand {
+            // Boxed so that the resident-set path adds nothing to this future's size.
+            return Box::pin(self.on_demand_at_least(on_demand, tenant, min_revision, wait)).await;
+        }
+        self.served_at_least(tenant, min_revision, wait).await
+    }
+
+    /// [`Store::at_least`] with tenants on demand: a resident tenant is noted as used, any other
+    /// is loaded (one load for every call waiting on it) before the usual wait.
+    async fn on_demand_at_least(
+        &self,
+        on_demand: &OnDemand,
+        tenant: &str,
+        min_revision: u64,
+        wait: Duration,
+    ) -> Result<Arc<Snapshot>, NotReady> {
+        let Some(snapshot) = self.load() else { return Err(NotReady::NoSnapshot) };
+        if snapshot.tenant(tenant).is_some() {
+            on_demand.touch(tenant).await;
+            return self.served_at_least(tenant, min_revision, wait).await;
+        }
+        let served = || self.load().is_some_and(|s| s.tenant(tenant).is_some());
+        let Some(loaded) = on_demand.load(tenant, served).await? else {
+            // Not in the database: the answer for an unknown tenant, as with every tenant resident.
+            return self.served_at_least(tenant, min_revision, wait).await;
+        };
+        if served() || loaded.revision < min_revision {
+            return self.served_at_least(tenant, min_revision, wait).await;
+        }
+        // Loaded, then evicted at once (the bound is full of tenants called more often): the
+        // calls that waited are decided on it all the same.
+        let mut alone = Snapshot::default();
+        alone.insert(loaded);
+        Ok(Arc::new(alone))
+    }
+
+    /// [`Store::at_least`] on the tenants the snapshot serves.
+    async fn served_at_least(
+        &self,
+        tenant: &str,
+        min_revision: u64,
+        wait: Duration,
+    ) -> Result<Arc<Snapshot>, NotReady> {
         let revision = |s: &Snapshot| s.tenant(tenant).map_or(0, |t: &Arc<Tenant>| t.revision);
         match self.load() {
             Some(s) if min_revision == 0 || revision(&s) >= min_revision => return Ok(s),

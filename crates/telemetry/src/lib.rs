@@ -6,6 +6,7 @@ pub mod access;
 pub mod decision_log;
 pub mod metrics;
 pub mod otel;
+mod resident;
 pub mod shadow;
 
 use std::sync::Arc;

@@ -204,6 +204,9 @@ impl Metrics {
         self.render_reloads(o)?;
         self.render_snapshot(o, store)?;
         self.render_source(o)?;
+        if let Some(on_demand) = store.resident_set() {
+            crate::resident::render(o, on_demand)?;
+        }
         self.access.render(o)?;
         self.shadow.render(o)?;
         writeln!(o, "# HELP rolegate_ready 1 while at least one tenant is served by a running policy source.")?;

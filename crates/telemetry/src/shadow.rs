@@ -51,6 +51,11 @@ impl ShadowMetrics {
         self.mismatches[index(live)][index(shadow)].fetch_add(1, Relaxed);
     }
 
+    /// Calls not compared so far, for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
     /// Mismatches counted so far, over every reason pair.
     pub fn mismatches(&self) -> u64 {
         self.mismatches.iter().flatten().map(|c| c.load(Relaxed)).sum()

@@ -20,13 +20,34 @@ pub fn process_cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// CPU time of every PostgreSQL server process.
+/// The bench's own PostgreSQL server (its postmaster), once known: other databases on the
+/// machine are then left out of [`postgres_cpu`].
+static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Counts only the PostgreSQL server that runs backend `backend` (its postmaster and that
+/// postmaster's children).
+pub fn count_postgres_of(backend: u32) {
+    if let Some(parent) = parent_pid(backend) {
+        let _ = POSTMASTER.set(parent);
+    }
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|p| p.trim().parse().ok())
+}
+
+/// CPU time of the bench's PostgreSQL server processes (every `postgres` process on the
+/// machine until [`count_postgres_of`] names the server). Processes that exited meanwhile are
+/// not counted: the bench's connections stay open while it measures.
 pub fn postgres_cpu() -> Duration {
     let mut total = Duration::ZERO;
+    let ours = POSTMASTER.get().copied();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "postgres" {
+        let counted = ours.is_none_or(|p| pid == p || parent_pid(pid) == Some(p));
+        if comm.trim() == "postgres" && counted {
             total += process_cpu(pid);
         }
     }

@@ -123,6 +123,14 @@ struct Args {
     /// every deny is logged as with the default `stdout`).
     #[arg(long)]
     decision_log: Option<String>,
+    /// rolegate's `--shadow-policies`: also decide sampled calls on this candidate policy
+    /// directory. The counted calls end once the shadow thread has caught up, so its work is in
+    /// the figures.
+    #[arg(long)]
+    shadow_policies: Option<PathBuf>,
+    /// rolegate's `--shadow-sample`, 0 to 1 [default: 1].
+    #[arg(long)]
+    shadow_sample: Option<String>,
     /// The target's name in the JSON line.
     #[arg(long)]
     name: Option<String>,
@@ -151,11 +159,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let log = args.decision_log.clone().unwrap_or_else(|| dir.join("decisions.jsonl").display().to_string());
-    start_server(args.target, &args.policies, &addr, &log)?;
+    let metrics = start_server(&args, &addr, &log)?;
 
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let path = PathAndQuery::try_from(args.path.clone())?;
-    let result = client.block_on(drive(&args, &addr, path, bodies));
+    let result = client.block_on(drive(&args, &addr, path, bodies, &metrics));
     let _ = std::fs::remove_dir_all(&dir);
     let (before, after, elapsed) = result?;
     let calls = args.calls as f64;
@@ -176,19 +184,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         "allocs_per_call": (after.0 - before.0) as f64 / calls,
         "alloc_bytes_per_call": (after.1 - before.1) as f64 / calls,
         "seconds": elapsed.as_secs_f64(),
+        "shadow_compared": metrics.shadow.compared.load(Relaxed),
+        "shadow_dropped": metrics.shadow.dropped_total(),
     });
     println!("{line}");
     Ok(())
 }
 
 /// Starts the server on its own thread with a one-worker runtime, as a sidecar pinned to one core.
-fn start_server(target: Target, policies: &std::path::Path, addr: &str, log: &str) -> anyhow::Result<()> {
+/// Returns its metrics.
+fn start_server(args: &Args, addr: &str, log: &str) -> anyhow::Result<std::sync::Arc<rolegate::telemetry::Metrics>> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("server").enable_all().build()?;
     let metrics = std::sync::Arc::new(rolegate::telemetry::Metrics::default());
     let _otel = runtime.block_on(async { rolegate::telemetry::init(metrics.clone()) });
     let (addr, forever) = (addr.to_owned(), std::future::pending::<()>());
-    match target {
+    match args.target {
         Target::Baseline => {
             runtime.spawn(async move {
                 if let Err(e) = empty::serve(&addr, forever).await {
@@ -198,9 +209,11 @@ fn start_server(target: Target, policies: &std::path::Path, addr: &str, log: &st
         }
         Target::Rolegate => {
             let raw = rolegate::server::config::RawServe {
-                policies: Some(policies.display().to_string()),
+                policies: Some(args.policies.display().to_string()),
                 listen: vec![addr],
                 decision_log: Some(log.to_owned()),
+                shadow_policies: args.shadow_policies.as_ref().map(|p| p.display().to_string()),
+                shadow_sample: args.shadow_sample.clone(),
                 ..Default::default()
             };
             let cfg = raw.resolve().map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
@@ -213,7 +226,8 @@ fn start_server(target: Target, policies: &std::path::Path, addr: &str, log: &st
                 )?),
                 None => None,
             };
-            let telemetry = std::sync::Arc::new(rolegate::telemetry::Telemetry { metrics, decision_log });
+            let telemetry =
+                std::sync::Arc::new(rolegate::telemetry::Telemetry { metrics: metrics.clone(), decision_log });
             runtime.spawn(async move {
                 if let Err(e) = rolegate::server::run(cfg, telemetry, forever).await {
                     eprintln!("rolegate-hotpath: rolegate failed: {e:#}");
@@ -223,7 +237,7 @@ fn start_server(target: Target, policies: &std::path::Path, addr: &str, log: &st
     }
     // The runtime lives as long as the process; the process exits when the client is done.
     std::mem::forget(runtime);
-    Ok(())
+    Ok(metrics)
 }
 
 /// Connects, waits until the server answers, sends the warm-up calls, then the counted ones.
@@ -233,6 +247,7 @@ async fn drive(
     addr: &str,
     path: PathAndQuery,
     bodies: Vec<Bytes>,
+    metrics: &rolegate::telemetry::Metrics,
 ) -> anyhow::Result<((u64, u64), (u64, u64), Duration)> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let channel = loop {
@@ -259,12 +274,31 @@ async fn drive(
     }
     let bodies = std::sync::Arc::new(bodies);
     send(&channel, &path, &bodies, args.warmup, args.in_flight).await?;
+    if args.shadow_policies.is_some() {
+        shadow_caught_up(metrics).await;
+    }
     let before = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     let start = Instant::now();
     send(&channel, &path, &bodies, args.calls, args.in_flight).await?;
+    if args.shadow_policies.is_some() {
+        shadow_caught_up(metrics).await;
+    }
     let elapsed = start.elapsed();
     let after = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     Ok((before, after, elapsed))
+}
+
+/// Waits until the shadow thread has compared (or dropped) every queued call: its count holds
+/// still for 200 ms, or 120 s have passed.
+async fn shadow_caught_up(metrics: &rolegate::telemetry::Metrics) {
+    let seen = || metrics.shadow.compared.load(Relaxed) + metrics.shadow.dropped_total();
+    let (deadline, mut last, mut still) = (Instant::now() + Duration::from_secs(120), seen(), 0);
+    while still < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = seen();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
 }
 
 /// Sends `calls` calls, `in_flight` at a time; any failed call fails the run.

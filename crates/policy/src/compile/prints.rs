@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{Cx, MemberChange};
-use crate::document::Document;
+use crate::document::{Document, MemberDoc};
+use crate::layout::{Entry, Spliced};
 use rolegate_engine::{Member, Tenant};
 
 /// What a tenant was compiled from, as fingerprints: its head with its template, and each member
@@ -64,18 +65,74 @@ pub fn recompile<'d>(
     prints: &'d Prints,
     revision: u64,
 ) -> Option<(Tenant, Prints)> {
+    let slots: Vec<Slot<'d>> = doc.members.iter().map(Slot::Read).collect();
+    recompile_slots(doc, template, &slots, base, prints, revision)
+}
+
+/// [`recompile`] for a document reparsed where it changed: `spliced.doc` holds the members
+/// parsed again, and its roster says where they go among the members kept as they were. A kept
+/// member must be one of `prints` (and so of `base`): the layout the splice was read against
+/// must have been taken with `base` and `prints`.
+pub fn recompile_spliced(
+    spliced: &Spliced,
+    template: Option<&Document>,
+    base: &Tenant,
+    prints: &Prints,
+    revision: u64,
+) -> Option<(Tenant, Prints)> {
+    let doc = &spliced.doc;
+    let slots: Vec<Slot<'_>> = spliced
+        .roster
+        .iter()
+        .map(|e| match e {
+            Entry::Kept(id) => Some(Slot::Kept(id)),
+            Entry::Parsed(i) => doc.members.get(*i).map(Slot::Read),
+        })
+        .collect::<Option<_>>()?;
+    recompile_slots(doc, template, &slots, base, prints, revision)
+}
+
+/// A member of the next version: read from its document, or kept as the base has it.
+#[derive(Clone, Copy)]
+enum Slot<'d> {
+    Read(&'d MemberDoc),
+    Kept(&'d str),
+}
+
+impl<'d> Slot<'d> {
+    fn id(self) -> &'d str {
+        match self {
+            Slot::Read(m) => &m.id.value,
+            Slot::Kept(id) => id,
+        }
+    }
+}
+
+fn recompile_slots<'d>(
+    doc: &'d Document,
+    template: Option<&'d Document>,
+    slots: &[Slot<'d>],
+    base: &Tenant,
+    prints: &'d Prints,
+    revision: u64,
+) -> Option<(Tenant, Prints)> {
     if prints.head != head(doc, template) || base.members.len() != prints.members.len() {
         return None;
     }
     let mut seen: FxHashSet<&str> = FxHashSet::default();
-    seen.reserve(doc.members.len());
+    seen.reserve(slots.len());
     let mut changes = Vec::new();
-    for m in &doc.members {
-        if !seen.insert(&m.id.value) {
+    for slot in slots {
+        if !seen.insert(slot.id()) {
             return None;
         }
-        if prints.members.get(m.id.value.as_str()) != Some(&m.print) {
-            changes.push(MemberChange::Put(m));
+        match *slot {
+            Slot::Read(m) if prints.members.get(m.id.value.as_str()) != Some(&m.print) => {
+                changes.push(MemberChange::Put(m));
+            }
+            Slot::Read(_) => {}
+            Slot::Kept(id) if prints.members.contains_key(id) => {}
+            Slot::Kept(_) => return None,
         }
     }
     changes.extend(prints.members.keys().filter(|id| !seen.contains(&***id)).map(|id| MemberChange::Remove(id)));
@@ -85,8 +142,7 @@ pub fn recompile<'d>(
     if cx.doc.has_errors() || cx.tpl.has_errors() {
         return None;
     }
-    let roster: Vec<Arc<Member>> =
-        doc.members.iter().map(|m| members.get(m.id.value.as_str()).cloned()).collect::<Option<_>>()?;
+    let roster: Vec<Arc<Member>> = slots.iter().map(|s| members.get(s.id()).cloned()).collect::<Option<_>>()?;
     let mut next = prints.members.clone();
     for change in &changes {
         match *change {

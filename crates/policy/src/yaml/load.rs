@@ -30,13 +30,32 @@ const NO_ALIASES: &str = "anchors and aliases are not supported";
 /// Loads the one document of `text`: a mapping (empty for an empty file), or the first problem,
 /// located.
 pub fn load(text: &str) -> Result<Node, (Loc, String)> {
+    load_at(text, 0, Root::Mapping)
+}
+
+/// What the root of a document must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// A policy file: a mapping.
+    Mapping,
+    /// A slice of a document's `members` list: a list.
+    Sequence,
+}
+
+/// Like [`load`], for text that starts at line `lines + 1` of its file, with a root of `root`.
+pub fn load_at(text: &str, lines: usize, root_kind: Root) -> Result<Node, (Loc, String)> {
+    events(text, lines, root_kind).map_err(|e| shifted(e, lines))
+}
+
+/// The loader itself; errors are located in `text`, nodes in the file.
+fn events(text: &str, lines: usize, root_kind: Root) -> Result<Node, (Loc, String)> {
     let mut parser = Parser::new_from_str(text);
     let mut open: Vec<Open> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     loop {
         let (event, at) = parser.next_token().map_err(scan_error)?;
-        let mark = Marker::new(0, at.index(), at.line(), at.col() + 1);
+        let mark = Marker::new(0, at.index(), at.line().saturating_add(lines), at.col() + 1);
         match event {
             Event::StreamEnd => break,
             Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
@@ -53,7 +72,7 @@ pub fn load(text: &str) -> Result<Node, (Loc, String)> {
                 refuse(anchor, tag.is_some(), &at)?;
                 let mut node = MarkedScalarNode::new(Span::new_start(mark), value);
                 node.set_coerce(style == TScalarStyle::Plain);
-                add(&mut open, &mut root, Node::from(node), &at)?;
+                add(&mut open, &mut root, Node::from(node), &at, lines)?;
             }
             Event::MappingStart(anchor, ref tag) | Event::SequenceStart(anchor, ref tag) => {
                 refuse(anchor, tag.is_some(), &at)?;
@@ -64,7 +83,7 @@ pub fn load(text: &str) -> Result<Node, (Loc, String)> {
                     return Err((loc(&at), format!("nested deeper than {MAX_YAML_DEPTH} levels")));
                 }
                 let is_map = matches!(event, Event::MappingStart(..));
-                if open.is_empty() && !is_map {
+                if open.is_empty() && is_map != (root_kind == Root::Mapping) {
                     return Err((loc(&at), "the document must be a mapping".into()));
                 }
                 open.push(if is_map {
@@ -84,11 +103,20 @@ pub fn load(text: &str) -> Result<Node, (Loc, String)> {
                     }
                     None => return Err((loc(&at), "invalid YAML: unbalanced collection".into())),
                 };
-                add(&mut open, &mut root, node, &at)?;
+                add(&mut open, &mut root, node, &at, lines)?;
             }
         }
     }
-    Ok(root.unwrap_or_else(|| Node::from(MarkedMappingNode::new_empty(Span::new_blank()))))
+    match (root, root_kind) {
+        (Some(node), _) => Ok(node),
+        (None, Root::Mapping) => Ok(Node::from(MarkedMappingNode::new_empty(Span::new_blank()))),
+        (None, Root::Sequence) => Ok(Node::from(MarkedSequenceNode::new_empty(Span::new_blank()))),
+    }
+}
+
+fn shifted((at, msg): (Loc, String), lines: usize) -> (Loc, String) {
+    let line = at.line.saturating_add(u32::try_from(lines).unwrap_or(u32::MAX));
+    (Loc { line, ..at }, msg)
 }
 
 /// Refuses an anchor (`&a`) and a tag (`!t`).
@@ -104,9 +132,15 @@ fn refuse(anchor: usize, tagged: bool, at: &YamlMarker) -> Result<(), (Loc, Stri
 
 /// Puts a finished node where it belongs: a key or a value of the open mapping, an item of the
 /// open sequence, or the document.
-fn add(open: &mut [Open], root: &mut Option<Node>, node: Node, at: &YamlMarker) -> Result<(), (Loc, String)> {
+fn add(
+    open: &mut [Open],
+    root: &mut Option<Node>,
+    node: Node,
+    at: &YamlMarker,
+    lines: usize,
+) -> Result<(), (Loc, String)> {
     match open.last_mut() {
-        None if matches!(node, Node::Mapping(_)) => *root = Some(node),
+        None if matches!(node, Node::Mapping(_) | Node::Sequence(_)) => *root = Some(node),
         None => return Err((loc(at), "the document must be a mapping".into())),
         Some(Open::Seq { items, .. }) => items.push(node),
         Some(Open::Map { map, key, .. }) => match (key.take(), node) {
@@ -114,7 +148,10 @@ fn add(open: &mut [Open], root: &mut Option<Node>, node: Node, at: &YamlMarker) 
             (None, _) => return Err((loc(at), "mapping keys must be plain strings".into())),
             (Some(k), value) => {
                 if map.contains_key(&k) {
-                    let at = k.span().start().map(|m| Loc { line: m.line() as u32, col: m.column() as u32 });
+                    let at = k.span().start().map(|m| Loc {
+                        line: u32::try_from(m.line().saturating_sub(lines)).unwrap_or(u32::MAX),
+                        col: m.column() as u32,
+                    });
                     return Err((at.unwrap_or_default(), format!("duplicate key `{}`", k.as_str())));
                 }
                 map.insert(k, value);

@@ -12,6 +12,8 @@ const FILE_KEYS: &[&str] = &[
     "policies",
     "source",
     "source_file",
+    "tenants",
+    "tenant_memory",
     "listen",
     "admin_listen",
     "min_revision_wait",
@@ -31,6 +33,7 @@ const FILE_KEYS: &[&str] = &[
     "callers",
     "shadow_policies",
     "shadow_source",
+    "shadow_schema",
     "shadow_queue",
     "shadow_sample",
     "shadow_log_per_second",
@@ -49,6 +52,30 @@ pub fn duration(s: &str) -> Option<Duration> {
         _ => None,
     }
 }
+
+/// Parses a size in bytes: `1000000`, `64KiB`, `512MiB`, `2GiB`, `1TiB` (also `KB`, `MB`, `GB`,
+/// `TB` as powers of 1000); `None` for anything else or an overflow.
+pub fn bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+const TENANT_MEMORY_MIN: u64 = 1 << 20;
+const TENANT_MEMORY_MAX: u64 = 1 << 40;
 
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
@@ -172,6 +199,43 @@ impl Settings {
             _ => {
                 self.errors.push(format!("{key}: invalid number `{s}` (from {min} to {max})"));
                 default
+            }
+        }
+    }
+
+    /// `--tenants` and `--tenant-memory`: the bound with tenants on demand, `None` with every
+    /// tenant resident. On demand needs a database to load tenants from.
+    pub(super) fn tenants(&mut self, mode: &Option<String>, memory: &Option<String>, database: bool) -> Option<u64> {
+        let memory_text = self.pick(memory, "tenant_memory");
+        let bound = match memory_text.as_deref().map(|m| (m, bytes(m))) {
+            None => rolegate_source::ondemand::DEFAULT_TENANT_MEMORY,
+            Some((_, Some(b))) if (TENANT_MEMORY_MIN..=TENANT_MEMORY_MAX).contains(&b) => b,
+            Some((m, Some(_))) => {
+                self.errors.push(format!("tenant_memory: `{m}` is out of range (1MiB to 1TiB)"));
+                0
+            }
+            Some((m, None)) => {
+                self.errors.push(format!("tenant_memory: invalid size `{m}` (e.g. `512MiB`, `2GiB`, `1000000`)"));
+                0
+            }
+        };
+        match self.pick(mode, "tenants").as_deref().map(str::trim) {
+            None | Some("all") => {
+                if memory_text.is_some() {
+                    self.errors.push("tenant_memory: only with `--tenants on-demand`".to_owned());
+                }
+                None
+            }
+            Some("on-demand") if !database => {
+                self.errors.push(
+                    "tenants: `on-demand` needs a database to load tenants from (`--source postgres://…`, or `nats://…` with `--snapshot-source`); a policy directory is always held whole".to_owned(),
+                );
+                None
+            }
+            Some("on-demand") => Some(bound),
+            Some(other) => {
+                self.errors.push(format!("tenants: expected `all` or `on-demand`, got `{other}`"));
+                None
             }
         }
     }

@@ -85,6 +85,7 @@ fn a_member_edit_compiles_that_member_and_serves_what_a_first_load_serves() {
     write(dir.path(), "acme.yaml", &document(50, Some((7, "disabled"))));
     let report = src.reload(&store);
     assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(src.spliced(), 1, "only the edited member's lines are read");
     let after = served(&store);
     assert_eq!(allowed(&store, "m7"), (false, Reason::PrincipalDisabled), "the revocation applies");
     assert!(after.revision > before.revision);
@@ -98,6 +99,7 @@ fn a_member_edit_compiles_that_member_and_serves_what_a_first_load_serves() {
     text.push_str(&member(99, "active"));
     write(dir.path(), "acme.yaml", &text);
     src.reload(&store);
+    assert_eq!(src.spliced(), 1);
     let moved = served(&store);
     assert_eq!(moved.roster.last().map(|m| &*m.id), Some("m99"));
     assert!(Arc::ptr_eq(&moved.members["m3"], &before.members["m3"]));
@@ -119,13 +121,15 @@ fn a_broken_member_edit_keeps_the_last_good_tenant_and_a_fix_applies() {
     write(dir.path(), "acme.yaml", &broken);
     let report = src.reload(&store);
     assert_eq!(report.failed, ["acme"], "{report:?}");
-    assert!(report.errors.iter().any(|d| d.key == "members[5].units[0]"), "{:?}", report.errors);
+    let error = report.errors.iter().find(|d| d.key == "members[5].units[0]").expect("the member's error");
+    assert_eq!((error.at.line, error.at.col), (10, 22), "{error}");
     assert!(Arc::ptr_eq(&served(&store), &good), "the last good tenant stays served");
     assert_eq!(allowed(&store, "m4"), (true, Reason::Granted));
 
     write(dir.path(), "acme.yaml", &document(10, Some((4, "disabled"))));
     let report = src.reload(&store);
     assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(src.spliced(), 1, "the fix is read against the tenant served");
     assert_eq!(allowed(&store, "m4"), (false, Reason::PrincipalDisabled));
     assert_eq!(canonical(&served(&store)), first_load(dir.path()));
 }
@@ -148,4 +152,55 @@ fn a_template_change_compiles_every_member_of_its_tenants() {
     assert_eq!(after.member_count(), 20, "no member is lost");
     assert_eq!(allowed(&store, "m1"), (false, Reason::NoGrant));
     assert_eq!(canonical(&after), first_load(dir.path()));
+}
+
+#[test]
+fn a_syntax_error_inside_one_member_is_reported_where_it_is_and_keeps_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    write(&dir.path().join("templates"), "desk.yaml", TEMPLATE);
+    write(dir.path(), "acme.yaml", &document(10, None));
+    let (mut src, store) = (source(dir.path()), Store::default());
+    src.reload(&store);
+    let good = served(&store);
+
+    let broken = document(10, Some((2, "disabled"))).replace("{id: m6, status: active,", "{id: m6, status: [active,");
+    write(dir.path(), "acme.yaml", &broken);
+    let report = src.reload(&store);
+    assert_eq!(report.failed, ["acme"], "{report:?}");
+    let error = report.errors.first().expect("the syntax error");
+    // The flow list opened on line 11 is found unclosed where the next member starts.
+    assert_eq!((error.at.line, error.at.col), (12, 3), "{error}");
+    assert_eq!(report.errors, source(dir.path()).reload(&Store::default()).errors, "as a first load reports it");
+    assert!(Arc::ptr_eq(&served(&store), &good), "the last good tenant stays served");
+    assert_eq!(allowed(&store, "m2"), (true, Reason::Granted), "nothing of the bad version applies");
+}
+
+#[test]
+fn a_change_to_the_head_compiles_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    write(&dir.path().join("templates"), "desk.yaml", TEMPLATE);
+    write(dir.path(), "acme.yaml", &document(20, None));
+    let (mut src, store) = (source(dir.path()), Store::default());
+    src.reload(&store);
+    let before = served(&store);
+
+    let text = document(20, Some((3, "disabled")))
+        .replace("units: [{id: eu}]", "units: [{id: world}, {id: eu, parent: world}]");
+    write(dir.path(), "acme.yaml", &text);
+    let report = src.reload(&store);
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(src.spliced(), 0, "a changed head is compiled whole");
+    let after = served(&store);
+    assert!(!Arc::ptr_eq(&after.members["m8"], &before.members["m8"]), "every member is compiled again");
+    assert_eq!(allowed(&store, "m3"), (false, Reason::PrincipalDisabled));
+    assert_eq!(canonical(&after), first_load(dir.path()));
+
+    // The next member edit is read line by line again.
+    write(dir.path(), "acme.yaml", &text.replace("{id: m3, status: disabled", "{id: m3, status: active"));
+    src.reload(&store);
+    assert_eq!(src.spliced(), 1);
+    assert_eq!(allowed(&store, "m3"), (true, Reason::Granted));
+    assert_eq!(canonical(&served(&store)), first_load(dir.path()));
 }

@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 
 use super::{Body, Change, Config};
 use crate::ReloadReport;
+use crate::ondemand::{Request, Requests};
 use crate::postgres::follow::read::Read;
 use crate::postgres::follow::{FollowError, Follower, Session};
 use crate::postgres::{self, Health};
@@ -57,7 +58,9 @@ impl crate::Source for NatsSource {
         let NatsSource { nats, snapshot, health } = *self;
         std::thread::Builder::new().name("rolegate-nats".into()).spawn(move || {
             let follower = Follower::new(snapshot.clone(), store, health.clone());
-            let mut sidecar = Sidecar { nats, snapshot, health, follower, db: None, next: None, resync: true };
+            let requests = follower.requests();
+            let mut sidecar =
+                Sidecar { nats, snapshot, health, follower, db: None, next: None, resync: true, requests };
             runtime.block_on(sidecar.run(on_reload))
         })
     }
@@ -88,6 +91,8 @@ struct Sidecar {
     /// Every tenant must be compared with the database before the stream is trusted again: at
     /// the start, after a trimmed stream, after a failed read.
     resync: bool,
+    /// Loads and evictions of tenants on demand.
+    requests: Option<Requests>,
 }
 
 impl Sidecar {
@@ -113,7 +118,7 @@ impl Sidecar {
                 stale: self.follower.stale(),
                 ..ReloadReport::default()
             });
-            tokio::time::sleep(backoff).await;
+            self.wait(backoff, &err.to_string(), &*on_round).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -151,7 +156,14 @@ impl Sidecar {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let asked = async {
+                match self.requests.as_mut() {
+                    Some(rx) => rx.0.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(request) = asked => self.serve(request, on_round).await?,
                 message = messages.next() => {
                     let message = message.ok_or_else(|| Error::Nats("the stream's consumer ended".to_owned()))?.map_err(nats)?;
                     let info = message.info().map_err(nats)?;
@@ -206,10 +218,50 @@ impl Sidecar {
         self.apply(change, on_round).await
     }
 
+    /// Sleeps `pause` while disconnected; loads asked for meanwhile fail at once with `why`.
+    async fn wait(&mut self, pause: Duration, why: &str, on_round: &(dyn Fn(&ReloadReport) + Send)) {
+        let Some(mut rx) = self.requests.take() else { return tokio::time::sleep(pause).await };
+        let until = tokio::time::sleep(pause);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => break,
+                Some(request) = rx.0.recv() => {
+                    if let Some(report) = self.follower.refuse(request, why) {
+                        on_round(&report);
+                    }
+                }
+            }
+        }
+        self.requests = Some(rx);
+    }
+
+    /// Serves a load (from the snapshot database) or an eviction of tenants on demand.
+    async fn serve(&mut self, request: Request, on_round: &(dyn Fn(&ReloadReport) + Send)) -> Result<(), Error> {
+        let session = session(&mut self.db, &self.snapshot).await;
+        let session = match session {
+            Ok(session) => session,
+            Err(e) => {
+                if let Some(report) = self.follower.refuse(request, &e.to_string()) {
+                    on_round(&report);
+                }
+                return Err(e);
+            }
+        };
+        let report = self.follower.serve(session, request).await.inspect_err(|_| self.db = None)?;
+        self.follower.settle(&report).await;
+        on_round(&report);
+        Ok(())
+    }
+
     /// Applies one change, or reads its tenant from the database when the change cannot apply.
     async fn apply(&mut self, change: Change, on_round: &(dyn Fn(&ReloadReport) + Send)) -> Result<(), Error> {
         let Change { tenant, revision, previous, body } = change;
         let held = self.follower.held(&tenant);
+        if held.is_none() && self.follower.on_demand() {
+            // Not resident: its next call reads it from the database.
+            return Ok(());
+        }
         if held.is_some_and(|h| revision <= h.seen) {
             return Ok(());
         }
@@ -225,7 +277,9 @@ impl Sidecar {
                 return self.catch_up(Some(&[tenant]), on_round).await;
             }
         };
-        on_round(&self.follower.apply(read));
+        let report = self.follower.apply(read);
+        self.follower.settle(&report).await;
+        on_round(&report);
         Ok(())
     }
 
@@ -238,12 +292,14 @@ impl Sidecar {
         if tenants.is_none() {
             self.resync = true;
         }
-        let session = match self.db.take().filter(|(s, _)| !s.is_closed()) {
-            Some((session, _)) => session,
-            None => Session::open_reader(&self.snapshot).await?,
+        let on_demand = self.follower.on_demand();
+        let session = session(&mut self.db, &self.snapshot).await?;
+        let report = match tenants {
+            None if on_demand => self.follower.check_resident(session).await,
+            _ => self.follower.sync(session, tenants).await,
         };
-        let (session, _) = self.db.insert((session, Instant::now()));
-        let report = self.follower.sync(session, tenants).await.inspect_err(|_| self.resync = true)?;
+        let report = report.inspect_err(|_| self.resync = true)?;
+        self.follower.settle(&report).await;
         on_round(&report);
         if tenants.is_none() {
             self.resync = false;
@@ -251,4 +307,14 @@ impl Sidecar {
         }
         Ok(())
     }
+}
+
+/// The snapshot database connection, opened when needed.
+async fn session<'a>(db: &'a mut Option<(Session, Instant)>, cfg: &postgres::Config) -> Result<&'a mut Session, Error> {
+    let session = match db.take().filter(|(s, _)| !s.is_closed()) {
+        Some((session, _)) => session,
+        None => Session::open_reader(cfg).await?,
+    };
+    let (session, _) = db.insert((session, Instant::now()));
+    Ok(session)
 }

@@ -1,8 +1,8 @@
-//! Following the database. The follower loads every tenant, LISTENs on channel `rolegate`, and
-//! on each notification reads the notified tenants' change-log rows after the last id it applied
-//! for each: member and binding changes recompile only those members, any other change the whole
-//! tenant. A periodic check that every tenant's revision is the one applied backs up lost
-//! notifications. When the connection fails, the last snapshot keeps serving, the follower
+//! Following the database. The follower loads every tenant, LISTENs on its schema's channel
+//! (`rolegate` for the live policy), and on each notification reads the notified tenants'
+//! change-log rows after the last id it applied for each: member and binding changes recompile
+//! only those members, any other change the whole tenant. A periodic check that every tenant's
+//! revision is the one applied backs up lost notifications. When the connection fails, the last snapshot keeps serving, the follower
 //! reconnects with backoff and catches up from each tenant's last applied id.
 //!
 //! Each round reads in one repeatable-read transaction, so the rows a tenant is built from are
@@ -19,6 +19,7 @@
 
 mod apply;
 pub mod read;
+mod resident;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,11 +31,10 @@ use tokio_postgres::Client;
 use super::rows::Queries;
 use super::{Config, Health};
 use crate::ReloadReport;
+use crate::ondemand::{Request, Requests};
 use crate::store::Store;
 use apply::Known;
 
-/// The notification channel the triggers notify.
-pub const CHANNEL: &str = "rolegate";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A round that takes longer than this is abandoned and the connection reopened.
@@ -71,8 +71,8 @@ impl Session {
     /// so no change committed after the first read can go unnoticed.
     pub async fn open(cfg: &Config) -> Result<Session, FollowError> {
         let (client, notes) = super::connect(cfg).await?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        let queries = Queries::prepare(&client).await?;
+        client.batch_execute(&format!("LISTEN {}", cfg.schema.ident())).await?;
+        let queries = Queries::prepare(&client, &cfg.schema).await?;
         Ok(Session { client, queries, notes })
     }
 
@@ -80,7 +80,7 @@ impl Session {
     /// a hot standby allows.
     pub async fn open_reader(cfg: &Config) -> Result<Session, FollowError> {
         let (client, notes) = super::connect(cfg).await?;
-        let queries = Queries::prepare(&client).await?;
+        let queries = Queries::prepare(&client, &cfg.schema).await?;
         Ok(Session { client, queries, notes })
     }
 
@@ -172,9 +172,10 @@ impl Follower {
     /// Connects, catches up and follows until the process exits, reconnecting after failures.
     pub async fn run(mut self, on_round: impl Fn(&ReloadReport)) {
         let mut backoff = MIN_BACKOFF;
+        let mut requests = self.requests();
         loop {
             let err = match Session::open(&self.cfg).await {
-                Ok(mut session) => self.follow(&mut session, &on_round, &mut backoff).await,
+                Ok(mut session) => self.follow(&mut session, &on_round, &mut backoff, &mut requests).await,
                 Err(e) => e,
             };
             self.health.set_connected(false);
@@ -191,8 +192,31 @@ impl Follower {
                 ),
             };
             on_round(&ReloadReport { unreadable: Some(message), stale: self.stale(), ..ReloadReport::default() });
-            tokio::time::sleep(jitter(backoff)).await;
+            self.wait(jitter(backoff), &mut requests, &format!("postgres {db}: {err}"), &on_round).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sleeps `pause` while disconnected; loads asked for meanwhile fail at once with `why`.
+    async fn wait(
+        &mut self,
+        pause: Duration,
+        requests: &mut Option<Requests>,
+        why: &str,
+        on_round: &impl Fn(&ReloadReport),
+    ) {
+        let Some(rx) = requests.as_mut() else { return tokio::time::sleep(pause).await };
+        let until = tokio::time::sleep(pause);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return,
+                Some(request) = rx.0.recv() => {
+                    if let Some(report) = self.refuse(request, why) {
+                        on_round(&report);
+                    }
+                }
+            }
         }
     }
 
@@ -202,9 +226,14 @@ impl Follower {
         session: &mut Session,
         on_round: &impl Fn(&ReloadReport),
         backoff: &mut Duration,
+        requests: &mut Option<Requests>,
     ) -> FollowError {
-        match self.sync(session, None).await {
-            Ok(report) => on_round(&report),
+        let first = if self.on_demand() { self.check_resident(session).await } else { self.sync(session, None).await };
+        match first {
+            Ok(report) => {
+                self.settle(&report).await;
+                on_round(&report);
+            }
             Err(e) => return e,
         }
         self.health.synced();
@@ -219,18 +248,35 @@ impl Follower {
             enum Event {
                 Notified(Result<Vec<String>, FollowError>),
                 Poll,
+                Asked(Request),
             }
+            let asked = async {
+                match requests.as_mut() {
+                    Some(rx) => rx.0.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 notes = session.notified() => Event::Notified(notes),
                 _ = poll.tick() => Event::Poll,
+                Some(request) = asked => Event::Asked(request),
             };
             let round = match event {
-                Event::Notified(Ok(tenants)) => self.sync(session, Some(&tenants)).await,
+                Event::Notified(Ok(tenants)) => {
+                    let tenants = self.to_follow(tenants);
+                    if tenants.is_empty() {
+                        continue;
+                    }
+                    self.sync(session, Some(&tenants)).await
+                }
                 Event::Notified(Err(e)) => Err(e),
+                Event::Poll if self.on_demand() => self.check_resident(session).await,
                 Event::Poll => self.poll(session).await,
+                Event::Asked(request) => self.serve(session, request).await,
             };
             match round {
                 Ok(report) => {
+                    self.settle(&report).await;
                     on_round(&report);
                     self.health.synced();
                 }
@@ -262,9 +308,12 @@ impl Follower {
         let read = tokio::time::timeout(ROUND_TIMEOUT, self.read(session, tenants))
             .await
             .map_err(|_| FollowError::Timeout(ROUND_TIMEOUT))??;
+        // A tenant read whole (every tenant at the first sync; one whose history no longer
+        // reaches the change last applied, or whose head changed, later) had all its rows
+        // parsed: give back what that took, also when only one tenant was notified.
+        let whole = tenants.is_none() || !read.full.is_empty();
         let report = self.apply(read);
-        // Every tenant's rows were read and parsed: give back what that took.
-        if tenants.is_none() {
+        if whole {
             crate::trim::release_freed_memory();
         }
         Ok(report)

@@ -2,6 +2,7 @@
 //! tenant, member, binding, unit or template row, when, at which revision, with the row before
 //! and after. Written by the triggers of `migrations/0002_change_history.sql`.
 
+use super::schema::Schema;
 use super::{migrate, transfer};
 
 /// Which history rows to read.
@@ -15,6 +16,8 @@ pub struct Filter {
     pub since: Option<jiff::Timestamp>,
     /// At most this many rows, the newest (returned oldest first).
     pub limit: i64,
+    /// The schema whose history to read.
+    pub schema: Schema,
 }
 
 /// One recorded write.
@@ -43,11 +46,12 @@ pub struct Change {
 /// Reads the history rows matching `filter` from the database at `dsn`, oldest first.
 pub async fn read(dsn: &str, filter: &Filter) -> anyhow::Result<Vec<Change>> {
     let client = transfer::connect(dsn).await?;
-    migrate::require_current(&client).await?;
+    migrate::require_current(&client, &filter.schema).await?;
     let since = filter.since.map(|t| t.to_string());
     let rows = client
         .query(
-            "SELECT id, tenant, kind, key, op, actor, before::text, after::text,
+            &*filter.schema.sql(
+                "SELECT id, tenant, kind, key, op, actor, before::text, after::text,
                     (extract(epoch FROM at) * 1000000)::bigint
              FROM (SELECT * FROM rolegate.change_history
                    WHERE ($1::text IS NULL OR tenant = $1)
@@ -55,6 +59,7 @@ pub async fn read(dsn: &str, filter: &Filter) -> anyhow::Result<Vec<Change>> {
                      AND ($3::text IS NULL OR at >= $3::text::timestamptz)
                    ORDER BY seq DESC LIMIT $4) newest
              ORDER BY seq",
+            ),
             &[&filter.tenant, &filter.member, &since, &filter.limit],
         )
         .await?;

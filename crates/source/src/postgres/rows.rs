@@ -4,6 +4,8 @@
 
 use tokio_postgres::{Error, GenericClient, Row, Statement};
 
+use super::schema::Schema;
+
 /// A tenant's slow-changing document.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TenantRow {
@@ -141,54 +143,51 @@ pub struct Queries {
 }
 
 impl Queries {
-    /// Prepares every statement on `client`.
-    pub async fn prepare(client: &impl GenericClient) -> Result<Queries, Error> {
-        let revisions = "SELECT tenant, revision, pruned_to FROM rolegate.tenant_revisions";
+    /// Prepares every statement on `client`, for the tables of `schema`.
+    pub async fn prepare(client: &impl GenericClient, schema: &Schema) -> Result<Queries, Error> {
+        let sql = |text: &str| schema.sql(text).into_owned();
+        let revisions = sql("SELECT tenant, revision, pruned_to FROM rolegate.tenant_revisions");
         Ok(Queries {
             digest: client
-                .prepare("SELECT count(*), coalesce(sum(revision), 0)::text FROM rolegate.tenant_revisions")
+                .prepare(&sql("SELECT count(*), coalesce(sum(revision), 0)::text FROM rolegate.tenant_revisions"))
                 .await?,
-            revisions: client.prepare(revisions).await?,
+            revisions: client.prepare(&revisions).await?,
             revisions_of: client.prepare(&format!("{revisions} WHERE tenant = ANY($1)")).await?,
             changes: client
-                .prepare(
-                    "SELECT c.tenant, c.id, c.kind, c.key FROM rolegate.change_log c \
+                .prepare(&sql("SELECT c.tenant, c.id, c.kind, c.key FROM rolegate.change_log c \
                      JOIN unnest($1::text[], $2::int8[]) AS a (tenant, after) ON c.tenant = a.tenant AND c.id >= a.after \
-                     ORDER BY c.id",
-                )
+                     ORDER BY c.id"))
                 .await?,
-            tenant_ids: client.prepare("SELECT id FROM rolegate.tenants ORDER BY id").await?,
+            tenant_ids: client.prepare(&sql("SELECT id FROM rolegate.tenants ORDER BY id")).await?,
             tenants: client
-                .prepare("SELECT id, document, template FROM rolegate.tenants WHERE id = ANY($1) ORDER BY id")
+                .prepare(&sql("SELECT id, document, template FROM rolegate.tenants WHERE id = ANY($1) ORDER BY id"))
                 .await?,
             templates: client
-                .prepare("SELECT name, document FROM rolegate.templates WHERE name = ANY($1) ORDER BY name")
+                .prepare(&sql("SELECT name, document FROM rolegate.templates WHERE name = ANY($1) ORDER BY name"))
                 .await?,
             units: client
-                .prepare(
-                    "SELECT tenant, id, parent, description FROM rolegate.units WHERE tenant = ANY($1) ORDER BY tenant, id",
-                )
+                .prepare(&sql("SELECT tenant, id, parent, description FROM rolegate.units WHERE tenant = ANY($1) ORDER BY tenant, id"))
                 .await?,
             members: client
-                .prepare(&format!(
+                .prepare(&sql(&format!(
                     "SELECT {MEMBER_COLUMNS} FROM rolegate.members WHERE tenant = ANY($1) ORDER BY tenant, id"
-                ))
+                )))
                 .await?,
             bindings: client
-                .prepare(&format!(
+                .prepare(&sql(&format!(
                     "SELECT {BINDING_COLUMNS} FROM rolegate.bindings WHERE tenant = ANY($1) ORDER BY tenant, member, position"
-                ))
+                )))
                 .await?,
             members_by_id: client
-                .prepare(&format!(
+                .prepare(&sql(&format!(
                     "SELECT {MEMBER_COLUMNS} FROM rolegate.members WHERE tenant = $1 AND id = ANY($2) ORDER BY id"
-                ))
+                )))
                 .await?,
             bindings_by_member: client
-                .prepare(&format!(
+                .prepare(&sql(&format!(
                     "SELECT {BINDING_COLUMNS} FROM rolegate.bindings WHERE tenant = $1 AND member = ANY($2) \
                      ORDER BY member, position"
-                ))
+                )))
                 .await?,
         })
     }

@@ -1,4 +1,5 @@
-//! `rolegate migrate`, `rolegate import DIR --to DSN` and `rolegate export --from DSN DIR`.
+//! `rolegate migrate`, `rolegate import DIR --to DSN` and `rolegate export --from DSN DIR`, each
+//! on the `rolegate` schema or, with `--schema NAME`, a candidate policy's.
 //!
 //! Import validates the whole directory first and imports nothing when it has an error. Each
 //! tenant document is split into its document (everything but `units:` and `members:`, comments
@@ -16,6 +17,7 @@ use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::migrate;
 use super::rows::{BindingRow, MemberRow, Queries, TenantRows};
+use super::schema::Schema;
 use super::yaml_text::{json_flow, node_json, quote, scalar, without_rows};
 use crate::files;
 use rolegate_policy::{self as policy, Report, parse};
@@ -27,14 +29,14 @@ pub(crate) async fn connect(dsn: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// `rolegate migrate --dsn DSN`.
-pub async fn migrate_command(dsn: &str) -> anyhow::Result<ExitCode> {
+/// `rolegate migrate --dsn DSN [--schema NAME]`.
+pub async fn migrate_command(dsn: &str, schema: &Schema) -> anyhow::Result<ExitCode> {
     let mut client = connect(dsn).await?;
-    let applied = migrate::migrate(&mut client).await.context("migration failed")?;
-    let version = migrate::current(&client).await?.unwrap_or(0);
+    let applied = migrate::migrate(&mut client, schema).await.context("migration failed")?;
+    let version = migrate::current(&client, schema).await?.unwrap_or(0);
     match applied.as_slice() {
-        [] => println!("schema is up to date at version {version}"),
-        v => println!("applied migrations {v:?}; schema is at version {version}"),
+        [] => println!("schema {schema} is up to date at version {version}"),
+        v => println!("applied migrations {v:?}; schema {schema} is at version {version}"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -49,8 +51,8 @@ struct Split {
     bindings: Vec<[Option<String>; 8]>,
 }
 
-/// `rolegate import DIR --to DSN`.
-pub async fn import_command(dir: &Path, dsn: &str) -> anyhow::Result<ExitCode> {
+/// `rolegate import DIR --to DSN [--schema NAME]`.
+pub async fn import_command(dir: &Path, dsn: &str, schema: &Schema) -> anyhow::Result<ExitCode> {
     let (_, loaded) = crate::dir::load_snapshot(dir)?;
     let errors: Vec<String> = loaded.diagnostics().iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
     if !errors.is_empty() {
@@ -72,25 +74,28 @@ pub async fn import_command(dir: &Path, dsn: &str) -> anyhow::Result<ExitCode> {
         }
     }
     let mut client = connect(dsn).await?;
-    migrate::require_current(&client).await?;
+    migrate::require_current(&client, schema).await?;
     let tx = client.transaction().await?;
     for (name, text) in &templates {
         tx.execute(
-            "INSERT INTO rolegate.templates (name, document) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
+            &*schema.sql(
+                "INSERT INTO rolegate.templates (name, document) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
              SET document = EXCLUDED.document WHERE rolegate.templates.document IS DISTINCT FROM EXCLUDED.document",
+            ),
             &[name, text],
         )
         .await?;
     }
     let (mut members, mut bindings) = (0, 0);
     for t in &tenants {
-        store_tenant(&tx, t).await.with_context(|| format!("cannot import tenant `{}`", t.id))?;
+        store_tenant(&tx, schema, t).await.with_context(|| format!("cannot import tenant `{}`", t.id))?;
         members += t.members.len();
         bindings += t.bindings.len();
     }
     tx.commit().await?;
     for t in &tenants {
-        let revision: i64 = client.query_one("SELECT rolegate.revision($1)", &[&t.id]).await?.try_get(0)?;
+        let revision: i64 =
+            client.query_one(&*schema.sql("SELECT rolegate.revision($1)"), &[&t.id]).await?.try_get(0)?;
         println!("tenant {} at revision {revision}", t.id);
     }
     println!(
@@ -160,34 +165,40 @@ fn split(path: &Path, text: &str) -> anyhow::Result<Split> {
 
 /// Replaces one tenant's document and rows. Columns travel as text arrays and are cast in SQL,
 /// one statement per table.
-async fn store_tenant(tx: &Transaction<'_>, t: &Split) -> anyhow::Result<()> {
+async fn store_tenant(tx: &Transaction<'_>, schema: &Schema, t: &Split) -> anyhow::Result<()> {
     tx.execute(
-        "INSERT INTO rolegate.tenants (id, document) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE \
+        &*schema.sql(
+            "INSERT INTO rolegate.tenants (id, document) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE \
          SET document = EXCLUDED.document WHERE rolegate.tenants.document IS DISTINCT FROM EXCLUDED.document",
+        ),
         &[&t.id, &t.document],
     )
     .await?;
-    let template: Option<String> =
-        tx.query_one("SELECT template FROM rolegate.tenants WHERE id = $1", &[&t.id]).await?.try_get(0)?;
+    let template: Option<String> = tx
+        .query_one(&*schema.sql("SELECT template FROM rolegate.tenants WHERE id = $1"), &[&t.id])
+        .await?
+        .try_get(0)?;
     if template != t.template {
         bail!("write `template: NAME` on a line of its own at the top level of the document");
     }
-    tx.execute("DELETE FROM rolegate.units WHERE tenant = $1", &[&t.id]).await?;
-    tx.execute("DELETE FROM rolegate.members WHERE tenant = $1", &[&t.id]).await?;
+    tx.execute(&*schema.sql("DELETE FROM rolegate.units WHERE tenant = $1"), &[&t.id]).await?;
+    tx.execute(&*schema.sql("DELETE FROM rolegate.members WHERE tenant = $1"), &[&t.id]).await?;
     let col = |rows: &[[Option<String>; 3]], i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
     tx.execute(
-        "INSERT INTO rolegate.units (tenant, id, parent, description) \
-         SELECT $1, u.id, u.parent, u.description FROM unnest($2::text[], $3::text[], $4::text[]) AS u (id, parent, description)",
+        &*schema.sql("INSERT INTO rolegate.units (tenant, id, parent, description) \
+         SELECT $1, u.id, u.parent, u.description FROM unnest($2::text[], $3::text[], $4::text[]) AS u (id, parent, description)"),
         &[&t.id, &col(&t.units, 0), &col(&t.units, 1), &col(&t.units, 2)],
     )
     .await?;
     let col = |rows: &[[Option<String>; 6]], i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
     tx.execute(
-        "INSERT INTO rolegate.members (tenant, id, status, expires, units, attrs, description) \
+        &*schema.sql(
+            "INSERT INTO rolegate.members (tenant, id, status, expires, units, attrs, description) \
          SELECT $1, m.id, m.status, m.expires::timestamptz, ARRAY(SELECT jsonb_array_elements_text(m.units::jsonb)), \
                 m.attrs::jsonb, m.description \
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
               AS m (id, status, expires, units, attrs, description)",
+        ),
         &[
             &t.id,
             &col(&t.members, 0),
@@ -202,12 +213,14 @@ async fn store_tenant(tx: &Transaction<'_>, t: &Split) -> anyhow::Result<()> {
     let col = |rows: &[[Option<String>; 8]], i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
     // In document order: positions are drawn as the rows are inserted.
     tx.execute(
-        "INSERT INTO rolegate.bindings (tenant, member, id, role, scope, \"from\", until, \"when\", description) \
+        &*schema.sql(
+            "INSERT INTO rolegate.bindings (tenant, member, id, role, scope, \"from\", until, \"when\", description) \
          SELECT $1, b.member, b.id, b.role, b.scope::jsonb, b.valid_from::timestamptz, b.valid_until::timestamptz, \
                 b.condition::jsonb, b.description \
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
               WITH ORDINALITY AS b (member, id, role, scope, valid_from, valid_until, condition, description, ord) \
          ORDER BY b.ord",
+        ),
         &[
             &t.id,
             &col(&t.bindings, 0),
@@ -224,9 +237,9 @@ async fn store_tenant(tx: &Transaction<'_>, t: &Split) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rolegate export --from DSN DIR`.
-pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
-    let (tenants, templates) = export(dsn, dir).await?;
+/// `rolegate export --from DSN DIR [--schema NAME]`.
+pub async fn export_command(dsn: &str, dir: &Path, schema: &Schema) -> anyhow::Result<ExitCode> {
+    let (tenants, templates) = export_schema(dsn, schema, dir).await?;
     println!("exported {tenants} tenants and {templates} templates to {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -234,13 +247,18 @@ pub async fn export_command(dsn: &str, dir: &Path) -> anyhow::Result<ExitCode> {
 /// Writes the policies held in PostgreSQL, read in one snapshot, as a policy directory; returns
 /// how many tenants and templates it wrote.
 pub async fn export(dsn: &str, dir: &Path) -> anyhow::Result<(usize, usize)> {
+    export_schema(dsn, &Schema::default(), dir).await
+}
+
+/// [`export`] of the policy held in `schema`.
+pub async fn export_schema(dsn: &str, schema: &Schema, dir: &Path) -> anyhow::Result<(usize, usize)> {
     let mut client = connect(dsn).await?;
-    migrate::require_current(&client).await?;
-    let queries = Queries::prepare(&client).await?;
+    migrate::require_current(&client, schema).await?;
+    let queries = Queries::prepare(&client, schema).await?;
     let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let ids = queries.tenant_ids(&tx).await?;
     let templates: Vec<(String, String)> = tx
-        .query("SELECT name, document FROM rolegate.templates ORDER BY name", &[])
+        .query(&*schema.sql("SELECT name, document FROM rolegate.templates ORDER BY name"), &[])
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

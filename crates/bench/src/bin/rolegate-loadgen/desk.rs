@@ -170,7 +170,9 @@ impl Desk {
     }
 
     /// Writes the policy directory: the template and the tenant. `variant` only changes a
-    /// comment and the description, so that a rewrite is a real change with the same decisions.
+    /// comment, the description and the description of one member (the first member but one),
+    /// so that a rewrite is what an edit is: the whole file written again with one member
+    /// changed, and the same decisions.
     pub fn write_policies(&self, dir: &Path, variant: u64) -> std::io::Result<()> {
         std::fs::create_dir_all(dir.join("templates"))?;
         std::fs::write(dir.join("templates/customer-service-desk.yaml"), TEMPLATE)?;
@@ -192,8 +194,11 @@ impl Desk {
             let _ = writeln!(y, "  - {{id: {}, parent: {}}}", team.id, team.dept.path()[0]);
         }
         y.push_str("\nmembers:\n");
-        for m in &self.members {
+        for (i, m) in self.members.iter().enumerate() {
             self.member_yaml(&mut y, m);
+            if i == 1 {
+                let _ = writeln!(y, "    description: edited in variant {variant}");
+            }
         }
         y.push_str(RULES);
         y

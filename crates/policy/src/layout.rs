@@ -1,0 +1,260 @@
+//! A tenant document's `members` list located in its text, line by line, so that a changed
+//! document is read again only where its bytes changed: a one-member edit to a document of
+//! 50,000 members parses the document's head and that member, not the 50,000.
+//!
+//! The list is found by its lines: a `members:` key at column 0 followed by a block list whose
+//! items start with `- ` at one indentation; each item runs to the next item's line (comments
+//! and blank lines go with the item before them). A [`Layout`] — kept from a full parse that
+//! found exactly these items, one per line range, without any error — maps each item's bytes
+//! (as a hash) to its member id. An item whose bytes are in the layout is known without reading
+//! it; any other is parsed alone, at its own line. A text that does not have this shape, or any
+//! error at all, gives `None`, and the caller parses the whole document, which reports errors
+//! exactly as a first load does.
+
+use std::hash::Hasher;
+use std::ops::Range;
+use std::sync::Arc;
+
+use marked_yaml::Node;
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::diag::Report;
+use crate::document::Document;
+use crate::parse;
+use crate::yaml::{self, Root};
+
+/// The member id of each item of a document's `members` list, by the hash of the item's bytes.
+/// About 60 bytes per member.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    items: FxHashMap<u64, Arc<str>>,
+}
+
+impl Layout {
+    /// Number of items located.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when no item is located.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Points the ids at `ids`' copies, so that the layout adds no copy of an id kept elsewhere
+    /// (the compiled tenant's member table).
+    pub fn share_ids<V>(&mut self, ids: &FxHashMap<Arc<str>, V>) {
+        for id in self.items.values_mut() {
+            if let Some((shared, _)) = ids.get_key_value(&**id) {
+                *id = shared.clone();
+            }
+        }
+    }
+}
+
+/// One item of a reparsed `members` list.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// Bytes unchanged since the layout: the member with this id, as it was.
+    Kept(Arc<str>),
+    /// Bytes changed: the member at this index of [`Spliced::doc`]'s members.
+    Parsed(usize),
+}
+
+/// A document reparsed where it changed.
+#[derive(Debug)]
+pub struct Spliced {
+    /// The document with only the members parsed again.
+    pub doc: Document,
+    /// Every item of the `members` list, in order.
+    pub roster: Vec<Entry>,
+    /// The layout of the new text.
+    pub layout: Layout,
+}
+
+/// Parses a tenant document (as [`parse::document`]) and, when it parsed without any error and
+/// its `members` list has the shape this module reads, its layout.
+pub fn document_with_layout(report: &mut Report, text: &str) -> (Option<Document>, Option<Layout>) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Some(root) = yaml::parse(report, text) else {
+        return (None, None);
+    };
+    let doc = parse::from_root(report, &root, None);
+    let layout = match &doc {
+        Some(doc) if !report.has_errors() => layout_of(text, &root, doc),
+        _ => None,
+    };
+    (doc, layout)
+}
+
+fn layout_of(text: &str, root: &Node, doc: &Document) -> Option<Layout> {
+    let split = split(text)?;
+    let seq = root.as_mapping()?.get_node("members")?.as_sequence()?;
+    if seq.len() != split.each.len() || doc.members.len() != split.each.len() {
+        return None;
+    }
+    let mut items = FxHashMap::default();
+    items.reserve(split.each.len());
+    for ((item, (range, line)), member) in seq.iter().zip(&split.each).zip(&doc.members) {
+        if yaml::loc(item).line as usize != *line {
+            return None;
+        }
+        let bytes = text.get(range.clone())?;
+        if items.insert(hash(bytes), Arc::from(member.id.value.as_str())).is_some() {
+            return None;
+        }
+    }
+    Some(Layout { items })
+}
+
+/// Parses `text`, a new version of the document `layout` was taken from, reading only the items
+/// of its `members` list whose bytes are not in `layout`. `None` when the text does not have the
+/// shape of this module or anything in it is an error (then nothing is reported in `report`
+/// that the caller must keep: it parses the whole document instead).
+pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Spliced> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let split = split(text)?;
+    let mut doc = parse::document(report, &head_text(text, &split.items)?, None)?;
+    if report.has_errors() || !doc.members.is_empty() {
+        return None;
+    }
+    let mut roster = Vec::with_capacity(split.each.len());
+    let mut items = FxHashMap::default();
+    items.reserve(split.each.len());
+    for (i, (range, line)) in split.each.iter().enumerate() {
+        let bytes = text.get(range.clone())?;
+        let h = hash(bytes);
+        let id = match layout.items.get(&h) {
+            Some(id) => {
+                roster.push(Entry::Kept(id.clone()));
+                id.clone()
+            }
+            None => {
+                let node = yaml::load_at(bytes, line - 1, Root::Sequence).ok()?;
+                let [item] = node.as_sequence()?.as_slice() else { return None };
+                if yaml::loc(item).line as usize != *line {
+                    return None;
+                }
+                let member = parse::member(report, item, &yaml::index("members", i))?;
+                if report.has_errors() {
+                    return None;
+                }
+                let id = Arc::from(member.id.value.as_str());
+                roster.push(Entry::Parsed(doc.members.len()));
+                doc.members.push(member);
+                id
+            }
+        };
+        if items.insert(h, id).is_some() {
+            return None;
+        }
+    }
+    Some(Spliced { doc, roster, layout: Layout { items } })
+}
+
+/// The document without its items: the list replaced by `[]` and as many line ends as the items
+/// took, so that everything after the list keeps its lines.
+fn head_text(text: &str, items: &Range<usize>) -> Option<String> {
+    let (before, list, after) = (text.get(..items.start)?, text.get(items.clone())?, text.get(items.end..)?);
+    let lines = list.bytes().filter(|b| *b == b'\n').count();
+    let mut head = String::with_capacity(before.len() + 3 + lines + after.len());
+    head.push_str(before);
+    head.push_str(" []");
+    head.extend(std::iter::repeat_n('\n', lines));
+    head.push_str(after);
+    Some(head)
+}
+
+fn hash(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut h = FxHasher::default();
+    h.write_usize(bytes.len());
+    h.write(bytes);
+    h.finish()
+}
+
+/// The `members` list of a text, by lines.
+#[derive(Debug, PartialEq)]
+struct Split {
+    /// Bytes of all items: from the first item's line to the line after the last item.
+    items: Range<usize>,
+    /// Each item's bytes, and the line (from 1) where it starts.
+    each: Vec<(Range<usize>, usize)>,
+}
+
+/// Where the scan of the lines is.
+#[derive(Clone, Copy)]
+enum State {
+    /// Before the `members:` key.
+    Head,
+    /// After the key, before the first item.
+    Key,
+    /// In the items, which start at this column.
+    Items(usize),
+    /// After the items.
+    Tail,
+}
+
+/// Locates the `members` list; `None` unless the text has the shape the module reads.
+fn split(text: &str) -> Option<Split> {
+    let mut state = State::Head;
+    let mut each: Vec<(Range<usize>, usize)> = Vec::new();
+    let mut end = text.len();
+    let (mut at, mut number) = (0usize, 0usize);
+    while at < text.len() {
+        let rest = text.get(at..)?;
+        let len = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let line = rest.get(..len)?;
+        number += 1;
+        let indent = line.bytes().take_while(|b| *b == b' ').count();
+        let body = line.get(indent..)?.trim_end_matches(['\n', '\r']);
+        let quiet = body.is_empty() || body.starts_with('#');
+        let dash = body == "-" || body.starts_with("- ");
+        state = match state {
+            State::Head if indent == 0 && is_members_key(body) => State::Key,
+            State::Head => State::Head,
+            State::Key if quiet => State::Key,
+            State::Key if dash => {
+                each.push((at..at, number));
+                State::Items(indent)
+            }
+            State::Key => return None,
+            State::Items(_) if quiet => state,
+            State::Items(n) if indent == n && dash => {
+                each.push((at..at, number));
+                state
+            }
+            State::Items(n) if indent > n => state,
+            State::Items(_) if indent == 0 => {
+                end = at;
+                if is_members_key(body) {
+                    return None;
+                }
+                State::Tail
+            }
+            State::Items(_) => return None,
+            State::Tail if indent == 0 && is_members_key(body) => return None,
+            State::Tail => State::Tail,
+        };
+        at += len;
+    }
+    if !matches!(state, State::Items(_) | State::Tail) {
+        return None;
+    }
+    let starts: Vec<usize> = each.iter().map(|(r, _)| r.start).collect();
+    for (i, (range, _)) in each.iter_mut().enumerate() {
+        range.end = starts.get(i + 1).copied().unwrap_or(end);
+    }
+    Some(Split { items: starts.first().copied().unwrap_or(end)..end, each })
+}
+
+/// True for a line `members:`, maybe with a comment.
+fn is_members_key(body: &str) -> bool {
+    body.strip_prefix("members:").is_some_and(|rest| {
+        let rest = rest.trim_start_matches(' ');
+        rest.is_empty() || rest.starts_with('#')
+    })
+}
+
+#[cfg(test)]
+mod tests;
