@@ -295,7 +295,11 @@ fn write_line(out: &mut Vec<u8>, second: &mut Option<(i64, String)>, time: jiff:
     let (q, d) = (e.query, e.decision);
     out.extend_from_slice(b"{\"time\":\"");
     write_time(out, second, time);
-    out.extend_from_slice(if d.alert { b"\",\"severity\":\"alert\",\"trace_id\":" } else { b"\",\"severity\":\"info\",\"trace_id\":" });
+    out.extend_from_slice(if d.alert {
+        b"\",\"severity\":\"alert\",\"trace_id\":"
+    } else {
+        b"\",\"severity\":\"info\",\"trace_id\":"
+    });
     write_opt_str(out, e.trace_id);
     out.extend_from_slice(b",\"tenant\":");
     write_str(out, q.tenant);
@@ -307,7 +311,11 @@ fn write_line(out: &mut Vec<u8>, second: &mut Option<(i64, String)>, time: jiff:
     write_str(out, &q.resource.kind);
     out.extend_from_slice(b",\"id\":");
     write_str(out, &q.resource.id);
-    out.extend_from_slice(if d.allowed { b"},\"allowed\":true,\"reason\":" } else { b"},\"allowed\":false,\"reason\":" });
+    out.extend_from_slice(if d.allowed {
+        b"},\"allowed\":true,\"reason\":"
+    } else {
+        b"},\"allowed\":false,\"reason\":"
+    });
     write_str(out, d.reason.as_str());
     out.extend_from_slice(b",\"rule\":");
     write_opt_str(out, d.rule.as_deref());

@@ -222,7 +222,8 @@ pub fn trace_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     const TRACEPARENT: tonic::codegen::http::HeaderName = tonic::codegen::http::HeaderName::from_static("traceparent");
     let tp = metadata.as_ref().get(&TRACEPARENT)?.to_str().ok()?;
     let id = tp.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0')).then(|| id.to_owned())
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0'))
+        .then(|| id.to_owned())
 }
 
 #[cfg(test)]
