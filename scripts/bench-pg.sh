@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Figures of the PostgreSQL source for BENCHMARKS.md (crates/bench/benches/postgres.rs) on a private
 # PostgreSQL started by scripts/pg.sh and removed afterwards. Arguments pick parts:
-#   scripts/bench-pg.sh [apply] [latency] [fanout] [nats]   (nats: needs nats-server)
+#   scripts/bench-pg.sh [apply] [latency] [fanout] [nats] [ondemand]   (nats: needs nats-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROLEGATE_PG_PORT=${ROLEGATE_PG_PORT:-54339}

@@ -156,3 +156,52 @@ async fn a_sidecar_the_stream_was_trimmed_past_reloads_from_the_database() {
     assert_eq!(at(&b, "other", last).await, (false, last));
     assert_eq!(at(&b, "rep", last).await, (true, last));
 }
+
+/// `rep` replies in `tenant`, at `min_revision` or later.
+fn reply_in(tenant: &str, min_revision: u64) -> rolegate::api::CheckRequest {
+    rolegate::api::CheckRequest { tenant: tenant.into(), ..reply("rep", min_revision) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_on_demand_follow_the_stream_for_resident_tenants_only() {
+    let Some(nats) = Nats::start() else { return };
+    let Some(dsn) = pg::database("nats_on_demand").await else { return };
+    let mut db = pg::connect(&dsn).await;
+    pg::desk(&db, "desk").await;
+    pg::desk(&db, "cold").await;
+    let _publisher = Publisher::start(&dsn, &nats.url(), &[]);
+    let flags = ["--snapshot-source", &dsn, "--tenants", "on-demand", "--admin-listen", "127.0.0.1:0"];
+    let server = Server::start_postgres(&nats.url(), &flags);
+    server.ready().await;
+    assert!(at(&server, "rep", 0).await.0, "desk loads on its first call");
+
+    // A change to a tenant not resident is skipped; a later change to a resident one applies,
+    // so the stream has been read past the first.
+    let cold_revoked = pg::write(&mut db, "cold", &revoke_in("cold")).await;
+    let desk_revoked = pg::write(&mut db, "desk", &revoke_in("desk")).await;
+    assert_eq!(at(&server, "rep", desk_revoked).await, (false, desk_revoked), "desk's revocation came through NATS");
+    assert_eq!(server.metric("rolegate_tenants").await, 1.0, "cold's change did not make it served");
+    assert_eq!(server.metric("rolegate_tenants_resident").await, 1.0, "cold's change did not load it");
+
+    let mut client = server.client().await;
+    let r = client.check(reply_in("cold", cold_revoked)).await.expect("cold loads").into_inner();
+    assert!(!r.decision.unwrap_or_default().allowed && r.revision >= cold_revoked, "cold loads with its revocation");
+    assert_eq!(server.metric("rolegate_tenant_loads_total{outcome=\"loaded\"}").await, 2.0);
+
+    // Now resident, cold follows the stream too.
+    let restored = pg::write(
+        &mut db,
+        "cold",
+        "UPDATE rolegate.members SET status = 'active' WHERE tenant = 'cold' AND id = 'rep'",
+    )
+    .await;
+    let r = wait_until("cold's change through NATS", Duration::from_secs(30), async || {
+        client.check(reply_in("cold", restored)).await.ok().map(|r| r.into_inner())
+    })
+    .await;
+    assert!(r.decision.unwrap_or_default().allowed && r.revision >= restored);
+}
+
+fn revoke_in(tenant: &str) -> String {
+    format!("UPDATE rolegate.members SET status = 'disabled' WHERE tenant = '{tenant}' AND id = 'rep'")
+}

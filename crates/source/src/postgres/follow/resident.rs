@@ -72,7 +72,12 @@ impl Follower {
             Err(e) => Err(format!("postgres: {e}")),
             Ok(report) => self.loaded(&tenant, report),
         };
-        let _ = reply.send(answer);
+        let resident = matches!(answer, Ok(Loaded::Resident(_)));
+        if reply.send(answer).is_err() && resident {
+            // Every call that waited gave up (its deadline passed): nothing weighs the tenant
+            // against the bound, so it is not kept; its next call loads it again.
+            self.evict(&tenant);
+        }
         round
     }
 
