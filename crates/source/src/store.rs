@@ -165,7 +165,13 @@ impl Store {
             // Boxed so that the resident-set path adds nothing to this future's size.
             return Box::pin(self.on_demand_at_least(on_demand, tenant, min_revision, wait)).await;
         }
-        self.served_at_least(tenant, min_revision, wait).await
+        match self.load() {
+            Some(s) if min_revision == 0 || s.tenant(tenant).is_some_and(|t| t.revision >= min_revision) => Ok(s),
+            None if min_revision == 0 => Err(NotReady::NoSnapshot),
+            // Boxed: few calls wait, and the waiting future would be most of every call's
+            // future, moved on each poll of the call.
+            _ => Box::pin(self.served_at_least(tenant, min_revision, wait)).await,
+        }
     }
 
     /// [`Store::at_least`] with tenants on demand: a resident tenant is noted as used, any other

@@ -218,7 +218,32 @@ pub fn sample(metadata: &tonic::metadata::MetadataMap) -> Option<opentelemetry::
 
 /// The trace id of a `traceparent` header, for the decision log (works with tracing off).
 pub fn trace_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
-    let tp = metadata.get("traceparent")?.to_str().ok()?;
+    // A prebuilt name: looking a header up by `&str` parses and lower-cases the name per call.
+    const TRACEPARENT: tonic::codegen::http::HeaderName = tonic::codegen::http::HeaderName::from_static("traceparent");
+    let tp = metadata.as_ref().get(&TRACEPARENT)?.to_str().ok()?;
     let id = tp.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32)).then(|| id.to_owned())
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0'))
+        .then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_traceparent(tp: &str) -> tonic::metadata::MetadataMap {
+        let mut m = tonic::metadata::MetadataMap::new();
+        m.insert("traceparent", tp.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn a_trace_id_comes_only_from_a_well_formed_traceparent() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id(&with_traceparent(&format!("00-{id}-00f067aa0ba902b7-01"))).as_deref(), Some(id));
+        // The W3C invalid all-zero id, a short id, a non-hex id, no header.
+        assert_eq!(trace_id(&with_traceparent(&format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)))), None);
+        assert_eq!(trace_id(&with_traceparent("00-4bf92f35-00f067aa0ba902b7-01")), None);
+        assert_eq!(trace_id(&with_traceparent(&format!("00-{}-00f067aa0ba902b7-01", "g".repeat(32)))), None);
+        assert_eq!(trace_id(&tonic::metadata::MetadataMap::new()), None);
+    }
 }
