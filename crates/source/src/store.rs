@@ -193,11 +193,16 @@ impl Store {
             // Not in the database: the answer for an unknown tenant, as with every tenant resident.
             return self.served_at_least(tenant, min_revision, wait).await;
         };
-        if served() || loaded.revision < min_revision {
+        if loaded.revision < min_revision {
             return self.served_at_least(tenant, min_revision, wait).await;
         }
-        // Loaded, then evicted at once (the bound is full of tenants called more often): the
-        // calls that waited are decided on it all the same.
+        // The served snapshot when it holds the tenant (perhaps newer than the load). Otherwise
+        // it was loaded, then evicted at once (the bound is full of tenants called more often;
+        // the eviction may land between any two looks at the snapshot, so there is no waiting
+        // for it there): the calls that waited are decided on the loaded tenant all the same.
+        if let Some(s) = self.load().filter(|s| s.tenant(tenant).is_some_and(|t| t.revision >= min_revision)) {
+            return Ok(s);
+        }
         let mut alone = Snapshot::default();
         alone.insert(loaded);
         Ok(Arc::new(alone))
