@@ -9,8 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use rolegate::api::{self, attr_value::Kind};
-use support::pg::{self, Proxy, pg_addr};
+use rolegate::api;
+use support::pg::{self, Proxy, pg_addr, reply};
 use support::server::Server;
 use support::wait_until;
 use tonic::Code;
@@ -19,24 +19,6 @@ type Client = api::authorizer_client::AuthorizerClient<tonic::transport::Channel
 
 /// Members added to each tenant of the eviction test, so that one tenant fills most of 1 MiB.
 const FILLER: usize = 2500;
-
-/// `who` replies to a conversation assigned to them.
-fn reply(tenant: &str, who: &str, min_revision: u64) -> api::CheckRequest {
-    let assignee = api::AttrValue { kind: Some(Kind::Text(who.into())) };
-    api::CheckRequest {
-        tenant: tenant.into(),
-        principal: who.into(),
-        action: "conversation.reply".into(),
-        resource: Some(api::Resource {
-            kind: "conversation".into(),
-            id: "c-1".into(),
-            unit: String::new(),
-            attrs: [("assignee".to_owned(), assignee)].into(),
-        }),
-        context: None,
-        min_revision,
-    }
-}
 
 /// Whether `rep` may reply in `tenant`, and the reason code.
 async fn ask(client: &mut Client, tenant: &str, min_revision: u64) -> Result<(bool, i32, u64), tonic::Status> {

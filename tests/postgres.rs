@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rolegate::api::{self, attr_value::Kind};
+use rolegate::api;
 use rolegate::cli::{load_snapshot, to_api};
 use rolegate::engine::decide;
 use rolegate::source::files;
 use rolegate::suite;
-use support::pg::{self, Cluster, Proxy, pg_addr};
+use support::pg::{self, Cluster, Proxy, pg_addr, reply};
 use support::server::Server;
 use support::wait_until;
 use tonic::Code;
@@ -33,24 +33,6 @@ fn with_now<T>(msg: T, now: &jiff::Timestamp) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert("rolegate-now", now.to_string().parse().unwrap());
     req
-}
-
-/// `who` replies to a conversation assigned to them.
-fn reply(tenant: &str, who: &str, min_revision: u64) -> api::CheckRequest {
-    let assignee = api::AttrValue { kind: Some(Kind::Text(who.into())) };
-    api::CheckRequest {
-        tenant: tenant.into(),
-        principal: who.into(),
-        action: "conversation.reply".into(),
-        resource: Some(api::Resource {
-            kind: "conversation".into(),
-            id: "c-1".into(),
-            unit: String::new(),
-            attrs: [("assignee".to_owned(), assignee)].into(),
-        }),
-        context: None,
-        min_revision,
-    }
 }
 
 async fn ask(client: &mut Client, tenant: &str, who: &str, min_revision: u64) -> (bool, i32, u64) {

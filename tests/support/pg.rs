@@ -76,6 +76,24 @@ pub fn import(dir: &Path, dsn: &str) {
     rolegate(&["import", dir.to_str().unwrap(), "--to", dsn]);
 }
 
+/// `who` replies to conversation `c-1` of [`desk`] assigned to them.
+pub fn reply(tenant: &str, who: &str, min_revision: u64) -> rolegate::api::CheckRequest {
+    let assignee = rolegate::api::AttrValue { kind: Some(rolegate::api::attr_value::Kind::Text(who.into())) };
+    rolegate::api::CheckRequest {
+        tenant: tenant.into(),
+        principal: who.into(),
+        action: "conversation.reply".into(),
+        resource: Some(rolegate::api::Resource {
+            kind: "conversation".into(),
+            id: "c-1".into(),
+            unit: String::new(),
+            attrs: [("assignee".to_owned(), assignee)].into(),
+        }),
+        context: None,
+        min_revision,
+    }
+}
+
 /// A one-tenant desk: `rep` and `other` reply to conversations assigned to them.
 pub async fn desk(client: &tokio_postgres::Client, tenant: &str) {
     let doc = format!(
