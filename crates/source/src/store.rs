@@ -165,12 +165,21 @@ impl Store {
             // Boxed so that the resident-set path adds nothing to this future's size.
             return Box::pin(self.on_demand_at_least(on_demand, tenant, min_revision, wait)).await;
         }
-        match self.load() {
-            Some(s) if min_revision == 0 || s.tenant(tenant).is_some_and(|t| t.revision >= min_revision) => Ok(s),
-            None if min_revision == 0 => Err(NotReady::NoSnapshot),
+        match self.ready_now(tenant, min_revision) {
+            Some(ready) => ready,
             // Boxed: few calls wait, and the waiting future would be most of every call's
             // future, moved on each poll of the call.
-            _ => Box::pin(self.served_at_least(tenant, min_revision, wait)).await,
+            None => Box::pin(self.served_at_least(tenant, min_revision, wait)).await,
+        }
+    }
+
+    /// The answer of [`Store::at_least`] when it needs no wait: the snapshot when `tenant` is at
+    /// `min_revision` (or none is asked), no snapshot at all when none is asked; else `None`.
+    fn ready_now(&self, tenant: &str, min_revision: u64) -> Option<Result<Arc<Snapshot>, NotReady>> {
+        match self.load() {
+            Some(s) if min_revision == 0 || s.tenant(tenant).is_some_and(|t| t.revision >= min_revision) => Some(Ok(s)),
+            None if min_revision == 0 => Some(Err(NotReady::NoSnapshot)),
+            _ => None,
         }
     }
 
@@ -216,10 +225,8 @@ impl Store {
         wait: Duration,
     ) -> Result<Arc<Snapshot>, NotReady> {
         let revision = |s: &Snapshot| s.tenant(tenant).map_or(0, |t: &Arc<Tenant>| t.revision);
-        match self.load() {
-            Some(s) if min_revision == 0 || revision(&s) >= min_revision => return Ok(s),
-            None if min_revision == 0 => return Err(NotReady::NoSnapshot),
-            _ => {}
+        if let Some(ready) = self.ready_now(tenant, min_revision) {
+            return ready;
         }
         let start = tokio::time::Instant::now();
         let mut rx = self.published.subscribe();
