@@ -231,14 +231,12 @@ impl DirSource {
             store.apply(&removed, fresh);
         }
         report.removed = removed;
-        let parsed_bytes: usize = fresh_files
-            .iter()
-            .filter(|p| !round.spliced_files.contains(*p))
-            .filter_map(|p| self.files.get(p))
-            .map(|r| r.len)
-            .sum();
+        // A document parsed whole left its parse behind; one spliced line by line replaced its
+        // tenant by a copy with the change applied. Either way, once a large one is dropped, hand
+        // its pages back, or each edit leaves the process holding about one more tenant.
+        let replaced_bytes: usize = fresh_files.iter().filter_map(|p| self.files.get(p)).map(|r| r.len).sum();
         drop(parsed);
-        if parsed_bytes >= crate::trim::TRIM_AFTER_BYTES {
+        if replaced_bytes >= crate::trim::TRIM_AFTER_BYTES {
             crate::trim::release_freed_memory();
         }
         report

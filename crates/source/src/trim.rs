@@ -3,6 +3,10 @@
 /// Documents parsed in one round below this many bytes leave too little behind to be worth a trim.
 pub const TRIM_AFTER_BYTES: usize = 1 << 20;
 
+/// Tenants of at least this many members (about 1 MiB compiled) are worth a trim when a change
+/// replaces them.
+pub const TRIM_AFTER_MEMBERS: usize = 2_000;
+
 /// Returns the heap pages freed since the last call to the operating system. Parsing a document
 /// takes a few kilobytes per member for a moment, which the allocator keeps in its heaps between
 /// the long-lived compiled tenant's blocks after they are freed: without this, a 100,000-member

@@ -312,8 +312,20 @@ impl Follower {
         // reaches the change last applied, or whose head changed, later) had all its rows
         // parsed: give back what that took, also when only one tenant was notified.
         let whole = tenants.is_none() || !read.full.is_empty();
+        // A member round replaces its tenant by a copy with the change applied: once a large
+        // tenant's old copy is dropped, hand its pages back too, or each change of one member
+        // leaves the process holding about one more compiled tenant.
+        let snapshot = self.store.load();
+        let large = |name: &str| {
+            snapshot
+                .as_ref()
+                .and_then(|s| s.tenant(name))
+                .is_some_and(|t| t.member_count() >= crate::trim::TRIM_AFTER_MEMBERS)
+        };
+        let replaced_large = read.members.iter().any(|m| large(&m.tenant));
+        drop(snapshot);
         let report = self.apply(read);
-        if whole {
+        if whole || replaced_large {
             crate::trim::release_freed_memory();
         }
         Ok(report)
