@@ -13,7 +13,6 @@
 
 use std::hash::Hasher;
 use std::ops::Range;
-use std::sync::Arc;
 
 use marked_yaml::Node;
 use rustc_hash::{FxHashMap, FxHasher};
@@ -23,11 +22,13 @@ use crate::document::Document;
 use crate::parse;
 use crate::yaml::{self, Root};
 
-/// The member id of each item of a document's `members` list, by the hash of the item's bytes.
-/// About 60 bytes per member.
-#[derive(Clone, Debug, Default)]
+/// The position of each item of a document's `members` list — which is also the position of its
+/// member in the roster of the tenant compiled from the document — by the hash of the item's
+/// bytes. About 20 bytes per member, and no pointer into the tenant: a new version of the
+/// document is matched against it without touching the tenant's members.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
-    items: FxHashMap<u64, Arc<str>>,
+    items: FxHashMap<u64, u32>,
 }
 
 impl Layout {
@@ -40,23 +41,14 @@ impl Layout {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-
-    /// Points the ids at `ids`' copies, so that the layout adds no copy of an id kept elsewhere
-    /// (the compiled tenant's member table).
-    pub fn share_ids<V>(&mut self, ids: &FxHashMap<Arc<str>, V>) {
-        for id in self.items.values_mut() {
-            if let Some((shared, _)) = ids.get_key_value(&**id) {
-                *id = shared.clone();
-            }
-        }
-    }
 }
 
 /// One item of a reparsed `members` list.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
-    /// Bytes unchanged since the layout: the member with this id, as it was.
-    Kept(Arc<str>),
+    /// Bytes unchanged since the layout: the member at this position of the roster of the tenant
+    /// the layout was taken with, as it was.
+    Kept(u32),
     /// Bytes changed: the member at this index of [`Spliced::doc`]'s members.
     Parsed(usize),
 }
@@ -70,6 +62,9 @@ pub struct Spliced {
     pub roster: Vec<Entry>,
     /// The layout of the new text.
     pub layout: Layout,
+    /// How many items the layout the text was read against had: the member count of the tenant
+    /// it was taken with.
+    pub base_len: usize,
 }
 
 /// Parses a tenant document (as [`parse::document`]) and, when it parsed without any error and
@@ -95,12 +90,12 @@ fn layout_of(text: &str, root: &Node, doc: &Document) -> Option<Layout> {
     }
     let mut items = FxHashMap::default();
     items.reserve(split.each.len());
-    for ((item, (range, line)), member) in seq.iter().zip(&split.each).zip(&doc.members) {
+    for (i, (item, (range, line))) in seq.iter().zip(&split.each).enumerate() {
         if yaml::loc(item).line as usize != *line {
             return None;
         }
         let bytes = text.get(range.clone())?;
-        if items.insert(hash(bytes), Arc::from(member.id.value.as_str())).is_some() {
+        if items.insert(hash(bytes), u32::try_from(i).ok()?).is_some() {
             return None;
         }
     }
@@ -114,7 +109,7 @@ fn layout_of(text: &str, root: &Node, doc: &Document) -> Option<Layout> {
 pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Spliced> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let split = split(text)?;
-    let mut doc = parse::document(report, &head_text(text, &split.items)?, None)?;
+    let mut doc = parse::document(report, &head_text(text, &split)?, None)?;
     if report.has_errors() || !doc.members.is_empty() {
         return None;
     }
@@ -124,11 +119,8 @@ pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Splic
     for (i, (range, line)) in split.each.iter().enumerate() {
         let bytes = text.get(range.clone())?;
         let h = hash(bytes);
-        let id = match layout.items.get(&h) {
-            Some(id) => {
-                roster.push(Entry::Kept(id.clone()));
-                id.clone()
-            }
+        match layout.items.get(&h) {
+            Some(&at) => roster.push(Entry::Kept(at)),
             None => {
                 let node = yaml::load_at(bytes, line - 1, Root::Sequence).ok()?;
                 let [item] = node.as_sequence()?.as_slice() else { return None };
@@ -139,24 +131,23 @@ pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Splic
                 if report.has_errors() {
                     return None;
                 }
-                let id = Arc::from(member.id.value.as_str());
                 roster.push(Entry::Parsed(doc.members.len()));
                 doc.members.push(member);
-                id
             }
-        };
-        if items.insert(h, id).is_some() {
+        }
+        if items.insert(h, u32::try_from(i).ok()?).is_some() {
             return None;
         }
     }
-    Some(Spliced { doc, roster, layout: Layout { items } })
+    Some(Spliced { doc, roster, layout: Layout { items }, base_len: layout.len() })
 }
 
 /// The document without its items: the list replaced by `[]` and as many line ends as the items
 /// took, so that everything after the list keeps its lines.
-fn head_text(text: &str, items: &Range<usize>) -> Option<String> {
-    let (before, list, after) = (text.get(..items.start)?, text.get(items.clone())?, text.get(items.end..)?);
-    let lines = list.bytes().filter(|b| *b == b'\n').count();
+fn head_text(text: &str, split: &Split) -> Option<String> {
+    let items = &split.items;
+    let (before, after) = (text.get(..items.start)?, text.get(items.end..)?);
+    let lines = split.lines;
     let mut head = String::with_capacity(before.len() + 3 + lines + after.len());
     head.push_str(before);
     head.push_str(" []");
@@ -180,6 +171,8 @@ struct Split {
     items: Range<usize>,
     /// Each item's bytes, and the line (from 1) where it starts.
     each: Vec<(Range<usize>, usize)>,
+    /// Line ends in `items`.
+    lines: usize,
 }
 
 /// Where the scan of the lines is.
@@ -200,7 +193,7 @@ fn split(text: &str) -> Option<Split> {
     let mut state = State::Head;
     let mut each: Vec<(Range<usize>, usize)> = Vec::new();
     let mut end = text.len();
-    let (mut at, mut number) = (0usize, 0usize);
+    let (mut at, mut number, mut lines) = (0usize, 0usize, 0usize);
     while at < text.len() {
         let rest = text.get(at..)?;
         let len = rest.find('\n').map_or(rest.len(), |i| i + 1);
@@ -236,6 +229,9 @@ fn split(text: &str) -> Option<Split> {
             State::Tail if indent == 0 && is_members_key(body) => return None,
             State::Tail => State::Tail,
         };
+        if matches!(state, State::Items(_)) && line.ends_with('\n') {
+            lines += 1;
+        }
         at += len;
     }
     if !matches!(state, State::Items(_) | State::Tail) {
@@ -245,7 +241,7 @@ fn split(text: &str) -> Option<Split> {
     for (i, (range, _)) in each.iter_mut().enumerate() {
         range.end = starts.get(i + 1).copied().unwrap_or(end);
     }
-    Some(Split { items: starts.first().copied().unwrap_or(end)..end, each })
+    Some(Split { items: starts.first().copied().unwrap_or(end)..end, each, lines })
 }
 
 /// True for a line `members:`, maybe with a comment.

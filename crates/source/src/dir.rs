@@ -190,10 +190,7 @@ impl DirSource {
                         None => self.prints.remove(&outcome.name),
                     };
                     match round.layouts.remove(&outcome.file).filter(|_| self.prints.contains_key(&outcome.name)) {
-                        Some(mut l) => {
-                            l.share_ids(&tenant.members);
-                            self.layouts.insert(outcome.name.clone(), l)
-                        }
+                        Some(l) => self.layouts.insert(outcome.name.clone(), l),
                         None => self.layouts.remove(&outcome.name),
                     };
                     self.broken.remove(&outcome.name);
@@ -233,11 +230,18 @@ impl DirSource {
         report.removed = removed;
         // A document parsed whole left its parse behind; one spliced line by line replaced its
         // tenant by a copy with the change applied. Either way, once a large one is dropped, hand
-        // its pages back, or each edit leaves the process holding about one more tenant.
-        let replaced_bytes: usize = fresh_files.iter().filter_map(|p| self.files.get(p)).map(|r| r.len).sum();
+        // its pages back, or each edit leaves the process holding about one more tenant. After a
+        // whole parse at once (its peak is large); after splices only soon, on another thread and
+        // at most a few times a second, so that frequent small edits neither wait for it nor pay
+        // it each time.
+        let size = |p: &PathBuf| self.files.get(p).map_or(0, |r| r.len);
+        let whole_bytes: usize = fresh_files.iter().filter(|p| !round.spliced_files.contains(*p)).map(size).sum();
+        let spliced_bytes: usize = round.spliced_files.iter().map(size).sum();
         drop(parsed);
-        if replaced_bytes >= crate::trim::TRIM_AFTER_BYTES {
+        if whole_bytes >= crate::trim::TRIM_AFTER_BYTES {
             crate::trim::release_freed_memory();
+        } else if spliced_bytes >= crate::trim::TRIM_AFTER_BYTES {
+            crate::trim::release_freed_memory_soon();
         }
         report
     }
@@ -451,15 +455,12 @@ impl DirSource {
         for (path, spliced, text) in std::mem::take(&mut round.spliced) {
             let name = spliced.doc.name.value.clone();
             match self.splice(parsed, &path, &spliced, served) {
-                Some((tenant, prints)) => {
+                Some(tenant) => {
                     self.revision += 1;
                     let template = spliced.doc.template.as_ref().map(|t| t.value.as_str());
                     let inputs = self.inputs_hash(&path, template, parsed);
                     self.compiled.insert(name.clone(), inputs);
-                    self.prints.insert(name.clone(), (tenant.revision, prints));
-                    let mut layout = spliced.layout;
-                    layout.share_ids(&tenant.members);
-                    self.layouts.insert(name.clone(), layout);
+                    self.layouts.insert(name.clone(), spliced.layout);
                     self.broken.remove(&name);
                     report.applied.push((name, tenant.revision));
                     round.spliced_files.insert(path);
@@ -479,14 +480,15 @@ impl DirSource {
         fresh
     }
 
-    /// The next version of the tenant `spliced` declares, at the next revision, or `None`.
+    /// The next version of the tenant `spliced` declares, at the next revision, or `None`. On
+    /// success the tenant's prints are brought up to it.
     fn splice(
-        &self,
+        &mut self,
         parsed: &[Parsed],
         path: &Path,
         spliced: &Spliced,
         served: Option<&Snapshot>,
-    ) -> Option<(Tenant, Prints)> {
+    ) -> Option<Tenant> {
         let name = spliced.doc.name.value.as_str();
         if self.owners.get(path).map(String::as_str) != Some(name) {
             return None;
@@ -504,9 +506,11 @@ impl DirSource {
                 Some(one.doc.as_ref()?)
             }
         };
-        let (at, prints) = self.prints.get(name)?;
+        let (at, prints) = self.prints.get_mut(name)?;
         let base = served?.tenant(name).filter(|t| t.revision == *at)?;
-        policy::recompile_spliced(spliced, template, base, prints, self.revision + 1)
+        let tenant = policy::recompile_spliced(spliced, template, base, prints, self.revision + 1)?;
+        *at = tenant.revision;
+        Some(tenant)
     }
 }
 

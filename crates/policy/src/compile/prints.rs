@@ -9,13 +9,13 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{Cx, MemberChange};
-use crate::document::{Document, MemberDoc};
+use crate::document::Document;
 use crate::layout::{Entry, Spliced};
 use rolegate_engine::{Member, Tenant};
 
 /// What a tenant was compiled from, as fingerprints: its head with its template, and each member
 /// by id. About 30 bytes per member (the ids are shared with the compiled tenant).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Prints {
     head: u64,
     members: FxHashMap<Arc<str>, u64>,
@@ -58,81 +58,25 @@ fn head(doc: &Document, template: Option<&Document>) -> u64 {
 /// `None` when that cannot be done member by member — the head or template changed, a member id
 /// repeats, or anything fails to compile — and the caller compiles the whole document, which
 /// also reports the errors exactly as a first load does.
-pub fn recompile<'d>(
-    doc: &'d Document,
-    template: Option<&'d Document>,
-    base: &Tenant,
-    prints: &'d Prints,
-    revision: u64,
-) -> Option<(Tenant, Prints)> {
-    let slots: Vec<Slot<'d>> = doc.members.iter().map(Slot::Read).collect();
-    recompile_slots(doc, template, &slots, base, prints, revision)
-}
-
-/// [`recompile`] for a document reparsed where it changed: `spliced.doc` holds the members
-/// parsed again, and its roster says where they go among the members kept as they were. A kept
-/// member must be one of `prints` (and so of `base`): the layout the splice was read against
-/// must have been taken with `base` and `prints`.
-pub fn recompile_spliced(
-    spliced: &Spliced,
+pub fn recompile(
+    doc: &Document,
     template: Option<&Document>,
     base: &Tenant,
     prints: &Prints,
-    revision: u64,
-) -> Option<(Tenant, Prints)> {
-    let doc = &spliced.doc;
-    let slots: Vec<Slot<'_>> = spliced
-        .roster
-        .iter()
-        .map(|e| match e {
-            Entry::Kept(id) => Some(Slot::Kept(id)),
-            Entry::Parsed(i) => doc.members.get(*i).map(Slot::Read),
-        })
-        .collect::<Option<_>>()?;
-    recompile_slots(doc, template, &slots, base, prints, revision)
-}
-
-/// A member of the next version: read from its document, or kept as the base has it.
-#[derive(Clone, Copy)]
-enum Slot<'d> {
-    Read(&'d MemberDoc),
-    Kept(&'d str),
-}
-
-impl<'d> Slot<'d> {
-    fn id(self) -> &'d str {
-        match self {
-            Slot::Read(m) => &m.id.value,
-            Slot::Kept(id) => id,
-        }
-    }
-}
-
-fn recompile_slots<'d>(
-    doc: &'d Document,
-    template: Option<&'d Document>,
-    slots: &[Slot<'d>],
-    base: &Tenant,
-    prints: &'d Prints,
     revision: u64,
 ) -> Option<(Tenant, Prints)> {
     if prints.head != head(doc, template) || base.members.len() != prints.members.len() {
         return None;
     }
     let mut seen: FxHashSet<&str> = FxHashSet::default();
-    seen.reserve(slots.len());
+    seen.reserve(doc.members.len());
     let mut changes = Vec::new();
-    for slot in slots {
-        if !seen.insert(slot.id()) {
+    for m in &doc.members {
+        if !seen.insert(&m.id.value) {
             return None;
         }
-        match *slot {
-            Slot::Read(m) if prints.members.get(m.id.value.as_str()) != Some(&m.print) => {
-                changes.push(MemberChange::Put(m));
-            }
-            Slot::Read(_) => {}
-            Slot::Kept(id) if prints.members.contains_key(id) => {}
-            Slot::Kept(_) => return None,
+        if prints.members.get(m.id.value.as_str()) != Some(&m.print) {
+            changes.push(MemberChange::Put(m));
         }
     }
     changes.extend(prints.members.keys().filter(|id| !seen.contains(&***id)).map(|id| MemberChange::Remove(id)));
@@ -142,22 +86,117 @@ fn recompile_slots<'d>(
     if cx.doc.has_errors() || cx.tpl.has_errors() {
         return None;
     }
-    let roster: Vec<Arc<Member>> = slots.iter().map(|s| members.get(s.id()).cloned()).collect::<Option<_>>()?;
+    let roster: Vec<Arc<Member>> =
+        doc.members.iter().map(|m| members.get(m.id.value.as_str()).cloned()).collect::<Option<_>>()?;
     let mut next = prints.members.clone();
+    for (id, print) in put_prints(&members, &changes)? {
+        next.insert(id, print);
+    }
     for change in &changes {
-        match *change {
-            MemberChange::Put(m) => {
-                let (id, _) = members.get_key_value(m.id.value.as_str())?;
-                next.insert(id.clone(), m.print);
-            }
-            MemberChange::Remove(id) => {
-                next.remove(id);
-            }
-            MemberChange::Invalid { .. } => {}
+        if let MemberChange::Remove(id) = *change {
+            next.remove(id);
         }
     }
     let tenant = cx.finish((members, roster), everyone, revision).ok()?;
     Some((tenant, Prints { head: prints.head, members: next }))
+}
+
+/// The prints of the members `changes` put, keyed by the ids of `members`.
+fn put_prints(
+    members: &FxHashMap<Arc<str>, Arc<Member>>,
+    changes: &[MemberChange<'_>],
+) -> Option<Vec<(Arc<str>, u64)>> {
+    let mut out = Vec::new();
+    for change in changes {
+        if let MemberChange::Put(m) = *change {
+            let (id, _) = members.get_key_value(m.id.value.as_str())?;
+            out.push((id.clone(), m.print));
+        }
+    }
+    Some(out)
+}
+
+/// [`recompile`] for a document reparsed where it changed: `spliced.doc` holds the members
+/// parsed again, and its roster says where they go among the members kept as they were, each
+/// kept member named by its position in `base`'s roster. The layout the splice was read against
+/// must have been taken with `base` and `prints`.
+///
+/// Costs the changed members plus one copy of `base`'s member table and roster: the kept members
+/// are neither looked up by id nor printed again. On success `prints` is brought up to the
+/// result in place; on `None` it is left as it was.
+pub fn recompile_spliced(
+    spliced: &Spliced,
+    template: Option<&Document>,
+    base: &Tenant,
+    prints: &mut Prints,
+    revision: u64,
+) -> Option<Tenant> {
+    let doc = &spliced.doc;
+    let n = base.roster.len();
+    if prints.head != head(doc, template)
+        || base.members.len() != prints.members.len()
+        || base.members.len() != n
+        || spliced.base_len != n
+    {
+        return None;
+    }
+    // Which of base's members stay as they were, by position; which ids are read again.
+    let mut kept = vec![false; n];
+    let mut read: FxHashSet<&str> = FxHashSet::default();
+    for entry in &spliced.roster {
+        match *entry {
+            Entry::Kept(at) => {
+                let slot = kept.get_mut(at as usize)?;
+                if std::mem::replace(slot, true) {
+                    return None;
+                }
+            }
+            Entry::Parsed(i) => {
+                if !read.insert(&doc.members.get(i)?.id.value) {
+                    return None;
+                }
+            }
+        }
+    }
+    // A member of base not kept is removed, unless it is read again.
+    let unkept: FxHashSet<&str> =
+        base.roster.iter().zip(&kept).filter(|(_, kept)| !**kept).map(|(m, _)| &*m.id).collect();
+    let mut changes = Vec::new();
+    for m in &doc.members {
+        let id = m.id.value.as_str();
+        if base.members.contains_key(id) && !unkept.contains(id) {
+            return None; // the id of a kept member: a duplicate, reported by a whole parse
+        }
+        if prints.members.get(id) != Some(&m.print) {
+            changes.push(MemberChange::Put(m));
+        }
+    }
+    changes.extend(unkept.iter().filter(|id| !read.contains(*id)).map(|id| MemberChange::Remove(id)));
+    let mut cx = Cx::new(doc, template);
+    let everyone = cx.head();
+    let members = cx.apply(base, &changes);
+    if cx.doc.has_errors() || cx.tpl.has_errors() {
+        return None;
+    }
+    let mut roster: Vec<Arc<Member>> = Vec::with_capacity(spliced.roster.len());
+    for entry in &spliced.roster {
+        roster.push(match *entry {
+            Entry::Kept(at) => base.roster.get(at as usize)?.clone(),
+            Entry::Parsed(i) => members.get(doc.members.get(i)?.id.value.as_str())?.clone(),
+        });
+    }
+    if roster.len() != members.len() {
+        return None;
+    }
+    let puts = put_prints(&members, &changes)?;
+    let tenant = cx.finish((members, roster), everyone, revision).ok()?;
+    for change in &changes {
+        if let MemberChange::Remove(id) = *change {
+            prints.members.remove(id);
+        }
+    }
+    prints.members.extend(puts);
+    Some(tenant)
 }
 
 #[cfg(test)]

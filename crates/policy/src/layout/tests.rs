@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -35,9 +37,9 @@ fn full(text: &str) -> (Tenant, Prints, Option<Layout>) {
 
 /// The next version from the splice, or `None` (then the caller parses whole).
 fn spliced(before: &str, after: &str) -> Option<(Tenant, Spliced)> {
-    let (base, prints, layout) = full(before);
+    let (base, mut prints, layout) = full(before);
     let s = reparse(&mut Report::new(Arc::from("t.yaml")), after, &layout?)?;
-    let (tenant, _) = recompile_spliced(&s, None, &base, &prints, 2)?;
+    let tenant = recompile_spliced(&s, None, &base, &mut prints, 2)?;
     Some((tenant, s))
 }
 
@@ -96,13 +98,15 @@ fn added_removed_and_moved_members_are_spliced_in_order() {
 fn a_member_read_again_keeps_its_lines_in_the_file() {
     let before = text("  ", &[A, B, C], "");
     let after = text("  ", &[A, B, "id: c\n    bindings:\n      - {role: agnet, scope: tenant}"], "");
-    let (base, prints, layout) = full(&before);
+    let (base, mut prints, layout) = full(&before);
     let mut r = Report::new(Arc::from("t.yaml"));
     let s = reparse(&mut r, &after, &layout.unwrap()).expect("the member parses");
     let role = &s.doc.members[0].bindings[0].role;
     let line = after.lines().position(|l| l.contains("agnet")).unwrap() + 1;
     assert_eq!((role.value.as_str(), role.at.line as usize), ("agnet", line));
-    assert!(recompile_spliced(&s, None, &base, &prints, 2).is_none(), "an unknown role fails the splice");
+    let kept = format!("{prints:?}");
+    assert!(recompile_spliced(&s, None, &base, &mut prints, 2).is_none(), "an unknown role fails the splice");
+    assert_eq!(format!("{prints:?}"), kept, "a failed splice leaves the prints as they were");
 }
 
 #[test]
@@ -157,15 +161,70 @@ proptest! {
         let Some(base) = doc.filter(|_| !r.has_errors()).and_then(|d| compile(&d, None, 1).ok().map(|t| (t, d))) else {
             return Ok(());
         };
-        let prints = Prints::of(&base.1, None, &base.0);
+        let mut prints = Prints::of(&base.1, None, &base.0);
         let Some(layout) = layout else { return Ok(()) };
         let Some(s) = reparse(&mut Report::new(Arc::from("t.yaml")), &a, &layout) else { return Ok(()) };
-        if let Some((got, _)) = recompile_spliced(&s, None, &base.0, &prints, 2) {
+        if let Some(got) = recompile_spliced(&s, None, &base.0, &mut prints, 2) {
             let (doc, diags) = crate::parse_str("t.yaml", &a, None);
             prop_assert!(!diags.iter().any(|d| d.is_error()), "{:?}", diags);
             let want = compile(&doc.unwrap(), None, 2);
             prop_assert!(want.is_ok(), "spliced where a whole compile fails: {:?}", want);
             prop_assert_eq!(canonical(&got), canonical(&want.unwrap()));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A run of edits — members added, removed, changed, moved — each applied as the directory
+    /// source does (spliced against the last served version and its layout, else parsed whole),
+    /// serves after every step what a whole compile of that step's text gives, with the prints
+    /// and layout a whole parse would give.
+    #[test]
+    fn a_run_of_splices_equals_whole_parses(
+        versions in prop::collection::vec(prop::collection::vec(0..MEMBERS.len(), 0..8), 1..6),
+        indent in prop::sample::select(vec!["", "  "]),
+    ) {
+        let pick = |ix: &[usize]| ix.iter().map(|i| MEMBERS[*i]).collect::<Vec<_>>();
+        let mut served: Option<(Tenant, Prints, Layout)> = None;
+        for (step, members) in versions.iter().enumerate() {
+            let t = text(indent, &pick(members), "everyone: []\n");
+            let mut r = Report::new(Arc::from("t.yaml"));
+            let (doc, layout) = document_with_layout(&mut r, &t);
+            let want = doc.filter(|_| !r.has_errors()).and_then(|d| compile(&d, None, 2).ok().map(|w| (w, d)));
+            let splice = served.as_ref().and_then(|(_, _, l)| reparse(&mut Report::new(Arc::from("t.yaml")), &t, l));
+            let got = match (splice, served.as_mut()) {
+                (Some(s), Some((base, prints, _))) => {
+                    let before = prints.clone();
+                    match recompile_spliced(&s, None, base, prints, 2) {
+                        Some(got) => Some((got, s.layout)),
+                        None => {
+                            prop_assert_eq!(&*prints, &before, "a failed splice changed the prints");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match (got, want) {
+                (Some((got, layout)), Some((want, doc))) => {
+                    prop_assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&m.id])), "step {}", step);
+                    prop_assert_eq!(canonical(&got), canonical(&want), "step {}", step);
+                    let prints = &served.as_ref().unwrap().1;
+                    prop_assert_eq!(prints, &Prints::of(&doc, None, &want), "step {}", step);
+                    let whole_layout = document_with_layout(&mut Report::new(Arc::from("t.yaml")), &t).1;
+                    prop_assert_eq!(Some(&layout), whole_layout.as_ref(), "step {}", step);
+                    let prints = prints.clone();
+                    served = Some((got, prints, layout));
+                }
+                (Some((got, _)), None) => prop_assert!(false, "step {step}: spliced {got:?} where a whole compile fails"),
+                (None, Some((want, doc))) => {
+                    let prints = Prints::of(&doc, None, &want);
+                    served = layout.map(|l| (want, prints, l));
+                }
+                (None, None) => {}
+            }
         }
     }
 }
