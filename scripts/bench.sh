@@ -100,7 +100,8 @@ taskset -c "$SERVER_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/b
 BASELINE_PID=$!
 PIDS+=("$BASELINE_PID")
 taskset -c "$SERVER_CPUS" "$BIN/rolegate-baseline" --listen "unix:$BASELINE_SOCK" >"$RUN/baseline-unix.log" 2>&1 &
-PIDS+=("$!")
+BASELINE_UNIX_PID=$!
+PIDS+=("$BASELINE_UNIX_PID")
 ROLEGATE_ADDR="$(listening "$RUN/rolegate.log" "$ROLEGATE_PID")"
 ROLEGATE_LOG_ADDR="$(listening "$RUN/rolegate-decision-log.log" "$ROLEGATE_LOG_PID")"
 BASELINE_ADDR="$(listening "$RUN/baseline.log" "$BASELINE_PID")"
@@ -134,6 +135,16 @@ addr_of() {
     cerbos) echo "$CERBOS_ADDR" ;;
   esac
 }
+# The server process behind a target: the load generator reports its CPU time per decision.
+pid_of() {
+  case "$1" in
+    rolegate | rolegate-unix) echo "$ROLEGATE_PID" ;;
+    rolegate-decision-log) echo "$ROLEGATE_LOG_PID" ;;
+    baseline) echo "$BASELINE_PID" ;;
+    baseline-unix) echo "$BASELINE_UNIX_PID" ;;
+    cerbos) echo "$CERBOS_PID" ;;
+  esac
+}
 rate_of() { case "$1" in check) echo "$RATE_CHECK" ;; batch10) echo "$RATE_BATCH10" ;; batch100) echo "$RATE_BATCH100" ;; esac; }
 
 # load TARGET WORKLOAD REPEAT PHASE [run flags...]: one run, its JSON line appended to the results.
@@ -143,7 +154,8 @@ load() {
   local extra=()
   [[ $target == cerbos ]] && extra=(--cerbos-bodies "$RUN/cerbos/$workload.frames")
   taskset -c "$CLIENT_CPUS" "$LOADGEN" run --addr "$(addr_of "$target")" --target "$target" --workload "$workload" \
-    "${DESK_ARGS[@]}" --repeat "$repeat" --phase "$phase" "${extra[@]}" "$@" >>"$RESULTS" 2>"$RUN/last-run.txt" \
+    "${DESK_ARGS[@]}" --repeat "$repeat" --phase "$phase" --server-pid "$(pid_of "$target")" "${extra[@]}" "$@" \
+    >>"$RESULTS" 2>"$RUN/last-run.txt" \
     || { cat "$RUN/last-run.txt" >&2; die "$target $workload: the load generator failed"; }
   sed 's/^/  /' "$RUN/last-run.txt"
 }
@@ -186,6 +198,7 @@ PIDS+=("$ROLEGATE_ALL_PID")
 taskset -c "$ALL_CPUS" "$BIN/rolegate-baseline" --listen 127.0.0.1:0 >"$RUN/baseline-all.log" 2>&1 &
 BASELINE_ALL_PID=$!
 PIDS+=("$BASELINE_ALL_PID")
+ALL_PID_rolegate=$ROLEGATE_ALL_PID ALL_PID_baseline=$BASELINE_ALL_PID
 ALL_ADDR_rolegate="$(listening "$RUN/rolegate-all.log" "$ROLEGATE_ALL_PID")"
 ALL_ADDR_baseline="$(listening "$RUN/baseline-all.log" "$BASELINE_ALL_PID")"
 serving "$RUN/rolegate-all.log" "$ROLEGATE_ALL_PID"
@@ -193,8 +206,9 @@ for ((r = 0; r < REPEATS; r++)); do
   for workload in batch10 batch100; do
     for target in rolegate baseline; do
       addr="ALL_ADDR_$target"
+      pid="ALL_PID_$target"
       taskset -c "$ALL_CPUS" "$LOADGEN" run --addr "${!addr}" --target "$target" --workload "$workload" "${DESK_ARGS[@]}" \
-        --repeat "$r" --phase allcores --duration "$DURATION" --warmup "$WARMUP" >>"$RESULTS" 2>"$RUN/last-run.txt" \
+        --server-pid "${!pid}" --repeat "$r" --phase allcores --duration "$DURATION" --warmup "$WARMUP" >>"$RESULTS" 2>"$RUN/last-run.txt" \
         || { cat "$RUN/last-run.txt" >&2; die "$target $workload on all cores: the load generator failed"; }
       sed 's/^/  /' "$RUN/last-run.txt"
     done

@@ -178,6 +178,10 @@ struct RunArgs {
     /// Read one answer in this many (counts allows, checks the answers decode).
     #[arg(long, default_value_t = 4)]
     inspect_every: u64,
+    /// The server's process id, when it runs on this machine: its CPU time per call over the
+    /// measured window is reported beside the throughput.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -295,6 +299,7 @@ async fn run_load(args: RunArgs) -> anyhow::Result<ExitCode> {
         duration: Duration::from_secs_f64(args.duration),
         warmup: Duration::from_secs_f64(args.warmup),
         inspect_every: args.inspect_every,
+        server_pid: args.server_pid,
     };
     let stats = load::run(&plan).await?;
     let labels = report::Labels {

@@ -88,6 +88,19 @@ pub struct Plan {
     pub warmup: Duration,
     /// Read one answer in this many.
     pub inspect_every: u64,
+    /// The server's process, when it runs on this machine: its CPU time over the measured window
+    /// is reported (a server's capacity on its core does not depend on whether the load
+    /// generator, on the other core, keeps up).
+    pub server_pid: Option<u32>,
+}
+
+/// CPU time used over the measured window, of the server process and of this load generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    /// The server's, all threads; `None` without a `server_pid` or when it could not be read.
+    pub server: Option<Duration>,
+    /// This process's, all threads.
+    pub client: Option<Duration>,
 }
 
 /// What was measured.
@@ -110,6 +123,8 @@ pub struct Stats {
     pub pacer_lag: Option<Histogram<u64>>,
     /// Length of the measured window.
     pub window: Duration,
+    /// CPU time used during the window.
+    pub cpu: Cpu,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -129,6 +144,7 @@ impl Stats {
             revisions: None,
             pacer_lag: None,
             window: Duration::ZERO,
+            cpu: Cpu::default(),
         }
     }
 
@@ -214,12 +230,36 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Stats> {
     let start = Instant::now();
     let measure = start + plan.warmup;
     let end = measure + plan.duration;
+    let pid = plan.server_pid;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure.into()).await;
+        let before = (pid.and_then(cpu_time), cpu_time(std::process::id()));
+        tokio::time::sleep_until(end.into()).await;
+        let after = (pid.and_then(cpu_time), cpu_time(std::process::id()));
+        let used = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        Cpu { server: used(before.0, after.0), client: used(before.1, after.1) }
+    });
     let mut stats = match plan.rate {
         None => closed_loop(plan, &channels, measure, end).await?,
         Some(rate) => open_loop(plan, &channels, rate, (start, measure, end)).await?,
     };
     stats.window = plan.duration;
+    stats.cpu = cpu.await?;
     Ok(stats)
+}
+
+/// User and system CPU time of process `pid`, all its threads (`/proc/PID/stat`, in clock ticks).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: state is the
+    // first, utime the 12th, stime the 13th.
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = after.nth(11)?.parse().ok()?;
+    let stime: u64 = after.next()?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system; it takes no pointer.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / hz))
 }
 
 async fn closed_loop(plan: &Plan, channels: &[Channel], measure: Instant, end: Instant) -> anyhow::Result<Stats> {

@@ -58,6 +58,13 @@ pub fn line(labels: &Labels, plan: &Plan, stats: &Stats) -> Value {
             "mean": (h.mean() / 10.0).round() / 100.0,
         },
         "pacer_lag_p99_us": stats.pacer_lag.as_ref().map(|l| us(l.value_at_quantile(0.99))),
+        // CPU over the window: the server's per decision (what one core of it serves is the
+        // inverse) and busy share, and the load generator's busy share (near 1: it, not the
+        // server, set the pace).
+        "server_cpu_us_per_decision": stats.cpu.server.filter(|_| stats.calls > 0)
+            .map(|c| (c.as_secs_f64() * 1e6 / (stats.calls * plan.items) as f64 * 1000.0).round() / 1000.0),
+        "server_busy": stats.cpu.server.map(|c| (c.as_secs_f64() / secs * 1000.0).round() / 1000.0),
+        "client_busy": stats.cpu.client.map(|c| (c.as_secs_f64() / secs * 1000.0).round() / 1000.0),
     })
 }
 
@@ -73,8 +80,16 @@ pub fn human(v: &Value) -> String {
         Some(n) if n > 0.0 => format!(", {:.0}% allowed", 100.0 * f("allowed_read") / n),
         _ => String::new(),
     };
+    let cpu = match (v["server_cpu_us_per_decision"].as_f64(), v["server_busy"].as_f64()) {
+        (Some(per), Some(busy)) => format!(
+            "; server {per} us CPU/decision, {:.0}% busy; load generator {:.0}% busy",
+            busy * 100.0,
+            f("client_busy") * 100.0
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} {} {} {mode}: {:.0} calls/s = {:.0} decisions/s; p50 {} p90 {} p99 {} p99.9 {} max {} us; {} errors{allowed}",
+        "{} {} {} {mode}: {:.0} calls/s = {:.0} decisions/s; p50 {} p90 {} p99 {} p99.9 {} max {} us; {} errors{allowed}{cpu}",
         v["target"].as_str().unwrap_or("?"),
         v["workload"].as_str().unwrap_or("?"),
         v["phase"].as_str().unwrap_or("?"),

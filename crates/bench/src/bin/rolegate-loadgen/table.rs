@@ -130,6 +130,17 @@ impl Lines {
         self.med(target, workload, "max", "steady", |v| v["decisions_per_s"].as_f64())
     }
 
+    /// The server's CPU per decision in its max runs (µs), when it was measured.
+    fn cpu(&self, target: &str, workload: &str, phase: &str) -> Option<f64> {
+        self.med(target, workload, "max", phase, |v| v["server_cpu_us_per_decision"].as_f64())
+    }
+
+    /// What one core of `target` serves against one core of its limit: the limit's CPU per
+    /// decision over the target's, from the same max runs.
+    fn capacity(&self, target: &str, limit: &str, workload: &str) -> Option<f64> {
+        ratio(self.cpu(limit, workload, "steady"), self.cpu(target, workload, "steady"))
+    }
+
     fn p(&self, target: &str, workload: &str, phase: &str, q: &str) -> Option<f64> {
         self.med(target, workload, "rate", phase, |v| v["latency_us"][q].as_f64())
     }
@@ -203,6 +214,12 @@ pub fn problems(results: &str) -> Vec<String> {
             out.push(format!("no {phase} {mode} run of {t} {w}"));
         }
     }
+    // The capacity figures need the servers' CPU time over every max run of the check workload.
+    for t in ["rolegate", "rolegate-decision-log", "baseline", "rolegate-unix", "baseline-unix"] {
+        if lines.runs(t, "check", "max", "steady").any(|v| v["server_cpu_us_per_decision"].as_f64().is_none()) {
+            out.push(format!("a max check run of {t} has no server CPU time (was --server-pid given?)"));
+        }
+    }
     for t in TARGETS {
         match lines.of_kind("h2load", t) {
             None => out.push(format!("no h2load run of {t}")),
@@ -263,10 +280,10 @@ fn table(o: &mut String, lines: &Lines) {
             .and_then(|v| v["rate"].as_f64())
     };
     o.push_str(
-        "| workload | server | max calls/s | max decisions/s | × limit | × Cerbos | rate (calls/s) | p50 µs | p99 µs \
-         | p99.9 µs | p99 × limit | p99 × Cerbos | peak RSS MiB | errors |\n",
+        "| workload | server | max calls/s | max decisions/s | × limit | server CPU µs/decision | capacity × limit \
+         | × Cerbos | rate (calls/s) | p50 µs | p99 µs | p99.9 µs | p99 × limit | p99 × Cerbos | peak RSS MiB | errors |\n",
     );
-    o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows() {
         let w = r.workload;
         let ran = |phase: Option<&str>, mode| phase.is_some_and(|p| lines.runs(r.target, w, mode, p).next().is_some());
@@ -281,6 +298,8 @@ fn table(o: &mut String, lines: &Lines) {
         };
         let q = |q: &str| r.rate_phase.and_then(|ph| p(r.target, ph, q));
         let limit_max = r.limit.and_then(|(t, ph)| max(t, ph, "decisions_per_s"));
+        let cpu = r.max_phase.and_then(|ph| max(r.target, ph, "server_cpu_us_per_decision"));
+        let limit_cpu = r.limit.and_then(|(t, ph)| max(t, ph, "server_cpu_us_per_decision"));
         let limit_p99 = r.limit.and_then(|(t, _)| p(t, "steady", "p99"));
         let cerbos = |v: Option<f64>, f: &dyn Fn() -> Option<f64>| if r.cerbos { ratio(v, f()) } else { None };
         // The RSS of the one-core servers; the Unix-socket and all-cores servers are others.
@@ -299,11 +318,13 @@ fn table(o: &mut String, lines: &Lines) {
             .sum();
         let _ = writeln!(
             o,
-            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.label,
             num(calls),
             num(decisions),
             times(ratio(decisions, limit_max)),
+            cpu.map_or("–".into(), |c| format!("{c:.2}")),
+            times(ratio(limit_cpu, cpu)),
             times(cerbos(decisions, &|| max("cerbos", "steady", "decisions_per_s"))),
             num(r.rate_phase.and(rate_of(w))),
             num(q("p50")),
@@ -322,7 +343,7 @@ fn table(o: &mut String, lines: &Lines) {
                 if t == "rolegate" { (ratio(h2(t), h2("baseline")), ratio(h2(t), h2("cerbos"))) } else { (None, None) };
             let _ = writeln!(
                 o,
-                "| check, h2load {} | {t} | {} | {} | {} | {} | – | mean {} | – | – | – | – | – | {} |",
+                "| check, h2load {} | {t} | {} | {} | {} | – | – | {} | – | mean {} | – | – | – | – | – | {} |",
                 h["shape"].as_str().unwrap_or(""),
                 num(h["rps"].as_f64()),
                 num(h["rps"].as_f64()),
@@ -345,12 +366,30 @@ fn notes(o: &mut String, lines: &Lines) {
         }
         let _ = writeln!(
             o,
-            "- {tcp} over the Unix socket against TCP (check): max throughput {}, p50 {} µs vs {} µs, p99 {} µs vs {} µs",
+            "- {tcp} over the Unix socket against TCP (check): max throughput {}, server CPU per decision {} \
+             (capacity {}), p50 {} µs vs {} µs, p99 {} µs vs {} µs",
             times(ratio(max(unix), max(tcp))),
+            ratio(lines.cpu(unix, "check", "steady"), lines.cpu(tcp, "check", "steady"))
+                .map_or("–".into(), |x| format!("{x:.2}×")),
+            times(lines.capacity(unix, tcp, "check")),
             num(p(unix, "p50")),
             num(p(tcp, "p50")),
             num(p(unix, "p99")),
             num(p(tcp, "p99")),
+        );
+    }
+    let busy = |t: &str, field: &str| lines.med(t, "check", "max", "steady", |v| v[field].as_f64());
+    if let (Some(base), Some(rg)) = (busy("baseline", "client_busy"), busy("rolegate", "client_busy")) {
+        let _ = writeln!(
+            o,
+            "- check at max, TCP: the load generator was {:.0}% busy on its core against the empty server ({:.0}% for the \
+             server) and {:.0}% against rolegate ({:.0}% for the server); a load generator near 100% sets the pace, so \
+             max calls/s can understate a server, and the server's CPU per decision (capacity × limit) says what one \
+             core of it serves",
+            base * 100.0,
+            busy("baseline", "server_busy").unwrap_or(0.0) * 100.0,
+            rg * 100.0,
+            busy("rolegate", "server_busy").unwrap_or(0.0) * 100.0,
         );
     }
     let (steady, reload) = reload_p99(lines);
@@ -398,6 +437,14 @@ fn targets(o: &mut String, lines: &Lines, quick: bool) {
         .flatten()
         .reduce(f64::max);
     let targets = [
+        (
+            "rolegate, decision log at its default, ≥ 0.9× the empty server's Check capacity (server CPU per decision)",
+            lines.capacity("rolegate-decision-log", "baseline", "check").map(|x| x >= 0.9),
+        ),
+        (
+            "rolegate, decision log off, ≥ 0.9× the empty server's Check capacity (server CPU per decision)",
+            lines.capacity("rolegate", "baseline", "check").map(|x| x >= 0.9),
+        ),
         (
             "rolegate, decision log at its default, ≥ 0.9× the empty server's max Check throughput",
             ratio(logged, b).map(|x| x >= 0.9),
