@@ -71,7 +71,8 @@ fn timed(source: &mut DirSource, store: &Store) -> (Duration, Duration) {
 }
 
 /// Disables and enables again `edits` members of `text` one at a time; returns the wall and CPU
-/// time of each disabling reload, which must have read `spliced` documents line by line.
+/// time of each disabling reload, which must have read `spliced` documents line by line, and the
+/// CPU time of the heap trim each then owes, run after it as the watcher does once it is due.
 fn edit(
     dir: &Path,
     source: &mut DirSource,
@@ -80,8 +81,8 @@ fn edit(
     members: usize,
     edits: usize,
     spliced: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let (mut walls, mut cpus, mut trims) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..edits {
         let k = (i * 7919) % members;
         let who = format!("m{k}");
@@ -91,11 +92,16 @@ fn edit(
         assert_eq!(source.spliced(), spliced);
         walls.push(wall);
         cpus.push(cpu);
+        if source.trim_due().is_some() {
+            let cpu = thread_cpu();
+            source.trim();
+            trims.push(thread_cpu() - cpu);
+        }
         write(dir, text);
         timed(source, store);
         assert_ne!(reason(store, &who), Reason::PrincipalDisabled, "`{who}` is enabled again");
     }
-    (walls, cpus)
+    (walls, cpus, trims)
 }
 
 fn main() {
@@ -132,16 +138,19 @@ fn main() {
     drop(tenant);
     println!("  compiled tenant alone: heap {} bytes per member", compiled / members);
 
-    let (mut walls, mut cpus) = edit(&dir, &mut source, &store, &text, members, edits, 1);
+    let (mut walls, mut cpus, mut trims) = edit(&dir, &mut source, &store, &text, members, edits, 1);
     println!(
         "  one-member edit applied (read line by line + per-member compile + publish), wall: {}",
         percentiles(&mut walls)
     );
     println!("  one-member edit applied, CPU: {}", percentiles(&mut cpus));
+    if !trims.is_empty() {
+        println!("  heap trim owed after it (run later, once per burst of edits), CPU: {}", percentiles(&mut trims));
+    }
     let whole = flow(&text);
     write(&dir, &whole);
     timed(&mut source, &store);
-    let (mut walls, mut cpus) = edit(&dir, &mut source, &store, &whole, members, edits.div_ceil(4), 0);
+    let (mut walls, mut cpus, _) = edit(&dir, &mut source, &store, &whole, members, edits.div_ceil(4), 0);
     println!("  the same, members as a flow list (parsed whole), wall: {}", percentiles(&mut walls));
     println!("  the same, members as a flow list, CPU: {}", percentiles(&mut cpus));
     write(&dir, &text);

@@ -90,7 +90,13 @@ pub struct DirSource {
     deferred: usize,
     /// Documents the last round read only where they changed.
     spliced: usize,
+    /// When the heap trim owed after a document read line by line is due.
+    trim_due: Option<Instant>,
 }
+
+/// How long after a large document is read line by line the heap is trimmed, at the latest:
+/// edits coming faster share one trim.
+pub const TRIM_DELAY: Duration = Duration::from_millis(250);
 
 fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
@@ -120,6 +126,7 @@ impl DirSource {
             revision,
             deferred: 0,
             spliced: 0,
+            trim_due: None,
         }
     }
 
@@ -231,19 +238,32 @@ impl DirSource {
         // A document parsed whole left its parse behind; one spliced line by line replaced its
         // tenant by a copy with the change applied. Either way, once a large one is dropped, hand
         // its pages back, or each edit leaves the process holding about one more tenant. After a
-        // whole parse at once (its peak is large); after splices only soon, on another thread and
-        // at most a few times a second, so that frequent small edits neither wait for it nor pay
-        // it each time.
+        // whole parse at once (its peak is large); after splices only once they stop or
+        // `TRIM_DELAY` after the first (see `trim_due`), so that frequent small edits neither wait
+        // for it nor pay for it each time.
         let size = |p: &PathBuf| self.files.get(p).map_or(0, |r| r.len);
         let whole_bytes: usize = fresh_files.iter().filter(|p| !round.spliced_files.contains(*p)).map(size).sum();
         let spliced_bytes: usize = round.spliced_files.iter().map(size).sum();
         drop(parsed);
         if whole_bytes >= crate::trim::TRIM_AFTER_BYTES {
-            crate::trim::release_freed_memory();
+            self.trim();
         } else if spliced_bytes >= crate::trim::TRIM_AFTER_BYTES {
-            crate::trim::release_freed_memory_soon();
+            self.trim_due.get_or_insert_with(|| Instant::now() + TRIM_DELAY);
         }
         report
+    }
+
+    /// When the heap trim owed since a large document was read line by line is due, if one is:
+    /// the caller runs [`DirSource::trim`] on this thread then, or at the latest once no file
+    /// changes any more. Until then the trim waits, so that a burst of edits pays for one.
+    pub fn trim_due(&self) -> Option<Instant> {
+        self.trim_due
+    }
+
+    /// Hands the heap pages freed since the last trim back to the system now.
+    pub fn trim(&mut self) {
+        self.trim_due = None;
+        crate::trim::release_freed_memory();
     }
 
     /// True when the tenant `name`, read from `doc` and `tpl`, was compiled (or failed) from

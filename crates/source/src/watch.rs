@@ -95,14 +95,22 @@ pub fn spawn(
         }
         let max_wait = max_wait(cfg.debounce);
         let mut source = DirSource::new(&cfg.root, cfg.debounce, max_wait);
-        let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait };
+        let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait, early: false };
         loop {
             source.set_writing(waiter.writing());
             let report = source.reload(&store);
             on_reload(&report);
             // Files still changing are looked at again after a debounce interval.
             let next = if source.deferred() > 0 { cfg.debounce.min(cfg.poll) } else { cfg.poll };
-            waiter.wait(Instant::now() + next);
+            let rescan_at = Instant::now() + next;
+            // The heap trim a reload left owed runs when due, unless a change comes first (then
+            // it runs after that change's reload, or once changes stop).
+            if let Some(due) = source.trim_due().filter(|due| *due < rescan_at)
+                && waiter.quiet_until(due)
+            {
+                source.trim();
+            }
+            waiter.wait(rescan_at);
         }
     })
 }
@@ -114,6 +122,8 @@ struct Waiter {
     writing: HashMap<PathBuf, Instant>,
     debounce: Duration,
     max_wait: Duration,
+    /// An event came while waiting for a trim: the next wait starts as if it just came.
+    early: bool,
 }
 
 impl Waiter {
@@ -144,14 +154,29 @@ impl Waiter {
         }
     }
 
+    /// Waits until `deadline` for an event; true when none came. An event that came is kept
+    /// for [`Waiter::wait`].
+    fn quiet_until(&mut self, deadline: Instant) -> bool {
+        match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(n) => {
+                self.track(n);
+                self.early = true;
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
     /// Returns at `rescan_at`, or once events have been quiet for the debounce interval, or
     /// `max_wait` after the first event, whichever comes first.
     fn wait(&mut self, rescan_at: Instant) {
         let left = rescan_at.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(n) => self.track(n),
-            Err(mpsc::RecvTimeoutError::Timeout) => return,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return std::thread::sleep(left),
+        if !std::mem::take(&mut self.early) {
+            match self.rx.recv_timeout(left) {
+                Ok(n) => self.track(n),
+                Err(mpsc::RecvTimeoutError::Timeout) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return std::thread::sleep(left),
+            }
         }
         let first = Instant::now();
         let deadline = (first + self.max_wait).min(rescan_at);
