@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The same allocator as `rolegate serve`: the limit runs the same stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // A binary's root file looks for modules beside itself; this one lives in the folder named after it.
 #[path = "rolegate-baseline/empty.rs"]
 mod empty;
