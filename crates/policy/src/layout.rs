@@ -24,23 +24,65 @@ use crate::yaml::{self, Root};
 
 /// The position of each item of a document's `members` list — which is also the position of its
 /// member in the roster of the tenant compiled from the document — by the hash of the item's
-/// bytes. About 20 bytes per member, and no pointer into the tenant: a new version of the
-/// document is matched against it without touching the tenant's members.
+/// bytes, and those hashes in order. About 30 bytes per member, and no pointer into the tenant:
+/// a new version of the document is matched against it without touching the tenant's members.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     items: FxHashMap<u64, u32>,
+    order: Vec<u64>,
 }
 
 impl Layout {
     /// Number of items located.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.order.len()
     }
 
     /// True when no item is located.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.order.is_empty()
     }
+
+    /// The layout of items with these hashes, in order; `None` if two are the same.
+    fn of(order: Vec<u64>) -> Option<Layout> {
+        let mut items = FxHashMap::default();
+        items.reserve(order.len());
+        for (i, h) in order.iter().enumerate() {
+            if items.insert(*h, u32::try_from(i).ok()?).is_some() {
+                return None;
+            }
+        }
+        Some(Layout { items, order })
+    }
+
+    /// Moves to the layout of the text a [`Spliced`] was read from (`next`, its
+    /// [`Spliced::layout`]); `self` must be the layout it was read against.
+    pub fn advance(&mut self, next: Next) {
+        match next {
+            Next::Whole(layout) => *self = layout,
+            Next::Patch(changed) => {
+                for (at, h) in changed {
+                    let Some(slot) = self.order.get_mut(at as usize) else {
+                        *self = Layout::default();
+                        return;
+                    };
+                    let old = std::mem::replace(slot, h);
+                    self.items.remove(&old);
+                    self.items.insert(h, at);
+                }
+            }
+        }
+    }
+}
+
+/// The layout of a reparsed text, from the layout it was read against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A layout of its own (items were added, removed or moved).
+    Whole(Layout),
+    /// The same items at the same places but these, each at its position with its new hash:
+    /// members edited in place. Applied by [`Layout::advance`] at the cost of the change.
+    Patch(Vec<(u32, u64)>),
 }
 
 /// One item of a reparsed `members` list.
@@ -60,8 +102,8 @@ pub struct Spliced {
     pub doc: Document,
     /// Every item of the `members` list, in order.
     pub roster: Vec<Entry>,
-    /// The layout of the new text.
-    pub layout: Layout,
+    /// The layout of the new text, from the layout it was read against.
+    pub layout: Next,
     /// How many items the layout the text was read against had: the member count of the tenant
     /// it was taken with.
     pub base_len: usize,
@@ -88,18 +130,14 @@ fn layout_of(text: &str, root: &Node, doc: &Document) -> Option<Layout> {
     if seq.len() != split.each.len() || doc.members.len() != split.each.len() {
         return None;
     }
-    let mut items = FxHashMap::default();
-    items.reserve(split.each.len());
-    for (i, (item, (range, line))) in seq.iter().zip(&split.each).enumerate() {
+    let mut order = Vec::with_capacity(split.each.len());
+    for (item, (range, line)) in seq.iter().zip(&split.each) {
         if yaml::loc(item).line as usize != *line {
             return None;
         }
-        let bytes = text.get(range.clone())?;
-        if items.insert(hash(bytes), u32::try_from(i).ok()?).is_some() {
-            return None;
-        }
+        order.push(hash(text.get(range.clone())?));
     }
-    Some(Layout { items })
+    Layout::of(order)
 }
 
 /// Parses `text`, a new version of the document `layout` was taken from, reading only the items
@@ -114,13 +152,23 @@ pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Splic
         return None;
     }
     let mut roster = Vec::with_capacity(split.each.len());
-    let mut items = FxHashMap::default();
-    items.reserve(split.each.len());
+    let mut order = Vec::with_capacity(split.each.len());
+    // Where the next item was in the layout, if nothing moved since the last item found there:
+    // looked at before the hash table, so that items in their places cost no lookup.
+    let mut shift = 0isize;
     for (i, (range, line)) in split.each.iter().enumerate() {
         let bytes = text.get(range.clone())?;
         let h = hash(bytes);
-        match layout.items.get(&h) {
-            Some(&at) => roster.push(Entry::Kept(at)),
+        let guess = i.checked_add_signed(shift).filter(|g| layout.order.get(*g) == Some(&h));
+        let at = match guess {
+            Some(g) => u32::try_from(g).ok(),
+            None => layout.items.get(&h).copied(),
+        };
+        match at {
+            Some(at) => {
+                shift = at as isize - i as isize;
+                roster.push(Entry::Kept(at));
+            }
             None => {
                 let node = yaml::load_at(bytes, line - 1, Root::Sequence).ok()?;
                 let [item] = node.as_sequence()?.as_slice() else { return None };
@@ -135,11 +183,34 @@ pub fn reparse(report: &mut Report, text: &str, layout: &Layout) -> Option<Splic
                 doc.members.push(member);
             }
         }
-        if items.insert(h, u32::try_from(i).ok()?).is_some() {
-            return None;
+        order.push(h);
+    }
+    let next = next_layout(layout, &roster, order)?;
+    Some(Spliced { doc, roster, layout: next, base_len: layout.len() })
+}
+
+/// The layout of items hashed `order`, read against `layout` as `roster`: a patch of `layout`
+/// when only members in place were read again, their new bytes each unlike any other item's;
+/// else a layout of its own. `None` when two items are the same.
+fn next_layout(layout: &Layout, roster: &[Entry], order: Vec<u64>) -> Option<Next> {
+    let in_place = order.len() == layout.order.len()
+        && roster.iter().enumerate().all(|(i, e)| matches!(e, Entry::Parsed(_)) || *e == Entry::Kept(i as u32));
+    if !in_place {
+        return Layout::of(order).map(Next::Whole);
+    }
+    // Kept items are in their places, so distinct from each other; an item read again is not in
+    // `layout`, so distinct from every kept one: only the items read again can repeat.
+    let mut changed: Vec<(u32, u64)> = Vec::new();
+    for (i, e) in roster.iter().enumerate() {
+        if matches!(e, Entry::Parsed(_)) {
+            changed.push((u32::try_from(i).ok()?, *order.get(i)?));
         }
     }
-    Some(Spliced { doc, roster, layout: Layout { items }, base_len: layout.len() })
+    let mut fresh: FxHashMap<u64, ()> = FxHashMap::default();
+    if changed.iter().any(|(_, h)| fresh.insert(*h, ()).is_some()) {
+        return None;
+    }
+    Some(Next::Patch(changed))
 }
 
 /// The document without its items: the list replaced by `[]` and as many line ends as the items

@@ -20,7 +20,7 @@ use super::{ReloadReport, Stale};
 use crate::files::{self, Listing};
 use crate::store::Store;
 use rolegate_engine::{Snapshot, Tenant};
-use rolegate_policy::layout::{self, Layout, Spliced};
+use rolegate_policy::layout::{self, Layout, Next, Spliced};
 use rolegate_policy::{self as policy, Diagnostic, Document, Parsed, PolicyFile, Prints, Report};
 
 /// A file read and parsed at some round.
@@ -98,9 +98,13 @@ pub struct DirSource {
 /// edits coming faster share one trim.
 pub const TRIM_DELAY: Duration = Duration::from_millis(250);
 
+/// A file's bytes, hashed to tell a changed file from an unchanged one: every settled file is
+/// hashed each round, so a fast hash of good quality rather than a keyed one (a writer of policy
+/// files is trusted).
 fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
+    let mut h = rustc_hash::FxHasher::default();
+    h.write_usize(bytes.len());
+    h.write(bytes);
     h.finish()
 }
 
@@ -480,7 +484,11 @@ impl DirSource {
                     let template = spliced.doc.template.as_ref().map(|t| t.value.as_str());
                     let inputs = self.inputs_hash(&path, template, parsed);
                     self.compiled.insert(name.clone(), inputs);
-                    self.layouts.insert(name.clone(), spliced.layout);
+                    match (self.layouts.get_mut(&name), spliced.layout) {
+                        (Some(layout), next) => layout.advance(next),
+                        (None, Next::Whole(layout)) => drop(self.layouts.insert(name.clone(), layout)),
+                        (None, Next::Patch(_)) => {}
+                    }
                     self.broken.remove(&name);
                     report.applied.push((name, tenant.revision));
                     round.spliced_files.insert(path);

@@ -195,10 +195,14 @@ proptest! {
             let want = doc.filter(|_| !r.has_errors()).and_then(|d| compile(&d, None, 2).ok().map(|w| (w, d)));
             let splice = served.as_ref().and_then(|(_, _, l)| reparse(&mut Report::new(Arc::from("t.yaml")), &t, l));
             let got = match (splice, served.as_mut()) {
-                (Some(s), Some((base, prints, _))) => {
+                (Some(s), Some((base, prints, layout))) => {
                     let before = prints.clone();
                     match recompile_spliced(&s, None, base, prints, 2) {
-                        Some(got) => Some((got, s.layout)),
+                        Some(got) => {
+                            let mut next = layout.clone();
+                            next.advance(s.layout);
+                            Some((got, next))
+                        }
                         None => {
                             prop_assert_eq!(&*prints, &before, "a failed splice changed the prints");
                             None
