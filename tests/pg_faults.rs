@@ -71,9 +71,17 @@ impl Caller {
         Caller { answers, stop, task }
     }
 
-    /// Stops and checks: no error, every answer before `revoked` allowed, every answer at or after
-    /// it denied. Returns how many answers there were.
+    /// Waits (up to 10 s) for an answer at `revoked` or later, stops, and checks: no error, every
+    /// answer before `revoked` allowed, every answer at or after it denied. Returns how many
+    /// answers there were.
     async fn finish(self, what: &str, revoked: u64) -> usize {
+        // The test has seen `revoked` on its own connection; the caller's call in flight then may
+        // have been answered before it. Let the caller make its next calls before stopping it.
+        let answers = self.answers.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !answers.lock().await.seen.iter().any(|(_, r)| *r >= revoked) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         let a = self.answers.lock().await;
