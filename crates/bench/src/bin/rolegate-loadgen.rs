@@ -81,6 +81,24 @@ enum Command {
     },
     /// Run load against a server and print a JSON line (stdout) and a summary (stderr).
     Run(Box<RunArgs>),
+    /// Replace a file by rename at a fixed interval, alternating between the given contents, as an
+    /// editor or a ConfigMap update does; prints how many rewrites it made. One process for the
+    /// whole phase: a shell loop would spawn `cp` and `mv` each time, and that CPU would show in
+    /// the server's latency as if the reload cost it.
+    Rewrite {
+        /// The file replaced.
+        #[arg(long)]
+        file: PathBuf,
+        /// The contents, in turn (each a file read once at start).
+        #[arg(long = "from", required = true)]
+        from: Vec<PathBuf>,
+        /// Milliseconds between rewrites.
+        #[arg(long, default_value_t = 100)]
+        every_ms: u64,
+        /// Seconds to keep rewriting.
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Print the comparison table of a results file (JSON lines).
     Table {
         /// The results file.
@@ -230,6 +248,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::write(&out, framed).with_context(|| format!("cannot write {}", out.display()))?;
         }
         Command::Run(args) => return runtime()?.block_on(run_load(*args)),
+        Command::Rewrite { file, from, every_ms, seconds } => rewrite(&file, &from, every_ms, seconds)?,
         Command::Table { results, check } => {
             let text =
                 std::fs::read_to_string(&results).with_context(|| format!("cannot read {}", results.display()))?;
@@ -244,6 +263,31 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `rewrite` command: a rename every `every_ms` on a fixed schedule for `seconds`.
+fn rewrite(file: &std::path::Path, from: &[PathBuf], every_ms: u64, seconds: f64) -> anyhow::Result<()> {
+    let contents = from
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let name = file.file_name().context("--file names no file")?.to_string_lossy();
+    let tmp = file.with_file_name(format!(".{name}.rewrite"));
+    let every = Duration::from_millis(every_ms.max(1));
+    let start = std::time::Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut n = 0u64;
+    let mut next = start;
+    while next < end {
+        std::fs::write(&tmp, &contents[n as usize % contents.len()])
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, file).with_context(|| format!("cannot rename onto {}", file.display()))?;
+        n += 1;
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+    eprintln!("rewrote {} {n} times in {:.1} s", file.display(), start.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// One thread: the load generator runs pinned to one core, and a single-threaded runtime spares

@@ -198,7 +198,7 @@ pub fn problems(results: &str) -> Vec<String> {
     for (t, w, mode, phase) in TARGETS
         .iter()
         .flat_map(|t| WORKLOADS.iter().flat_map(move |w| [(*t, *w, "max", "steady"), (*t, *w, "rate", "steady")]))
-        .chain([("rolegate", "check", "rate", "reload")])
+        .chain([("rolegate", "check", "rate", "reload"), ("rolegate", "check", "rate", "rewrite-elsewhere")])
         .chain([
             ("rolegate-decision-log", "check", "max", "steady"),
             ("rolegate-decision-log", "check", "rate", "steady"),
@@ -404,6 +404,16 @@ fn notes(o: &mut String, lines: &Lines) {
             times(ratio(reload, steady)),
             rl["revision_min"],
             rl["revision_max"]
+        );
+    }
+    let control = lines.p("rolegate", "check", "rewrite-elsewhere", "p99");
+    if control.is_some() {
+        let _ = writeln!(
+            o,
+            "- reload control: p99 {} µs while the same rewriter replaces a file outside the policy directory (no \
+             reload; {} of steady): the share of the reload figure that is the rewriter's own CPU",
+            num(control),
+            times(ratio(control, steady)),
         );
     }
 }
