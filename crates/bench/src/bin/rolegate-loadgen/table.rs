@@ -141,6 +141,30 @@ impl Lines {
         ratio(self.cpu(limit, workload, "steady"), self.cpu(target, workload, "steady"))
     }
 
+    /// `target` against `limit` repetition by repetition: for each repetition holding a steady
+    /// max run of both, the ratio of `field` (the limit's over the target's when `inverse`, for
+    /// CPU per decision), in repetition order. The machine's speed drifts by ±10% over tens of
+    /// seconds, and a repetition's runs are close together in time, so the median of these
+    /// ratios weighs the servers against each other more fairly than a ratio of medians.
+    fn paired(&self, target: &str, limit: &str, workload: &str, field: &str, inverse: bool) -> Vec<f64> {
+        let value = |t: &str, r: u64| {
+            self.runs(t, workload, "max", "steady")
+                .find(|v| v["repeat"].as_u64() == Some(r))
+                .and_then(|v| v[field].as_f64())
+        };
+        let mut repeats: Vec<u64> =
+            self.runs(target, workload, "max", "steady").filter_map(|v| v["repeat"].as_u64()).collect();
+        repeats.sort_unstable();
+        repeats.dedup();
+        repeats
+            .into_iter()
+            .filter_map(|r| {
+                let (t, l) = (value(target, r), value(limit, r));
+                if inverse { ratio(l, t) } else { ratio(t, l) }
+            })
+            .collect()
+    }
+
     fn p(&self, target: &str, workload: &str, phase: &str, q: &str) -> Option<f64> {
         self.med(target, workload, "rate", phase, |v| v["latency_us"][q].as_f64())
     }
@@ -392,6 +416,23 @@ fn notes(o: &mut String, lines: &Lines) {
             busy("rolegate", "server_busy").unwrap_or(0.0) * 100.0,
         );
     }
+    for t in ["rolegate", "rolegate-decision-log"] {
+        let (cpu, rate) =
+            (lines.paired(t, "baseline", "check", CPU, true), lines.paired(t, "baseline", "check", RATE, false));
+        if cpu.is_empty() && rate.is_empty() {
+            continue;
+        }
+        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            o,
+            "- {t} against the limit, check at max, repetition by repetition: capacity {} (median {}), throughput {} \
+             (median {}); the targets take these medians",
+            list(&cpu),
+            times(median(cpu.clone())),
+            list(&rate),
+            times(median(rate.clone())),
+        );
+    }
     let (steady, reload) = reload_p99(lines);
     if let Some(rl) = lines.runs("rolegate", "check", "rate", "reload").last() {
         let _ = writeln!(
@@ -404,6 +445,16 @@ fn notes(o: &mut String, lines: &Lines) {
             times(ratio(reload, steady)),
             rl["revision_min"],
             rl["revision_max"]
+        );
+    }
+    let pairs = reload_pairs(lines);
+    if !pairs.is_empty() {
+        let list = pairs.iter().map(|(x, lag)| format!("{x:.2}× (pacer lag p99 {lag:.0} µs)")).collect::<Vec<_>>();
+        let _ = writeln!(
+            o,
+            "- reload, repetition by repetition (reloading p99 over the steady run's just before it): {}; median {}",
+            list.join(", "),
+            times(median(pairs.iter().map(|(x, _)| *x).collect())),
         );
     }
     let control = lines.p("rolegate", "check", "rewrite-elsewhere", "p99");
@@ -425,17 +476,44 @@ fn reload_p99(lines: &Lines) -> (Option<f64>, Option<f64>) {
     (steady, lines.p("rolegate", "check", "reload", "p99"))
 }
 
+/// Per repetition, the reloading run's p99 over the steady run's just before it, and the worst
+/// pacer lag (p99, µs) of the two: a load generator that fell behind its schedule by milliseconds
+/// was not given its core, and the latencies of that repetition say more of the machine than of
+/// the server.
+fn reload_pairs(lines: &Lines) -> Vec<(f64, f64)> {
+    let run = |phase: &str, r: u64| {
+        lines
+            .runs("rolegate", "check", "rate", phase)
+            .find(|v| v["repeat"].as_u64() == Some(r))
+            .and_then(|v| Some((v["latency_us"]["p99"].as_f64()?, v["pacer_lag_p99_us"].as_f64().unwrap_or(0.0))))
+    };
+    let mut repeats: Vec<u64> =
+        lines.runs("rolegate", "check", "rate", "reload").filter_map(|v| v["repeat"].as_u64()).collect();
+    repeats.sort_unstable();
+    repeats.dedup();
+    repeats
+        .into_iter()
+        .filter_map(|r| {
+            let ((steady, lag_s), (reload, lag_r)) = (run("steady-reload", r)?, run("reload", r)?);
+            Some((reload / steady, lag_s.max(lag_r)))
+        })
+        .collect()
+}
+
+/// The fields the paired ratios compare.
+const CPU: &str = "server_cpu_us_per_decision";
+const RATE: &str = "decisions_per_s";
+/// The pacer lag (p99) above which a repetition's latencies are the machine's, not the server's.
+const MAX_PACER_LAG_US: f64 = 1000.0;
+
 /// Each target, met or missed (never judged on a quick run).
 fn targets(o: &mut String, lines: &Lines, quick: bool) {
-    let (r, b, c) =
-        (lines.max_rate("rolegate", "check"), lines.max_rate("baseline", "check"), lines.max_rate("cerbos", "check"));
-    let logged = lines.max_rate("rolegate-decision-log", "check");
+    let (r, c) = (lines.max_rate("rolegate", "check"), lines.max_rate("cerbos", "check"));
     let (pr, pb, pc) = (
         lines.p("rolegate", "check", "steady", "p99"),
         lines.p("baseline", "check", "steady", "p99"),
         lines.p("cerbos", "check", "steady", "p99"),
     );
-    let (steady, reload) = reload_p99(lines);
     let batch = WORKLOADS[1..]
         .iter()
         .flat_map(|w| {
@@ -448,25 +526,48 @@ fn targets(o: &mut String, lines: &Lines, quick: bool) {
         .reduce(f64::max);
     let targets = [
         (
-            "rolegate, decision log at its default, ≥ 0.9× the empty server's Check capacity (server CPU per decision)",
-            lines.capacity("rolegate-decision-log", "baseline", "check").map(|x| x >= 0.9),
+            "rolegate, decision log at its default, ≥ 0.9× the empty server's Check capacity (server CPU per decision, \
+             median of the repetitions' ratios)",
+            median(lines.paired("rolegate-decision-log", "baseline", "check", CPU, true)).map(|x| x >= 0.9),
         ),
         (
-            "rolegate, decision log off, ≥ 0.9× the empty server's Check capacity (server CPU per decision)",
-            lines.capacity("rolegate", "baseline", "check").map(|x| x >= 0.9),
+            "rolegate, decision log off, ≥ 0.9× the empty server's Check capacity (server CPU per decision, median of \
+             the repetitions' ratios)",
+            median(lines.paired("rolegate", "baseline", "check", CPU, true)).map(|x| x >= 0.9),
         ),
         (
-            "rolegate, decision log at its default, ≥ 0.9× the empty server's max Check throughput",
-            ratio(logged, b).map(|x| x >= 0.9),
+            "rolegate, decision log at its default, ≥ 0.9× the empty server's max Check throughput (median of the \
+             repetitions' ratios)",
+            median(lines.paired("rolegate-decision-log", "baseline", "check", RATE, false)).map(|x| x >= 0.9),
         ),
-        ("rolegate, decision log off, ≥ 0.9× the empty server's max Check throughput", ratio(r, b).map(|x| x >= 0.9)),
+        (
+            "rolegate, decision log off, ≥ 0.9× the empty server's max Check throughput (median of the repetitions' \
+             ratios)",
+            median(lines.paired("rolegate", "baseline", "check", RATE, false)).map(|x| x >= 0.9),
+        ),
         ("rolegate p99 at the moderate rate ≤ 1.5× the empty server's", ratio(pr, pb).map(|x| x <= 1.5)),
         ("rolegate ≥ 10× Cerbos' Check throughput", ratio(r, c).map(|x| x >= 10.0)),
         ("rolegate p99 ≤ 1/10 of Cerbos' p99 at the same rate", ratio(pr, pc).map(|x| x <= 0.1)),
         ("CheckBatch ≥ 1,000,000 decisions/s on the whole machine", batch.map(|x| x >= 1_000_000.0)),
-        ("p99 while reloading every 100 ms ≤ 2× steady", ratio(reload, steady).map(|x| x <= 2.0)),
     ];
     for (what, ok) in targets {
         let _ = writeln!(o, "- {what}: {}", if quick { "not judged on a quick run" } else { verdict(ok) });
     }
+    let pairs = reload_pairs(lines);
+    let worst_lag = pairs.iter().map(|(_, lag)| *lag).fold(0.0, f64::max);
+    let reload = median(pairs.iter().map(|(x, _)| *x).collect()).map(|x| x <= 2.0);
+    let _ = writeln!(
+        o,
+        "- p99 while reloading every 100 ms ≤ 2× steady (median of the repetitions' ratios): {}",
+        if quick {
+            "not judged on a quick run".to_owned()
+        } else if worst_lag > MAX_PACER_LAG_US {
+            format!(
+                "not judged: the load generator fell {worst_lag:.0} µs behind its schedule (p99) in a reload \
+                 repetition, over the {MAX_PACER_LAG_US:.0} µs a quiet machine allows; run again on a quiet machine"
+            )
+        } else {
+            verdict(reload).to_owned()
+        }
+    );
 }
