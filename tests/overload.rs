@@ -84,14 +84,20 @@ async fn calls_far_above_the_concurrency_limit_are_answered_or_shed_and_nothing_
     let rss = RssWatch::start(server.child.id());
     let holder = server.client().await;
     let rev = holder.clone().check(reply("rep", 0)).await.unwrap().into_inner().revision;
-    // Four calls wait for a revision that never comes: every slot is held.
-    let mut held = Vec::new();
-    for _ in 0..4 {
+    // Four calls wait for a revision that never comes: every slot is held. A held call that
+    // arrives while a probe holds a slot is shed itself; it is sent again until the probe is
+    // the one shed.
+    let hold = || {
         let mut c = holder.clone();
-        held.push(tokio::spawn(async move { c.check(reply("rep", rev + 1)).await }));
-    }
+        tokio::spawn(async move { c.check(reply("rep", rev + 1)).await })
+    };
+    let mut held: Vec<_> = (0..4).map(|_| hold()).collect();
     let mut probe = server.client().await;
     support::wait_until("four held calls", Duration::from_secs(10), async || {
+        for h in held.iter_mut().filter(|h| h.is_finished()) {
+            let shed = std::mem::replace(h, hold()).await.unwrap().unwrap_err();
+            assert_eq!(shed.code(), Code::ResourceExhausted, "a held call ended otherwise: {shed:?}");
+        }
         let shed = probe.check(reply("rep", 0)).await.is_err_and(|e| e.code() == Code::ResourceExhausted);
         shed.then_some(())
     })
