@@ -217,11 +217,11 @@ done
 kill "$ROLEGATE_ALL_PID" "$BASELINE_ALL_PID"
 
 # --- reload under load --------------------------------------------------------------------------
-# Rewrites the tenant every 100 ms (alternating two variants that differ only in a comment and the
-# description), by rename as an editor or a ConfigMap update does; stops by itself. The rewriter is
-# one process (a shell loop spawning `cp` and `mv` would add its own CPU to the latency). A control
-# run has the same rewriter replace a file outside the policy directory: what the rewriting costs
-# the machine without any reload.
+# Rewrites the tenant every 100 ms (alternating two variants that differ in a comment, the
+# description and one member's description), by rename as an editor or a ConfigMap update does;
+# stops by itself. The rewriter is one process (a shell loop spawning `cp` and `mv` would add its
+# own CPU to the latency). A control run has the same rewriter replace a file outside the policy
+# directory: what the rewriting costs the machine without any reload.
 rewrite_for() {
   "$LOADGEN" rewrite --file "$1/meiqia-service-desk.yaml" --from "$RUN/variant-0.yaml" --from "$RUN/variant-1.yaml" \
     --every-ms 100 --seconds "$2" 2>>"$RUN/rewrite.log"

@@ -15,7 +15,7 @@ use std::hash::Hasher;
 use std::ops::Range;
 
 use marked_yaml::Node;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::diag::Report;
 use crate::document::Document;
@@ -206,8 +206,8 @@ fn next_layout(layout: &Layout, roster: &[Entry], order: Vec<u64>) -> Option<Nex
             changed.push((u32::try_from(i).ok()?, *order.get(i)?));
         }
     }
-    let mut fresh: FxHashMap<u64, ()> = FxHashMap::default();
-    if changed.iter().any(|(_, h)| fresh.insert(*h, ()).is_some()) {
+    let mut fresh = FxHashSet::default();
+    if !changed.iter().all(|(_, h)| fresh.insert(*h)) {
         return None;
     }
     Some(Next::Patch(changed))

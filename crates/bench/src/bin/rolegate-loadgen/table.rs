@@ -147,22 +147,35 @@ impl Lines {
     /// seconds, and a repetition's runs are close together in time, so the median of these
     /// ratios weighs the servers against each other more fairly than a ratio of medians.
     fn paired(&self, target: &str, limit: &str, workload: &str, field: &str, inverse: bool) -> Vec<f64> {
-        let value = |t: &str, r: u64| {
-            self.runs(t, workload, "max", "steady")
-                .find(|v| v["repeat"].as_u64() == Some(r))
-                .and_then(|v| v[field].as_f64())
-        };
-        let mut repeats: Vec<u64> =
-            self.runs(target, workload, "max", "steady").filter_map(|v| v["repeat"].as_u64()).collect();
-        repeats.sort_unstable();
-        repeats.dedup();
-        repeats
+        let value = |t: &str, r: u64| self.run_at(t, workload, "max", "steady", r).and_then(|v| v[field].as_f64());
+        self.repeats(target, workload, "max", "steady")
             .into_iter()
             .filter_map(|r| {
                 let (t, l) = (value(target, r), value(limit, r));
                 if inverse { ratio(l, t) } else { ratio(t, l) }
             })
             .collect()
+    }
+
+    /// The repetitions holding a run of `target`, in order.
+    fn repeats(&self, target: &str, workload: &str, mode: &str, phase: &str) -> Vec<u64> {
+        let mut repeats: Vec<u64> =
+            self.runs(target, workload, mode, phase).filter_map(|v| v["repeat"].as_u64()).collect();
+        repeats.sort_unstable();
+        repeats.dedup();
+        repeats
+    }
+
+    /// The run of `target` in repetition `repeat`.
+    fn run_at<'a>(
+        &'a self,
+        target: &'a str,
+        workload: &'a str,
+        mode: &'a str,
+        phase: &'a str,
+        repeat: u64,
+    ) -> Option<&'a Value> {
+        self.runs(target, workload, mode, phase).find(|v| v["repeat"].as_u64() == Some(repeat))
     }
 
     fn p(&self, target: &str, workload: &str, phase: &str, q: &str) -> Option<f64> {
@@ -482,17 +495,10 @@ fn reload_p99(lines: &Lines) -> (Option<f64>, Option<f64>) {
 /// the server.
 fn reload_pairs(lines: &Lines) -> Vec<(f64, f64)> {
     let run = |phase: &str, r: u64| {
-        lines
-            .runs("rolegate", "check", "rate", phase)
-            .find(|v| v["repeat"].as_u64() == Some(r))
-            .and_then(|v| Some((v["latency_us"]["p99"].as_f64()?, v["pacer_lag_p99_us"].as_f64().unwrap_or(0.0))))
+        let v = lines.run_at("rolegate", "check", "rate", phase, r)?;
+        Some((v["latency_us"]["p99"].as_f64()?, v["pacer_lag_p99_us"].as_f64().unwrap_or(0.0)))
     };
-    let mut repeats: Vec<u64> =
-        lines.runs("rolegate", "check", "rate", "reload").filter_map(|v| v["repeat"].as_u64()).collect();
-    repeats.sort_unstable();
-    repeats.dedup();
-    repeats
-        .into_iter()
+    (lines.repeats("rolegate", "check", "rate", "reload").into_iter())
         .filter_map(|r| {
             let ((steady, lag_s), (reload, lag_r)) = (run("steady-reload", r)?, run("reload", r)?);
             Some((reload / steady, lag_s.max(lag_r)))
