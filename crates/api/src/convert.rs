@@ -7,6 +7,7 @@ use crate as api;
 use rolegate_engine::{Attrs, Context, Decision, Reason, Request, Resource, Value, canonical_ip};
 
 mod inspect;
+pub mod wire;
 pub use inspect::{grant, grant_from_wire, step, step_from_wire};
 
 /// Explicit, documented limits on request sizes and counts.
@@ -95,10 +96,10 @@ impl Limits {
         self.check(s, true).map_err(|m| invalid(field, m))
     }
 
-    /// Converts a resource. `field` names it in errors; it is only built when one occurs, so a
-    /// valid request allocates no field names.
-    pub fn resource(&self, field: &dyn Fn() -> String, r: Option<api::Resource>) -> Result<Resource, Invalid> {
-        let Some(api::Resource { kind, id, unit, attrs }) = r else {
+    /// Converts a resource (as generated or as decoded by [`wire`]). `field` names it in errors;
+    /// it is only built when one occurs, so a valid request allocates no field names.
+    pub fn resource(&self, field: &dyn Fn() -> String, r: Option<impl Into<RawResource>>) -> Result<Resource, Invalid> {
+        let Some(RawResource { kind, id, unit, attrs }) = r.map(Into::into) else {
             return Err(invalid(field(), "is required"));
         };
         self.check(&kind, true).map_err(|m| invalid(format!("{}.kind", field()), m))?;
@@ -107,10 +108,11 @@ impl Limits {
         Ok(Resource { kind, id, unit, attrs: self.attrs(&|| format!("{}.attrs", field()), attrs)? })
     }
 
-    /// Converts a context; the IP must parse when given and is made canonical (an IPv4-mapped
-    /// address becomes its IPv4 address), so decisions and cache keys see one form.
-    pub fn context(&self, field: &str, c: Option<api::Context>) -> Result<Context, Invalid> {
-        let Some(api::Context { client_ip, attrs }) = c else { return Ok(Context::default()) };
+    /// Converts a context (as generated or as decoded by [`wire`]); the IP must parse when given
+    /// and is made canonical (an IPv4-mapped address becomes its IPv4 address), so decisions and
+    /// cache keys see one form.
+    pub fn context(&self, field: &str, c: Option<impl Into<RawContext>>) -> Result<Context, Invalid> {
+        let Some(RawContext { client_ip, attrs }) = c.map(Into::into) else { return Ok(Context::default()) };
         self.check(&client_ip, false).map_err(|m| invalid(format!("{field}.client_ip"), m))?;
         let client_ip =
             match client_ip.as_str() {
@@ -122,7 +124,8 @@ impl Limits {
         Ok(Context { client_ip, attrs: self.attrs(&|| format!("{field}.attrs"), attrs)? })
     }
 
-    fn attrs(&self, field: &dyn Fn() -> String, attrs: HashMap<String, api::AttrValue>) -> Result<Attrs, Invalid> {
+    fn attrs(&self, field: &dyn Fn() -> String, mut attrs: RawAttrs) -> Result<Attrs, Invalid> {
+        last_of_each_name(&mut attrs);
         if attrs.len() > self.max_attrs {
             return Err(invalid(field(), format!("has {} attributes, the limit is {}", attrs.len(), self.max_attrs)));
         }
@@ -133,32 +136,97 @@ impl Limits {
                 return Err(invalid(field(), "attribute names must not be empty"));
             }
             self.check(&name, false).map_err(|m| invalid(f(), m))?;
-            let api::AttrValue { kind } = value;
-            use api::attr_value::Kind;
-            let v = match kind {
+            match &value {
                 None => return Err(invalid(f(), "value is not set")),
-                Some(Kind::Text(t)) => {
-                    self.check(&t, false).map_err(|m| invalid(f(), m))?;
-                    Value::Text(t)
-                }
-                Some(Kind::Int(i)) => Value::Int(i),
-                Some(Kind::Flag(b)) => Value::Flag(b),
-                Some(Kind::Number(n)) if n.is_finite() => Value::Number(n),
-                Some(Kind::Number(_)) => return Err(invalid(f(), "number must be finite")),
-                Some(Kind::List(api::StringList { values })) => {
+                Some(Value::Text(t)) => self.check(t, false).map_err(|m| invalid(f(), m))?,
+                Some(Value::Number(n)) if !n.is_finite() => return Err(invalid(f(), "number must be finite")),
+                Some(Value::List(values)) => {
                     if values.len() > self.max_list_len {
                         let msg = format!("list has {} values, the limit is {}", values.len(), self.max_list_len);
                         return Err(invalid(f(), msg));
                     }
-                    for v in &values {
+                    for v in values {
                         self.check(v, false).map_err(|m| invalid(f(), m))?;
                     }
-                    Value::List(values)
                 }
-            };
-            out.push((name, v));
+                Some(Value::Int(_) | Value::Flag(_) | Value::Number(_)) => {}
+            }
+            if let Some(v) = value {
+                out.push((name, v));
+            }
         }
         Ok(Attrs(out))
+    }
+}
+
+/// A resource as it came off the wire, before [`Limits::resource`] checks it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawResource {
+    /// `kind`.
+    pub kind: String,
+    /// `id`.
+    pub id: String,
+    /// `unit`.
+    pub unit: String,
+    /// `attrs`.
+    pub attrs: RawAttrs,
+}
+
+/// A context as it came off the wire, before [`Limits::context`] checks it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawContext {
+    /// `client_ip`.
+    pub client_ip: String,
+    /// `attrs`.
+    pub attrs: RawAttrs,
+}
+
+/// Attributes as they came off the wire: a name may repeat (the last one counts, as for a
+/// protobuf map) and a value may be unset.
+pub type RawAttrs = Vec<(String, Option<Value>)>;
+
+/// Keeps the last entry of each name, as a protobuf map does, sorted by name.
+fn last_of_each_name(attrs: &mut RawAttrs) {
+    if attrs.len() < 2 {
+        return;
+    }
+    // Stable: entries of one name stay in wire order, so the kept one is the last sent.
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    attrs.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            std::mem::swap(next, kept);
+        }
+        same
+    });
+}
+
+impl From<api::Resource> for RawResource {
+    fn from(api::Resource { kind, id, unit, attrs }: api::Resource) -> Self {
+        RawResource { kind, id, unit, attrs: raw_attrs(attrs) }
+    }
+}
+
+impl From<api::Context> for RawContext {
+    fn from(api::Context { client_ip, attrs }: api::Context) -> Self {
+        RawContext { client_ip, attrs: raw_attrs(attrs) }
+    }
+}
+
+fn raw_attrs(attrs: HashMap<String, api::AttrValue>) -> RawAttrs {
+    attrs.into_iter().map(|(name, v)| (name, v.kind.map(value_from_wire))).collect()
+}
+
+/// The engine's reading of a wire attribute value; a non-finite number is kept, for
+/// [`Limits::resource`] to refuse.
+pub(crate) fn value_from_wire(kind: api::attr_value::Kind) -> Value {
+    use api::attr_value::Kind;
+    match kind {
+        Kind::Text(t) => Value::Text(t),
+        Kind::Int(i) => Value::Int(i),
+        Kind::Flag(b) => Value::Flag(b),
+        Kind::Number(n) => Value::Number(n),
+        Kind::List(api::StringList { values }) => Value::List(values),
     }
 }
 

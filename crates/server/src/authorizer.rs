@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use super::convert::wire::{BatchCall, CheckCall};
 use super::convert::{self, Invalid, Limits};
 use crate::cache::{DecisionCache, Key};
 use crate::shadow::{Job, Shadow};
@@ -59,6 +60,8 @@ macro_rules! call_span {
 mod evaluations;
 pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Semantic};
 mod inspect;
+mod route;
+pub use route::AuthorizerService;
 
 /// Why a call failed; turned into a gRPC status in exactly one place.
 #[derive(Debug, thiserror::Error)]
@@ -229,8 +232,8 @@ impl Authorizer {
         }
     }
 
-    async fn check(&self, req: api::CheckRequest, now: When, call: Call) -> Result<api::CheckResponse, CallError> {
-        let api::CheckRequest { tenant, principal, action, resource, context, min_revision } = req;
+    async fn check(&self, req: CheckCall, now: When, call: Call) -> Result<api::CheckResponse, CallError> {
+        let CheckCall { tenant, principal, action, resource, context, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
         l.id("principal", &principal)?;
@@ -260,13 +263,8 @@ impl Authorizer {
         Ok(response)
     }
 
-    async fn check_batch(
-        &self,
-        req: api::CheckBatchRequest,
-        now: When,
-        call: Call,
-    ) -> Result<api::CheckBatchResponse, CallError> {
-        let api::CheckBatchRequest { tenant, principal, context, min_revision, items } = req;
+    async fn check_batch(&self, req: BatchCall, now: When, call: Call) -> Result<api::CheckBatchResponse, CallError> {
+        let BatchCall { tenant, principal, context, min_revision, items } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
         l.id("principal", &principal)?;
@@ -277,8 +275,7 @@ impl Authorizer {
         }
         let context = l.context("context", context)?;
         let mut converted = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let api::BatchItem { action, resource } = item;
+        for (i, (action, resource)) in items.into_iter().enumerate() {
             l.check_id(&action).map_err(|m| Invalid { field: format!("items[{i}].action"), message: m })?;
             converted.push((action, l.resource(&|| format!("items[{i}].resource"), resource)?));
         }
@@ -339,6 +336,19 @@ impl Authorizer {
         Ok(rolegate_api::plan::response(&p, revision))
     }
 
+    /// `Check`, traced.
+    async fn check_call(&self, request: Request<CheckCall>) -> Result<Response<api::CheckResponse>, Status> {
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
+        self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
+    }
+
+    /// `CheckBatch`, traced.
+    async fn batch_call(&self, request: Request<BatchCall>) -> Result<Response<api::CheckBatchResponse>, Status> {
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
+        self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
+            .await
+    }
+
     /// Runs one call inside its span, with the caller's trace context as parent, and records
     /// its latency and outcome.
     async fn traced<Req, Resp, F>(
@@ -386,18 +396,17 @@ impl Authorizer {
 
 #[tonic::async_trait]
 impl authorizer_server::Authorizer for Authorizer {
+    // `AuthorizerService` serves these two with requests read by `convert::wire`; these are the
+    // same calls for whoever serves the generated service alone.
     async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
-        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
-        self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
+        self.check_call(request.map(CheckCall::from)).await
     }
 
     async fn check_batch(
         &self,
         request: Request<api::CheckBatchRequest>,
     ) -> Result<Response<api::CheckBatchResponse>, Status> {
-        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
-        self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
-            .await
+        self.batch_call(request.map(BatchCall::from)).await
     }
 
     async fn plan(&self, request: Request<api::PlanRequest>) -> Result<Response<api::PlanResponse>, Status> {

@@ -29,9 +29,8 @@ use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::cache::DecisionCache;
-pub use authorizer::Authorizer;
+pub use authorizer::{Authorizer, AuthorizerService};
 pub use config::{Listen, ServeConfig};
-use rolegate_api::authorizer_server::AuthorizerServer;
 use rolegate_api::inspector_server::InspectorServer;
 use rolegate_source::Source;
 use rolegate_source::postgres::PostgresSource;
@@ -157,14 +156,11 @@ fn grpc_services(cfg: &ServeConfig, authorizer: Authorizer) -> Services {
     let inspector = InspectorServer::new(authorizer.clone())
         .max_decoding_message_size(cfg.limits.max_message_bytes)
         .max_encoding_message_size(cfg.limits.max_message_bytes);
-    let authorizer = AuthorizerServer::new(authorizer)
-        .max_decoding_message_size(cfg.limits.max_message_bytes)
-        .max_encoding_message_size(cfg.limits.max_message_bytes);
-    (authorizer, inspector)
+    (AuthorizerService::new(authorizer, cfg.limits.max_message_bytes), inspector)
 }
 
 /// The gRPC services every listener serves besides health and reflection.
-type Services = (AuthorizerServer<Authorizer>, InspectorServer<Authorizer>);
+type Services = (AuthorizerService, InspectorServer<Authorizer>);
 
 /// Who may connect and ask: the TLS credentials of the TCP listeners and the callers file, each
 /// reloaded when its files change.
@@ -363,7 +359,7 @@ async fn follow_readiness(store: Arc<Store>, health: tonic_health::server::Healt
 /// Sets the health of the whole server (`""`) and of each rolegate service by its name.
 async fn set_status(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
     health.set_service_status("", status).await;
-    health.set_service_status(<AuthorizerServer<Authorizer> as tonic::server::NamedService>::NAME, status).await;
+    health.set_service_status(<AuthorizerService as tonic::server::NamedService>::NAME, status).await;
     health.set_service_status(<InspectorServer<Authorizer> as tonic::server::NamedService>::NAME, status).await;
 }
 
