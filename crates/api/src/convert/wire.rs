@@ -157,7 +157,7 @@ fn resource(
         1 => string::merge(wt, &mut r.kind, buf, ctx),
         2 => string::merge(wt, &mut r.id, buf, ctx),
         3 => string::merge(wt, &mut r.unit, buf, ctx),
-        4 => attr_entry(&mut r.attrs, buf, ctx),
+        4 => attr_entry(wt, &mut r.attrs, buf, ctx),
         _ => skip_field(wt, tag, buf, ctx),
     }
 }
@@ -165,7 +165,7 @@ fn resource(
 fn context(c: &mut RawContext, tag: u32, wt: WireType, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
     match tag {
         1 => string::merge(wt, &mut c.client_ip, buf, ctx),
-        2 => attr_entry(&mut c.attrs, buf, ctx),
+        2 => attr_entry(wt, &mut c.attrs, buf, ctx),
         _ => skip_field(wt, tag, buf, ctx),
     }
 }
@@ -184,9 +184,9 @@ fn batch_item(
     }
 }
 
-/// One map entry. Like prost's map decoding, the wire type is not checked: the entry is read
-/// as length-delimited whatever it says.
-fn attr_entry(attrs: &mut RawAttrs, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+/// One map entry: a message of `1: name, 2: value`.
+fn attr_entry(wt: WireType, attrs: &mut RawAttrs, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+    check_wire_type(WireType::LengthDelimited, wt)?;
     let mut entry = (String::new(), None);
     merge_loop(&mut entry, buf, ctx, |(name, value), buf, ctx| {
         let (tag, wt) = decode_key(buf)?;
@@ -412,6 +412,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn any_check_request_decodes_as_the_generated_decoder_reads_it(r in check()) {
             let bytes = r.encode_to_vec();
@@ -482,6 +484,19 @@ mod tests {
                 ("tags".to_owned(), Some(Value::List(vec!["a".into()]))),
             ]
         );
+    }
+
+    /// Found by the `check_request` fuzz target: an attribute map entry sent as a varint.
+    #[test]
+    fn a_map_entry_with_the_wrong_wire_type_is_refused() {
+        // resource { kind: "k", attrs (field 4) as varint 3, then 3 bytes of an entry }
+        let bytes = [0x22, 0x08, 0x0a, 0x01, b'k', 0x20, 0x03, 0x0a, 0x01, b'f'];
+        assert!(api::CheckRequest::decode(&bytes[..]).is_err());
+        assert!(CheckCall::decode(&bytes).is_err());
+        // context { attrs (field 2) as varint }
+        let bytes = [0x2a, 0x05, 0x10, 0x03, 0x0a, 0x01, b'f'];
+        assert!(api::CheckRequest::decode(&bytes[..]).is_err());
+        assert!(CheckCall::decode(&bytes).is_err());
     }
 
     #[test]
