@@ -313,7 +313,14 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    runtime()?.block_on(async move {
+    // The request threads get the core as soon as a call wakes them (crates/server/src/sched.rs).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| {
+            crate::server::sched::short_slice();
+        })
+        .build()?;
+    runtime.block_on(async move {
         use crate::telemetry::{DecisionLog, Metrics, Telemetry};
         let metrics = std::sync::Arc::new(Metrics::default());
         let guard = crate::telemetry::init(metrics.clone());

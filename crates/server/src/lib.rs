@@ -13,6 +13,7 @@ pub mod conn;
 
 pub mod guard;
 pub mod peer;
+pub mod sched;
 pub mod shadow;
 pub mod tls;
 
