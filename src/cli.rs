@@ -313,12 +313,12 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // The request threads get the core as soon as a call wakes them (crates/server/src/sched.rs).
+    // While a reload runs, the request threads get the core as soon as a call wakes them
+    // (crates/source/src/sched.rs).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(|| {
-            crate::server::sched::short_slice();
-        })
+        .on_thread_start(crate::source::sched::register_request_thread)
+        .on_thread_stop(crate::source::sched::unregister_request_thread)
         .build()?;
     runtime.block_on(async move {
         use crate::telemetry::{DecisionLog, Metrics, Telemetry};

@@ -13,7 +13,6 @@ pub mod conn;
 
 pub mod guard;
 pub mod peer;
-pub mod sched;
 pub mod shadow;
 pub mod tls;
 

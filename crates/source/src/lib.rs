@@ -7,6 +7,7 @@ pub mod nats;
 pub mod ondemand;
 pub mod pem;
 pub mod postgres;
+pub mod sched;
 pub mod store;
 pub mod trim;
 pub mod watch;
