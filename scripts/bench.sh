@@ -10,7 +10,8 @@
 # The servers run pinned to BENCH_SERVER_CPUS (default: the last core), the load generators
 # (rolegate-loadgen, h2load) to BENCH_CLIENT_CPUS (default: core 0). Results: bench-out/run/.
 # Knobs (environment): BENCH_REPEATS, BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_MEMBERS,
-# BENCH_RATE_CHECK, BENCH_RATE_BATCH10, BENCH_RATE_BATCH100 (calls/s of the latency runs).
+# BENCH_RATE_CHECK, BENCH_RATE_BATCH10, BENCH_RATE_BATCH100 (calls/s of the latency runs),
+# BENCH_CAP_ROUNDS, BENCH_CAP_DURATION (the paired Check capacity rounds, below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,10 +28,10 @@ NPROC="$(nproc)"
 SERVER_CPUS="${BENCH_SERVER_CPUS:-$((NPROC > 1 ? NPROC - 1 : 0))}"
 CLIENT_CPUS="${BENCH_CLIENT_CPUS:-0}"
 if ((QUICK)); then
-  PROFILE=debug REPEATS=1 DURATION=1 WARMUP=0.5 MEMBERS=500 POOL=512
+  PROFILE=debug REPEATS=1 DURATION=1 WARMUP=0.5 MEMBERS=500 POOL=512 CAP_ROUNDS=2 CAP_DURATION=0.5
 else
   PROFILE=release REPEATS="${BENCH_REPEATS:-3}" DURATION="${BENCH_DURATION:-10}" WARMUP="${BENCH_WARMUP:-2}"
-  MEMBERS="${BENCH_MEMBERS:-5000}" POOL=4096
+  MEMBERS="${BENCH_MEMBERS:-5000}" POOL=4096 CAP_ROUNDS="${BENCH_CAP_ROUNDS:-10}" CAP_DURATION="${BENCH_CAP_DURATION:-4}"
 fi
 RATE_CHECK="${BENCH_RATE_CHECK:-1000}" RATE_BATCH10="${BENCH_RATE_BATCH10:-200}" RATE_BATCH100="${BENCH_RATE_BATCH100:-25}"
 DESK_ARGS=(--members "$MEMBERS" --pool "$POOL")
@@ -183,6 +184,20 @@ for ((r = 0; r < REPEATS; r++)); do
       load "$target" "$workload" "$r" steady --duration "$DURATION" --warmup "$WARMUP" --rate "$(rate_of "$workload")" \
         --connections 2
     done
+  done
+done
+
+# --- Check capacity, in paired rounds -------------------------------------------------------------
+# The capacity targets weigh rolegate against the empty server on a shared machine whose speed
+# drifts by ±10% from one second to the next. Besides the repetitions above (where two servers'
+# max runs can be a minute apart), short max runs of rolegate, its decision-log twin and the empty
+# server follow each other CAP_ROUNDS times, in rotating order: each round is one close pair per
+# comparison, and the targets take the median of the rounds' ratios.
+echo "bench: Check capacity, $CAP_ROUNDS paired rounds of $CAP_DURATION s"
+CAP_TARGETS=(rolegate baseline rolegate-decision-log)
+for ((k = 0; k < CAP_ROUNDS; k++)); do
+  for ((i = 0; i < ${#CAP_TARGETS[@]}; i++)); do
+    load "${CAP_TARGETS[$(((i + k) % ${#CAP_TARGETS[@]}))]}" check "$k" capacity --duration "$CAP_DURATION" --warmup 0.5
   done
 done
 
