@@ -7,6 +7,7 @@ mod decide;
 mod eval;
 mod explain;
 mod ids;
+mod member_key;
 mod permissions;
 pub mod plan;
 mod request;
@@ -22,13 +23,14 @@ pub use condition::{Clause, Cond};
 pub use decide::{Decision, Reason, RequestError, decide};
 pub use eval::Env;
 pub use explain::{Step, StepKind, explain};
+pub use member_key::MemberKey;
 pub use permissions::{Grant, GrantScope, Permissions, UnknownKind};
 pub use plan::{Field, FieldOp, FieldTest, Filter, Plan, plan};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{
-    ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Role, RoleId, Rule, Scope, Snapshot,
-    Tenant, UnitId,
+    ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Members, Role, RoleId, Rule, Scope,
+    Snapshot, Tenant, UnitId,
 };
 pub use value::{AttrRef, Attrs, Lit, MappedPrefixError, Op, Side, Test, Value, canonical_ip, canonical_net, same_as};
 pub use who::{Page, WhoError, WhoPage};

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use super::bitset::BitSet;
 use super::condition::Cond;
 pub use super::ids::{ActionId, RoleId, UnitId};
+use super::member_key::MemberKey;
 use super::value::Attrs;
 
 /// Every tenant rolegate knows, by name.
@@ -80,7 +81,7 @@ pub struct Tenant {
     pub roles: Vec<Role>,
     /// Keyed by the member's own id; members are shared so that changing one member of a large
     /// tenant copies pointers, not members.
-    pub members: FxHashMap<Arc<str>, Arc<Member>>,
+    pub members: Members,
     /// The same members in the tenant document's order (`Who` answers in it). A source that
     /// changes some members keeps the others' places, replaces a changed member in place and
     /// puts an added one last.
@@ -97,6 +98,9 @@ pub struct Tenant {
     /// that caches answers at most this late.
     pub max_staleness: std::time::Duration,
 }
+
+/// A tenant's members by id (a short id is kept in the map's slot: see [`MemberKey`]).
+pub type Members = FxHashMap<MemberKey, Arc<Member>>;
 
 /// `max_staleness` when neither the tenant nor its template sets it.
 pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(5);
@@ -175,8 +179,9 @@ pub enum Scope {
     Unit(UnitId),
     /// Resources in or below any unit of the member.
     OwnUnits,
-    /// Resources whose attribute equals or contains the member's id.
-    Relation(Box<str>),
+    /// Resources whose attribute equals or contains the member's id (the name is shared by
+    /// every binding of the tenant that names it).
+    Relation(Arc<str>),
 }
 
 /// What a rule does when it matches.

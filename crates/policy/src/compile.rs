@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use super::diag::{Diagnostic, Report, Spanned};
 use super::document::*;
 use rolegate_engine::suggest;
-use rolegate_engine::{Binding, BitSet, Clause, Cond, Effect, Member, Role, Rule, Scope, Tenant};
+use rolegate_engine::{Binding, BitSet, Clause, Cond, Effect, Member, MemberKey, Role, Rule, Scope, Tenant};
 
 mod members;
 mod prints;
@@ -30,7 +30,7 @@ pub fn compile(doc: &Document, template: Option<&Document>, revision: u64) -> Re
 }
 
 /// A tenant's members by id, and the same members in document order.
-type Members = (FxHashMap<Arc<str>, Arc<Member>>, Vec<Arc<Member>>);
+type Members = (rolegate_engine::Members, Vec<Arc<Member>>);
 
 struct Cx<'d> {
     doc_src: &'d Document,
@@ -52,6 +52,8 @@ struct Cx<'d> {
     rules: Vec<Rule>,
     denies: Vec<Vec<u32>>,
     obligations: Vec<Vec<u32>>,
+    /// The relation scopes' attribute names, one copy each for all the bindings that name them.
+    relations: Vec<Arc<str>>,
 }
 
 impl<'d> Cx<'d> {
@@ -76,6 +78,7 @@ impl<'d> Cx<'d> {
             rules: Vec::new(),
             denies: Vec::new(),
             obligations: Vec::new(),
+            relations: Vec::new(),
         }
     }
 
@@ -282,6 +285,19 @@ impl<'d> Cx<'d> {
         }
     }
 
+    /// The one shared copy of a relation scope's attribute name: a `Check` compares it with the
+    /// resource's attribute names, and one copy stays in cache where each binding's own would not.
+    fn relation(&mut self, attr: &str) -> Arc<str> {
+        match self.relations.iter().find(|r| ***r == *attr) {
+            Some(r) => r.clone(),
+            None => {
+                let r: Arc<str> = Arc::from(attr);
+                self.relations.push(r.clone());
+                r
+            }
+        }
+    }
+
     fn binding(&mut self, b: &'d BindingDoc, path: &str, default_id: String, is_tpl: bool) -> Option<Binding> {
         let id = match &b.id {
             Some(id) => {
@@ -294,7 +310,7 @@ impl<'d> Cx<'d> {
         let scope = match &b.scope {
             ScopeDoc::Tenant => Some(Scope::Tenant),
             ScopeDoc::OwnUnits => Some(Scope::OwnUnits),
-            ScopeDoc::Relation(attr) => Some(Scope::Relation(attr.as_str().into())),
+            ScopeDoc::Relation(attr) => Some(Scope::Relation(self.relation(attr))),
             ScopeDoc::Unit(u) => self.unit(u, format!("{path}.scope.unit"), is_tpl).map(Scope::Unit),
         };
         let when = b.when.as_ref().and_then(|w| self.when(w, is_tpl)).map(Box::new);
@@ -333,7 +349,7 @@ impl<'d> Cx<'d> {
     /// The members by id, and in document order.
     fn members(&mut self) -> Members {
         let doc = self.doc_src;
-        let mut out: FxHashMap<Arc<str>, Arc<Member>> = FxHashMap::default();
+        let mut out = rolegate_engine::Members::default();
         out.reserve(doc.members.len());
         let mut roster = Vec::with_capacity(doc.members.len());
         for (i, m) in doc.members.iter().enumerate() {
@@ -344,7 +360,7 @@ impl<'d> Cx<'d> {
             }
             let member = Arc::new(self.member(m, &path));
             roster.push(member.clone());
-            out.insert(member.id.clone(), member);
+            out.insert(MemberKey::from(&member.id), member);
         }
         (out, roster)
     }

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::Cx;
 use crate::diag::Diagnostic;
 use crate::document::{Document, MemberDoc};
-use rolegate_engine::{Member, Tenant};
+use rolegate_engine::{Member, MemberKey, Members, Tenant};
 
 /// One change to a tenant's members.
 #[derive(Clone, Copy, Debug)]
@@ -58,9 +58,9 @@ pub fn compile_members<'d>(
 /// `base`'s member order after `changes`: a kept or changed member keeps its place, a removed
 /// one leaves it, an added one comes last (in the order of `changes`). Linear in the tenant, like
 /// the copy of its member table.
-fn roster(base: &Tenant, members: &FxHashMap<Arc<str>, Arc<Member>>, changes: &[MemberChange<'_>]) -> Vec<Arc<Member>> {
+fn roster(base: &Tenant, members: &Members, changes: &[MemberChange<'_>]) -> Vec<Arc<Member>> {
     let mut out: Vec<Arc<Member>> = Vec::with_capacity(members.len());
-    out.extend(base.roster.iter().filter_map(|m| members.get(&m.id).cloned()));
+    out.extend(base.roster.iter().filter_map(|m| members.get(&*m.id).cloned()));
     let mut added: FxHashSet<&str> = FxHashSet::default();
     for id in changes.iter().filter_map(changed_id) {
         if !base.members.contains_key(id) && added.insert(id) {
@@ -93,7 +93,7 @@ pub fn compile_members_isolated<'d>(
     });
     for (i, findings) in &rejected {
         if let Some(id) = changes.get(*i).and_then(changed_id) {
-            members.insert(Arc::from(id), Arc::new(Member::invalid(id, &rejection(id, findings))));
+            members.insert(MemberKey::from(id), Arc::new(Member::invalid(id, &rejection(id, findings))));
         }
     }
     let roster = roster(base, &members, changes);
@@ -153,7 +153,7 @@ impl<'d> Cx<'d> {
     }
 
     /// `base`'s members with `changes` applied; errors name `members[i]`.
-    pub(super) fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> FxHashMap<Arc<str>, Arc<Member>> {
+    pub(super) fn apply(&mut self, base: &Tenant, changes: &[MemberChange<'d>]) -> Members {
         let mut members = base.members.clone();
         let mut touched: FxHashSet<&str> = FxHashSet::default();
         for (i, change) in changes.iter().enumerate() {
@@ -165,7 +165,7 @@ impl<'d> Cx<'d> {
                         continue;
                     }
                     let member = self.member(m, &path);
-                    members.insert(member.id.clone(), Arc::new(member));
+                    members.insert(MemberKey::from(&member.id), Arc::new(member));
                 }
                 MemberChange::Remove(id) => {
                     touched.insert(id);
@@ -173,7 +173,7 @@ impl<'d> Cx<'d> {
                 }
                 MemberChange::Invalid { id, why } => {
                     touched.insert(id);
-                    members.insert(Arc::from(id), Arc::new(Member::invalid(id, why)));
+                    members.insert(MemberKey::from(id), Arc::new(Member::invalid(id, why)));
                 }
             }
         }
@@ -308,7 +308,7 @@ rules:
         let order = |t: &Tenant| t.roster.iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
         assert_eq!(order(&got), ["rep", "ext", "new"], "kept members keep their place, added ones come last");
         assert_eq!(order(&got), order(&want));
-        assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&m.id])));
+        assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&*m.id])));
         assert_eq!(decisions(got), decisions(want));
     }
 

@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{Cx, MemberChange};
 use crate::document::Document;
 use crate::layout::{Entry, Spliced};
-use rolegate_engine::{Member, Tenant};
+use rolegate_engine::{Member, Members, Tenant};
 
 /// What a tenant was compiled from, as fingerprints: its head with its template, and each member
 /// by id. About 30 bytes per member (the ids are shared with the compiled tenant).
@@ -27,7 +27,7 @@ impl Prints {
         let mut members = FxHashMap::default();
         members.reserve(doc.members.len());
         for m in &doc.members {
-            let id = tenant.members.get_key_value(m.id.value.as_str()).map(|(id, _)| id.clone());
+            let id = tenant.members.get(m.id.value.as_str()).map(|member| member.id.clone());
             members.insert(id.unwrap_or_else(|| Arc::from(m.id.value.as_str())), m.print);
         }
         Prints { head: head(doc, template), members }
@@ -102,15 +102,11 @@ pub fn recompile(
 }
 
 /// The prints of the members `changes` put, keyed by the ids of `members`.
-fn put_prints(
-    members: &FxHashMap<Arc<str>, Arc<Member>>,
-    changes: &[MemberChange<'_>],
-) -> Option<Vec<(Arc<str>, u64)>> {
+fn put_prints(members: &Members, changes: &[MemberChange<'_>]) -> Option<Vec<(Arc<str>, u64)>> {
     let mut out = Vec::new();
     for change in changes {
         if let MemberChange::Put(m) = *change {
-            let (id, _) = members.get_key_value(m.id.value.as_str())?;
-            out.push((id.clone(), m.print));
+            out.push((members.get(m.id.value.as_str())?.id.clone(), m.print));
         }
     }
     Some(out)
@@ -260,7 +256,7 @@ rules:
 
     /// Everything a tenant serves, in a canonical text: its members by id and in order.
     fn canonical(t: &Tenant) -> String {
-        assert!(t.roster.iter().all(|m| Arc::ptr_eq(m, &t.members[&m.id])), "roster and member table disagree");
+        assert!(t.roster.iter().all(|m| Arc::ptr_eq(m, &t.members[&*m.id])), "roster and member table disagree");
         assert_eq!(t.roster.len(), t.members.len());
         let mut rest = t.clone();
         rest.members = FxHashMap::default();

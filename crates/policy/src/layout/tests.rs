@@ -213,7 +213,7 @@ proptest! {
             };
             match (got, want) {
                 (Some((got, layout)), Some((want, doc))) => {
-                    prop_assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&m.id])), "step {}", step);
+                    prop_assert!(got.roster.iter().all(|m| Arc::ptr_eq(m, &got.members[&*m.id])), "step {}", step);
                     prop_assert_eq!(canonical(&got), canonical(&want), "step {}", step);
                     let prints = &served.as_ref().unwrap().1;
                     prop_assert_eq!(prints, &Prints::of(&doc, None, &want), "step {}", step);
