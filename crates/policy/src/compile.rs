@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::diag::{Diagnostic, Report, Spanned};
 use super::document::*;
@@ -53,7 +53,7 @@ struct Cx<'d> {
     denies: Vec<Vec<u32>>,
     obligations: Vec<Vec<u32>>,
     /// The relation scopes' attribute names, one copy each for all the bindings that name them.
-    relations: Vec<Arc<str>>,
+    relations: FxHashSet<Arc<str>>,
 }
 
 impl<'d> Cx<'d> {
@@ -78,7 +78,7 @@ impl<'d> Cx<'d> {
             rules: Vec::new(),
             denies: Vec::new(),
             obligations: Vec::new(),
-            relations: Vec::new(),
+            relations: FxHashSet::default(),
         }
     }
 
@@ -288,14 +288,12 @@ impl<'d> Cx<'d> {
     /// The one shared copy of a relation scope's attribute name: a `Check` compares it with the
     /// resource's attribute names, and one copy stays in cache where each binding's own would not.
     fn relation(&mut self, attr: &str) -> Arc<str> {
-        match self.relations.iter().find(|r| ***r == *attr) {
-            Some(r) => r.clone(),
-            None => {
-                let r: Arc<str> = Arc::from(attr);
-                self.relations.push(r.clone());
-                r
-            }
+        if let Some(r) = self.relations.get(attr) {
+            return r.clone();
         }
+        let r: Arc<str> = Arc::from(attr);
+        self.relations.insert(r.clone());
+        r
     }
 
     fn binding(&mut self, b: &'d BindingDoc, path: &str, default_id: String, is_tpl: bool) -> Option<Binding> {

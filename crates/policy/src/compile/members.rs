@@ -232,7 +232,7 @@ mod tests {
 
     use super::*;
     use crate::{compile, parse_str};
-    use rolegate_engine::{Attrs, Context, Request, Resource, Snapshot, Value, decide};
+    use rolegate_engine::{Attrs, Context, Request, Resource, Scope, Snapshot, Value, decide};
 
     const HEAD: &str = "tenant: t
 schema: {conversation: [view, reply, export]}
@@ -282,6 +282,24 @@ rules:
             }
         }
         out
+    }
+
+    #[test]
+    fn bindings_share_one_relation_name_and_long_ids_are_found() {
+        let long = "support-agent-with-a-very-long-member-id-0001";
+        let t = compile(
+            &doc(&[MEMBERS[0], &format!("{{id: {long}, bindings: [{{role: agent, scope: {{relation: assignee}}}}]}}")]),
+            None,
+            1,
+        )
+        .unwrap();
+        let relation = |id: &str| match &t.members.get(id).unwrap().bindings[0].scope {
+            Scope::Relation(attr) => attr.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(Arc::ptr_eq(&relation("rep"), &relation(long)));
+        assert_eq!(&*t.members.get(long).unwrap().id, long);
+        assert!(!t.members.contains_key(&long[..long.len() - 1]));
     }
 
     #[test]
