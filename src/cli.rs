@@ -299,8 +299,15 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The runtime every command runs on; `serve` adds its request threads' hooks.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    builder
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(runtime_builder().build()?)
 }
 
 fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
@@ -315,8 +322,7 @@ fn serve(raw: &crate::server::config::RawServe) -> anyhow::Result<ExitCode> {
     };
     // While a reload runs, the request threads get the core as soon as a call wakes them
     // (crates/source/src/sched.rs).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    let runtime = runtime_builder()
         .on_thread_start(crate::source::sched::register_request_thread)
         .on_thread_stop(crate::source::sched::unregister_request_thread)
         .build()?;

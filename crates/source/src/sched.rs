@@ -82,17 +82,17 @@ pub fn slice_of(tid: i64) -> Option<Duration> {
     linux::get(tid).map(|attr| Duration::from_nanos(attr.sched_runtime)).filter(|d| !d.is_zero())
 }
 
-/// Gives thread `tid` `slice` (`None`: the kernel's default); true when the kernel took it.
+/// Gives thread `tid` `slice` (`None`: the kernel's default), if its kernel and policy allow.
 #[cfg(target_os = "linux")]
-fn set_slice(tid: i64, slice: Option<Duration>) -> bool {
-    let Some(mut attr) = linux::get(tid) else { return false };
+fn set_slice(tid: i64, slice: Option<Duration>) {
+    let Some(mut attr) = linux::get(tid) else { return };
     if ![libc::SCHED_OTHER, libc::SCHED_BATCH].contains(&(attr.sched_policy as i32)) {
-        return false;
+        return;
     }
     // Same policy and nice value (so no privilege is needed); only the slice changes.
     attr.sched_runtime = slice.map_or(0, |s| u64::try_from(s.as_nanos()).unwrap_or(u64::MAX));
     attr.sched_flags = 0;
-    linux::set(tid, &attr)
+    linux::set(tid, &attr);
 }
 
 #[cfg(target_os = "linux")]
@@ -116,10 +116,10 @@ mod linux {
         (got == 0).then_some(attr)
     }
 
-    /// Sets thread `tid`'s scheduling attributes.
-    pub(super) fn set(tid: i64, attr: &libc::sched_attr) -> bool {
+    /// Sets thread `tid`'s scheduling attributes; an older kernel that refuses them changes nothing.
+    pub(super) fn set(tid: i64, attr: &libc::sched_attr) {
         // SAFETY: `attr` is a valid `sched_attr`, only read by the kernel.
-        unsafe { libc::syscall(libc::SYS_sched_setattr, tid, attr as *const libc::sched_attr, 0) == 0 }
+        unsafe { libc::syscall(libc::SYS_sched_setattr, tid, attr as *const libc::sched_attr, 0) };
     }
 }
 
@@ -129,9 +129,7 @@ pub fn slice_of(_tid: i64) -> Option<Duration> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_slice(_tid: i64, _slice: Option<Duration>) -> bool {
-    false
-}
+fn set_slice(_tid: i64, _slice: Option<Duration>) {}
 
 #[cfg(test)]
 mod tests {
