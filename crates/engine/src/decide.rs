@@ -157,6 +157,30 @@ fn cache_until(now: Timestamp, valid_until: Option<Timestamp>, staleness: std::t
     valid_until.map_or(stale, |v| v.min(stale))
 }
 
+/// Where a decision's steps go: nowhere for `Check` ([`NoSteps`]), a list for `Explain`.
+/// Generic rather than an `Option`, so the path every `Check` takes is compiled with none of
+/// the explaining code in it.
+pub(crate) trait Steps {
+    /// The list to record into, if any.
+    fn steps(&mut self) -> Option<&mut Vec<Step>>;
+}
+
+/// Records nothing.
+pub(crate) struct NoSteps;
+
+impl Steps for NoSteps {
+    #[inline(always)]
+    fn steps(&mut self) -> Option<&mut Vec<Step>> {
+        None
+    }
+}
+
+impl Steps for Vec<Step> {
+    fn steps(&mut self) -> Option<&mut Vec<Step>> {
+        Some(self)
+    }
+}
+
 impl Tenant {
     /// Resolves `action` and checks it applies to `kind` (step 2).
     pub fn resolve_action(&self, action: &str, kind: &str) -> Result<ActionId, RequestError> {
@@ -180,22 +204,22 @@ impl Tenant {
 
     /// Decides a request for this tenant (steps 2–7), with how long the answer may be reused.
     pub fn decide(&self, q: &Query<'_>, now: Timestamp) -> Result<Decision, RequestError> {
-        self.decide_traced(q, now, None)
+        self.decide_traced(q, now, &mut NoSteps)
     }
 
-    /// [`Tenant::decide`], recording a [`Step`] for each thing it weighed when `steps` is given:
+    /// [`Tenant::decide`], recording a [`Step`] for each thing it weighed when `steps` keeps them:
     /// the one path behind both `Check` and `Explain`.
     pub(crate) fn decide_traced(
         &self,
         q: &Query<'_>,
         now: Timestamp,
-        steps: Option<&mut Vec<Step>>,
+        steps: &mut impl Steps,
     ) -> Result<Decision, RequestError> {
         let action = self.resolve_action(q.action, &q.resource.kind)?;
         let mut d = match self.members.get(q.principal) {
             Some(member) => self.decide_member(action, member, q.resource, q.context, now, steps),
             None => {
-                if let Some(steps) = steps {
+                if let Some(steps) = steps.steps() {
                     steps.push(Step::principal(q.principal, false, "not a member of the tenant".into()));
                 }
                 Decision::deny(Reason::UnknownPrincipal)
@@ -213,7 +237,7 @@ impl Tenant {
         resource: &Resource,
         context: &Context,
         now: Timestamp,
-        mut steps: Option<&mut Vec<Step>>,
+        steps: &mut impl Steps,
     ) -> Decision {
         let status = if let Some(why) = &member.invalid {
             // Fail closed: nothing of a member whose input was rejected can be trusted.
@@ -225,7 +249,7 @@ impl Tenant {
         } else {
             Ok(())
         };
-        if let Some(steps) = steps.as_deref_mut() {
+        if let Some(steps) = steps.steps() {
             steps.push(Step::principal(&member.id, status.is_ok(), explain::status(member, now)));
         }
         if let Err(d) = status {
@@ -239,7 +263,7 @@ impl Tenant {
         self.decide_active(action, &env, steps)
     }
 
-    fn decide_active(&self, action: ActionId, env: &Env<'_>, mut steps: Option<&mut Vec<Step>>) -> Decision {
+    fn decide_active(&self, action: ActionId, env: &Env<'_>, steps: &mut impl Steps) -> Decision {
         let now = env.now;
         let mut bound = env.member.expires;
 
@@ -248,7 +272,7 @@ impl Tenant {
             if let Some(w) = &rule.when {
                 w.edges(now, &mut bound);
             }
-            if let Some(steps) = steps.as_deref_mut() {
+            if let Some(steps) = steps.steps() {
                 let why = explain::when_false(rule.when.as_ref(), env);
                 if denied.is_none() && why.is_none() {
                     denied = Some(rule);
@@ -305,7 +329,7 @@ impl Tenant {
         env: &Env<'t>,
         denied: Option<&Rule>,
         bound: &mut Option<Timestamp>,
-        mut steps: Option<&mut Vec<Step>>,
+        steps: &mut impl Steps,
     ) -> (Option<&'t Binding>, bool) {
         let now = env.now;
         let mut granted = None;
@@ -321,7 +345,7 @@ impl Tenant {
             }
             let in_window = b.from.is_none_or(|f| f <= now) && b.until.is_none_or(|u| now < u);
             if !self.scope_covers(&b.scope, env) {
-                if let Some(steps) = steps.as_deref_mut().filter(|_| has) {
+                if let Some(steps) = steps.steps().filter(|_| has) {
                     let why = if in_window { self.scope_why(&b.scope, env) } else { explain::window(b, now) };
                     steps.push(Step::binding(b, role, false, why));
                 }
@@ -333,7 +357,7 @@ impl Tenant {
                 w.edges(now, bound);
             }
             let decided = denied.is_some() || granted.is_some() || (requestable && !has);
-            if let Some(steps) = steps.as_deref_mut() {
+            if let Some(steps) = steps.steps() {
                 let why =
                     if in_window { explain::when_false(b.when.as_deref(), env) } else { Some(explain::window(b, now)) };
                 let holds = why.is_none();

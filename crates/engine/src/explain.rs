@@ -147,7 +147,7 @@ impl Tenant {
     /// `everyone`'s), each with whether it applies and its first reason.
     pub fn explain(&self, q: &Query<'_>, now: Timestamp) -> Result<(Decision, Vec<Step>), RequestError> {
         let mut steps = Vec::new();
-        let d = self.decide_traced(q, now, Some(&mut steps))?;
+        let d = self.decide_traced(q, now, &mut steps)?;
         Ok((d, steps))
     }
 }

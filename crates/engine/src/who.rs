@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::decide::RequestError;
+use super::decide::{NoSteps, RequestError};
 use super::request::{Context, Resource};
 use super::snapshot::Tenant;
 
@@ -67,7 +67,7 @@ impl Tenant {
                 next = Some(i);
                 break;
             }
-            if self.decide_member(action_id, member, resource, context, now, None).allowed {
+            if self.decide_member(action_id, member, resource, context, now, &mut NoSteps).allowed {
                 principals.push(member.id.clone());
             }
         }

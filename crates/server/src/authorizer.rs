@@ -132,6 +132,8 @@ impl std::ops::Deref for Decided {
 struct Call {
     span: tracing::Span,
     trace_id: Option<String>,
+    /// The wall clock when the call began (not a `rolegate-now` instant): the decision log's time.
+    clock: Timestamp,
 }
 
 /// The service state.
@@ -228,7 +230,8 @@ impl Authorizer {
     fn observe(&self, method: Method, q: &Query<'_>, d: &Decision, revision: u64, call: &Call) {
         self.telemetry.metrics.decision(method, d.reason);
         if let Some(log) = &self.telemetry.decision_log {
-            log.record(&decision_log::Entry { query: q, decision: d, revision, trace_id: call.trace_id.as_deref() });
+            let trace_id = call.trace_id.as_deref();
+            log.record(&decision_log::Entry { query: q, decision: d, revision, trace_id, time: call.clock });
         }
     }
 
@@ -373,7 +376,8 @@ impl Authorizer {
         let trace_id = self.telemetry.decision_log.as_ref().and_then(|_| otel::trace_id(request.metadata()));
         let result = match self.now(&request) {
             Ok(now) => {
-                let call = Call { span: span.clone(), trace_id };
+                let clock = if now.is_clock { now.at } else { Timestamp::now() };
+                let call = Call { span: span.clone(), trace_id, clock };
                 run(request.into_inner(), now, call).instrument(span.clone()).await
             }
             Err(e) => Err(e),
