@@ -68,7 +68,9 @@ pub struct Guard<S> {
 
 /// The gRPC status of a response sent without a body (every unary error), if it has one.
 fn status_of<B>(resp: &http::Response<B>) -> Option<tonic::Code> {
-    let code = resp.headers().get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    // A name made once: looking one up by `&str` parses and checks it on every call.
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let code = resp.headers().get(&GRPC_STATUS)?.to_str().ok()?.parse::<i32>().ok()?;
     Some(tonic::Code::from_i32(code)).filter(|c| *c != tonic::Code::Ok)
 }
 
@@ -108,7 +110,9 @@ where
         Box::pin(async move {
             let resp = call.await?;
             drop(permit);
-            if let Some((m, code)) = method.zip(status_of(&resp)) {
+            if let Some(m) = method
+                && let Some(code) = status_of(&resp)
+            {
                 metrics.error(m, code);
             }
             Ok(resp)

@@ -73,6 +73,23 @@ const METHODS: [&str; 10] = [
 const CODES: [&str; 6] = ["invalid_argument", "unavailable", "resource_exhausted", "internal", "out_of_range", "other"];
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0];
+/// The same bounds in nanoseconds, which a call's latency is compared with.
+const BUCKET_NANOS: [u64; 14] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    500_000_000,
+    1_000_000_000,
+];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -83,12 +100,12 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(i) = BUCKET_NANOS.iter().position(|b| nanos <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 }
 
@@ -363,5 +380,24 @@ impl Metrics {
             writeln!(o, "# HELP {name} {}\n# TYPE {name} {kind}\n{name}{{source=\"{source}\"}} {}", m.help, m.value)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_in_nanoseconds_are_the_rendered_ones() {
+        for (secs, nanos) in BUCKETS.iter().zip(BUCKET_NANOS) {
+            assert_eq!((secs * 1e9).round() as u64, nanos, "bound {secs}");
+        }
+        // A latency on a bound lands in that bucket; a nanosecond more, in the next.
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(25));
+        h.observe(Duration::from_nanos(25_001));
+        assert_eq!(h.buckets[1].load(Relaxed), 1);
+        assert_eq!(h.buckets[2].load(Relaxed), 1);
+        assert_eq!(h.sum_nanos.load(Relaxed), 50_001);
     }
 }
