@@ -173,7 +173,9 @@ impl DirSource {
         };
         self.report_unreadable(&listing, &mut report);
         let mut round = Round::default();
-        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents, &mut round);
+        // Held to the end of the reload: the request threads' short slices, from the first change.
+        let mut slices = crate::sched::ShortSlices::default();
+        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents, &mut round, &mut slices);
         let served = store.load();
         let mut fresh = self.apply_spliced(&mut parsed, &mut round, served.as_deref(), &mut report);
         self.spliced = round.spliced_files.len();
@@ -359,7 +361,12 @@ impl DirSource {
     /// Reads the listed files: reparses those whose bytes changed, keeps the last read of those
     /// still changing. Returns every usable parse — whole for the files parsed this round, without
     /// members for the others — and the files parsed this round.
-    fn parse_changed(&mut self, files: &[PolicyFile], round: &mut Round) -> (Vec<Parsed>, HashSet<PathBuf>) {
+    fn parse_changed(
+        &mut self,
+        files: &[PolicyFile],
+        round: &mut Round,
+        slices: &mut crate::sched::ShortSlices,
+    ) -> (Vec<Parsed>, HashSet<PathBuf>) {
         let mut next = HashMap::with_capacity(files.len());
         let mut out = Vec::with_capacity(files.len());
         let mut fresh = HashSet::new();
@@ -393,6 +400,7 @@ impl DirSource {
                             bytes.len()
                         );
                     }
+                    slices.begin();
                     fresh.insert(file.path.clone());
                     let len = bytes.len();
                     let mut full = self.parse_fresh(file, bytes, round);

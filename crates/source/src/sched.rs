@@ -10,9 +10,10 @@
 //! (`sched_setattr`'s `sched_runtime`, at least 100 µs), and a thread with a shorter slice gets
 //! the core as soon as it wakes.
 //!
-//! The request threads register themselves ([`register_request_thread`]); while a reload runs
-//! ([`while_reloading`]) they are given [`REQUEST_SLICE`], and the default again after it. Only
-//! then: a short slice costs about 3% of a core's `Check` capacity at full load. Nothing is
+//! The request threads register themselves ([`register_request_thread`]); while a reload that
+//! found a changed file runs ([`ShortSlices`]) they are given [`REQUEST_SLICE`], and the default
+//! again after it. Only then: a short slice costs about 3% of a core's `Check` capacity at full
+//! load, and a periodic rescan that finds nothing changed touches no thread. Nothing is
 //! taken from the reload thread: it keeps its normal priority and its share of the core, so a
 //! revocation applies as fast under load as before. Older kernels ignore the request; a thread
 //! with a policy other than the normal ones (real-time, set by an operator) is left as it is,
@@ -43,18 +44,30 @@ pub fn unregister_request_thread() {
     }
 }
 
-/// Runs `reload` with the request threads on [`REQUEST_SLICE`], then gives them the default slice
-/// again (also if `reload` panics).
-pub fn while_reloading<T>(reload: impl FnOnce() -> T) -> T {
-    struct Restore;
-    impl Drop for Restore {
-        fn drop(&mut self) {
+/// The request threads' short slices for one reload: given at the first [`ShortSlices::begin`],
+/// once the reload knows it has a changed file to parse and compile, and taken back when this is
+/// dropped (also if the reload panics). Until then no thread is touched.
+#[derive(Debug, Default)]
+pub struct ShortSlices {
+    given: bool,
+}
+
+impl ShortSlices {
+    /// Gives the request threads [`REQUEST_SLICE`], unless this reload already did.
+    pub fn begin(&mut self) {
+        if !self.given {
+            set_request_slices(Some(REQUEST_SLICE));
+            self.given = true;
+        }
+    }
+}
+
+impl Drop for ShortSlices {
+    fn drop(&mut self) {
+        if self.given {
             set_request_slices(None);
         }
     }
-    set_request_slices(Some(REQUEST_SLICE));
-    let _restore = Restore;
-    reload()
 }
 
 fn set_request_slices(slice: Option<Duration>) {
@@ -149,8 +162,8 @@ mod tests {
         cfg!(target_os = "linux") && version >= vec![6, 12]
     }
 
-    /// A registered thread has the short slice only while a reload runs, and its nice value
-    /// never changes; a thread that stopped is no longer touched.
+    /// A registered thread has the short slice only between a reload's first change and its
+    /// end, and its nice value never changes; a thread that stopped is no longer touched.
     #[test]
     fn request_threads_have_a_short_slice_only_while_a_reload_runs() {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -165,12 +178,19 @@ mod tests {
         });
         let (tid, nice_before) = rx.recv().unwrap();
         let before = slice_of(tid);
-        let during = while_reloading(|| slice_of(tid));
+        let (idle, during) = {
+            let mut slices = ShortSlices::default();
+            let idle = slice_of(tid);
+            slices.begin();
+            slices.begin();
+            (idle, slice_of(tid))
+        };
         let after = slice_of(tid);
         done_tx.send(()).unwrap();
         assert_eq!(worker.join().unwrap(), nice_before);
         if kernel_has_custom_slices() {
             assert_ne!(before, Some(REQUEST_SLICE), "the default slice is longer");
+            assert_eq!(idle, before, "a reload that found no change yet touches no thread");
             assert_eq!(during, Some(REQUEST_SLICE));
             assert_eq!(after, before);
         }

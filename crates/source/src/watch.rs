@@ -98,8 +98,8 @@ pub fn spawn(
         let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait, early: false };
         loop {
             source.set_writing(waiter.writing());
-            // Calls that come meanwhile get the core at once (see `sched`).
-            let report = crate::sched::while_reloading(|| source.reload(&store));
+            // Once it finds a change, calls that come meanwhile get the core at once (see `sched`).
+            let report = source.reload(&store);
             on_reload(&report);
             // Files still changing are looked at again after a debounce interval.
             let next = if source.deferred() > 0 { cfg.debounce.min(cfg.poll) } else { cfg.poll };
