@@ -129,32 +129,33 @@ impl Limits {
         if attrs.len() > self.max_attrs {
             return Err(invalid(field(), format!("has {} attributes, the limit is {}", attrs.len(), self.max_attrs)));
         }
-        let mut out = Vec::with_capacity(attrs.len());
-        for (name, value) in attrs {
-            let f = || format!("{}[{}]", field(), echo(&name));
-            if name.is_empty() {
-                return Err(invalid(field(), "attribute names must not be empty"));
-            }
-            self.check(&name, false).map_err(|m| invalid(f(), m))?;
-            match &value {
-                None => return Err(invalid(f(), "value is not set")),
-                Some(Value::Text(t)) => self.check(t, false).map_err(|m| invalid(f(), m))?,
-                Some(Value::Number(n)) if !n.is_finite() => return Err(invalid(f(), "number must be finite")),
-                Some(Value::List(values)) => {
-                    if values.len() > self.max_list_len {
-                        let msg = format!("list has {} values, the limit is {}", values.len(), self.max_list_len);
-                        return Err(invalid(f(), msg));
-                    }
-                    for v in values {
-                        self.check(v, false).map_err(|m| invalid(f(), m))?;
-                    }
+        // Converted in place: collecting from the request's own vector reuses its buffer.
+        let out = attrs
+            .into_iter()
+            .map(|(name, value)| {
+                let f = || format!("{}[{}]", field(), echo(&name));
+                if name.is_empty() {
+                    return Err(invalid(field(), "attribute names must not be empty"));
                 }
-                Some(Value::Int(_) | Value::Flag(_) | Value::Number(_)) => {}
-            }
-            if let Some(v) = value {
-                out.push((name, v));
-            }
-        }
+                self.check(&name, false).map_err(|m| invalid(f(), m))?;
+                let Some(value) = value else { return Err(invalid(f(), "value is not set")) };
+                match &value {
+                    Value::Text(t) => self.check(t, false).map_err(|m| invalid(f(), m))?,
+                    Value::Number(n) if !n.is_finite() => return Err(invalid(f(), "number must be finite")),
+                    Value::List(values) => {
+                        if values.len() > self.max_list_len {
+                            let msg = format!("list has {} values, the limit is {}", values.len(), self.max_list_len);
+                            return Err(invalid(f(), msg));
+                        }
+                        for v in values {
+                            self.check(v, false).map_err(|m| invalid(f(), m))?;
+                        }
+                    }
+                    Value::Int(_) | Value::Flag(_) | Value::Number(_) => {}
+                }
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, Invalid>>()?;
         Ok(Attrs(out))
     }
 }

@@ -409,15 +409,27 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Two digits a step: a revision (microseconds since 1970) has 16.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
@@ -556,6 +568,15 @@ mod tests {
                     at += found.unwrap_or_default() + 1;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_rust_prints_them() {
+        for n in [0, 7, 9, 10, 42, 99, 100, 101, 999, 1000, 1_733_324_400_123_456, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
         }
     }
 
