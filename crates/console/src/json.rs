@@ -96,7 +96,7 @@ fn scope_label(t: &Tenant, scope: &Scope, member: &Member) -> String {
 }
 
 fn window(b: &Binding, now: Timestamp) -> &'static str {
-    match (b.from, b.until) {
+    match (b.from(), b.until()) {
         (Some(f), _) if now < f => "starts later",
         (_, Some(u)) if now >= u => "ended",
         _ => "in force",
@@ -112,8 +112,8 @@ pub fn member(t: &Tenant, m: &Member, now: Timestamp) -> Json {
                 "id": &*b.id,
                 "role": t.roles.get(b.role as usize).map(|r| &*r.name),
                 "scope": scope_label(t, &b.scope, m),
-                "from": b.from.map(|f| f.to_string()),
-                "until": b.until.map(|u| u.to_string()),
+                "from": b.from().map(|f| f.to_string()),
+                "until": b.until().map(|u| u.to_string()),
                 "when": b.when.is_some(),
                 "window": window(b, now),
                 "everyone": everyone,

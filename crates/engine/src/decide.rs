@@ -343,7 +343,7 @@ impl Tenant {
             if !(has || asks) {
                 continue;
             }
-            let in_window = b.from.is_none_or(|f| f <= now) && b.until.is_none_or(|u| now < u);
+            let in_window = b.from().is_none_or(|f| f <= now) && b.until().is_none_or(|u| now < u);
             if !self.scope_covers(&b.scope, env) {
                 if let Some(steps) = steps.steps().filter(|_| has) {
                     let why = if in_window { self.scope_why(&b.scope, env) } else { explain::window(b, now) };
@@ -351,8 +351,8 @@ impl Tenant {
                 }
                 continue;
             }
-            lower(bound, b.from.filter(|f| *f > now));
-            lower(bound, b.until.filter(|u| *u > now));
+            lower(bound, b.from().filter(|f| *f > now));
+            lower(bound, b.until().filter(|u| *u > now));
             if let Some(w) = &b.when {
                 w.edges(now, bound);
             }

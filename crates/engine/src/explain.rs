@@ -85,7 +85,7 @@ pub(crate) fn when_false(when: Option<&Cond>, env: &Env<'_>) -> Option<String> {
 
 /// Why a binding's window does not hold at `now`.
 pub(crate) fn window(b: &Binding, now: Timestamp) -> String {
-    match (b.from, b.until) {
+    match (b.from(), b.until()) {
         (Some(f), _) if now < f => format!("outside its time window: starts {f}"),
         (_, Some(u)) => format!("outside its time window: ended {u}"),
         _ => "outside its time window".to_owned(),

@@ -29,8 +29,8 @@ pub use plan::{Field, FieldOp, FieldTest, Filter, Plan, plan};
 pub use request::{Context, Query, Request, Resource};
 pub use schedule::{EVERY_DAY, Schedule};
 pub use snapshot::{
-    ActionId, Binding, DEFAULT_MAX_STALENESS, Effect, MAX_STALENESS_LIMIT, Member, Members, Role, RoleId, Rule, Scope,
-    Snapshot, Tenant, UnitId,
+    ActionId, Binding, Bindings, DEFAULT_MAX_STALENESS, Effect, INLINE_BINDINGS, MAX_STALENESS_LIMIT, Member, Members,
+    Role, RoleId, Rule, Scope, Snapshot, Tenant, UnitId, Window,
 };
 pub use value::{AttrRef, Attrs, Lit, MappedPrefixError, Op, Side, Test, Value, canonical_ip, canonical_net, same_as};
 pub use who::{Page, WhoError, WhoPage};

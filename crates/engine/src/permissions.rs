@@ -113,7 +113,7 @@ impl Tenant {
         for b in member.bindings.iter().chain(self.everyone.iter()) {
             let Some(role) = self.roles.get(b.role as usize) else { continue };
             let has = role.allow.contains(action);
-            if !(has || role.requestable.contains(action)) || b.until.is_some_and(|u| u <= now) {
+            if !(has || role.requestable.contains(action)) || b.until().is_some_and(|u| u <= now) {
                 continue;
             }
             let Some(scope) = self.grant_scope(b, member) else { continue };
@@ -123,8 +123,8 @@ impl Tenant {
                 conditional: b.when.is_some() || !deny_rules.is_empty(),
                 binding: b.id.clone(),
                 role: role.name.clone(),
-                from: b.from,
-                until: b.until,
+                from: b.from(),
+                until: b.until(),
                 requestable: !has,
                 deny_rules: deny_rules.clone(),
             });

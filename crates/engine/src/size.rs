@@ -37,12 +37,16 @@ fn attrs(a: &Attrs) -> usize {
 fn binding(b: &Binding) -> usize {
     // A condition is counted at its top-level size: members rarely carry one.
     let when = b.when.as_ref().map_or(0, |c| size_of::<crate::Cond>() + c.clauses.len() * 64 + ALLOC);
-    size_of::<Binding>() + shared(&b.id) + when
+    let window = b.window.as_ref().map_or(0, |_| size_of::<crate::Window>() + ALLOC);
+    size_of::<Binding>() + shared(&b.id) + window + when
 }
 
 fn member(m: &Member) -> usize {
     let units = if m.units.is_empty() { 0 } else { m.units.len() * 4 + ALLOC };
-    let bindings = if m.bindings.is_empty() { 0 } else { m.bindings.iter().map(binding).sum::<usize>() + ALLOC };
+    // Inline bindings are part of `size_of::<Member>()`; spilled ones have an allocation of their own.
+    let own = |b: &Binding| binding(b) - size_of::<Binding>();
+    let heap = if m.bindings.spilled() { m.bindings.len() * size_of::<Binding>() + ALLOC } else { 0 };
+    let bindings = m.bindings.iter().map(own).sum::<usize>() + heap;
     16 + size_of::<Member>() + ALLOC + shared(&m.id) + units + attrs(&m.attrs) + bindings
 }
 

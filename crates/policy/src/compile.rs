@@ -8,7 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::diag::{Diagnostic, Report, Spanned};
 use super::document::*;
 use rolegate_engine::suggest;
-use rolegate_engine::{Binding, BitSet, Clause, Cond, Effect, Member, MemberKey, Role, Rule, Scope, Tenant};
+use rolegate_engine::{Binding, Bindings, BitSet, Clause, Cond, Effect, Member, MemberKey, Role, Rule, Scope, Tenant};
 
 mod members;
 mod prints;
@@ -315,7 +315,7 @@ impl<'d> Cx<'d> {
         if b.when.is_some() && when.is_none() {
             return None;
         }
-        Some(Binding { id, role: role?, scope: scope?, from: b.from, until: b.until, when })
+        Some(Binding { id, role: role?, scope: scope?, window: Binding::window(b.from, b.until), when })
     }
 
     fn when(&mut self, w: &WhenDoc, is_tpl: bool) -> Option<Cond> {
@@ -367,7 +367,7 @@ impl<'d> Cx<'d> {
     fn member(&mut self, m: &'d MemberDoc, path: &str) -> Member {
         let units: Vec<u32> =
             m.units.iter().enumerate().filter_map(|(k, u)| self.unit(u, format!("{path}.units[{k}]"), false)).collect();
-        let bindings: Vec<Binding> = m
+        let bindings: Bindings = m
             .bindings
             .iter()
             .enumerate()
@@ -381,7 +381,7 @@ impl<'d> Cx<'d> {
             expires: m.expires,
             units: units.into_boxed_slice(),
             attrs: m.attrs.clone(),
-            bindings: bindings.into_boxed_slice(),
+            bindings,
             invalid: None,
         }
     }

@@ -77,12 +77,12 @@ impl Partial<'_> {
             if !t.roles.get(b.role as usize).is_some_and(|r| r.allow.contains(action)) {
                 continue;
             }
-            lower(&mut bound, b.from.filter(|f| *f > now));
-            lower(&mut bound, b.until.filter(|u| *u > now));
+            lower(&mut bound, b.from().filter(|f| *f > now));
+            lower(&mut bound, b.until().filter(|u| *u > now));
             if let Some(w) = &b.when {
                 w.edges(now, &mut bound);
             }
-            if b.from.is_some_and(|f| f > now) || b.until.is_some_and(|u| now >= u) {
+            if b.from().is_some_and(|f| f > now) || b.until().is_some_and(|u| now >= u) {
                 continue;
             }
             let when = b.when.as_ref().map_or(Filter::Constant(true), |w| self.cond(w));

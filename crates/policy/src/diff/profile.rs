@@ -302,7 +302,7 @@ impl Cx<'_> {
         if !allows && !role.requestable.contains(action) {
             return None;
         }
-        if let (Some(f), Some(u)) = (b.from, b.until)
+        if let (Some(f), Some(u)) = (b.from(), b.until())
             && f >= u
         {
             return None;
@@ -325,8 +325,8 @@ impl Cx<'_> {
             role: role.name.to_string(),
             allows,
             reach,
-            from: b.from,
-            until: b.until,
+            from: b.from(),
+            until: b.until(),
             when,
             everyone,
         })

@@ -156,10 +156,10 @@ pub fn binding_text(t: &Tenant, b: &Binding) -> String {
         Scope::Relation(a) => format!("relation {a}"),
     };
     let mut s = format!("`{}`: role `{role}` on {scope}", b.id);
-    if let Some(f) = b.from {
+    if let Some(f) = b.from() {
         s.push_str(&format!(" from {f}"));
     }
-    if let Some(u) = b.until {
+    if let Some(u) = b.until() {
         s.push_str(&format!(" until {u}"));
     }
     if b.when.is_some() {
