@@ -17,7 +17,7 @@ use super::convert::{self, Invalid, Limits};
 use crate::cache::{DecisionCache, Key};
 use crate::shadow::{Job, Shadow};
 use rolegate_api::{self as api, authorizer_server};
-use rolegate_engine::{Decision, Query, RequestError, Snapshot, decide};
+use rolegate_engine::{Context, Decision, Query, RequestError, Resource, Snapshot, decide};
 use rolegate_source::store::{NotReady, Store};
 use rolegate_telemetry::metrics::Method;
 use rolegate_telemetry::{Telemetry, decision_log, otel};
@@ -136,6 +136,34 @@ struct Call {
     clock: Timestamp,
 }
 
+/// A `Check` request with its fields checked and converted, before its snapshot is taken.
+struct Checked {
+    tenant: String,
+    principal: String,
+    action: String,
+    resource: Resource,
+    context: Context,
+    min_revision: u64,
+}
+
+/// A `CheckBatch` request with its fields checked and converted.
+struct BatchChecked {
+    tenant: String,
+    principal: String,
+    context: Context,
+    min_revision: u64,
+    items: Vec<(String, Resource)>,
+}
+
+/// A call answered on the spot, or its request back when the answer must wait for a snapshot
+/// (a `min_revision` not yet served, a tenant loaded on demand).
+pub(crate) enum Now<Resp, Req> {
+    /// The answer.
+    Done(Result<Response<Resp>, Status>),
+    /// The request, untouched.
+    Wait(Request<Req>),
+}
+
 /// The service state.
 #[derive(Clone, Debug)]
 pub struct Authorizer {
@@ -235,28 +263,40 @@ impl Authorizer {
         }
     }
 
-    async fn check(&self, req: CheckCall, now: When, call: Call) -> Result<api::CheckResponse, CallError> {
+    /// A `Check` request's fields checked and converted.
+    fn checked(&self, req: CheckCall, call: &Call) -> Result<Checked, CallError> {
         let CheckCall { tenant, principal, action, resource, context, min_revision } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
         l.id("principal", &principal)?;
         l.id("action", &action)?;
-        let span = &call.span;
-        span.record("rolegate.tenant", tenant.as_str());
-        span.record("rolegate.action", action.as_str());
+        call.span.record("rolegate.tenant", tenant.as_str());
+        call.span.record("rolegate.action", action.as_str());
         let resource = l.resource(&|| "resource".into(), resource)?;
         let context = l.context("context", context)?;
-        let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
+        Ok(Checked { tenant, principal, action, resource, context, min_revision })
+    }
+
+    /// Decides a checked `Check` on `snapshot`.
+    fn check(
+        &self,
+        checked: Checked,
+        snapshot: &Snapshot,
+        now: When,
+        call: &Call,
+    ) -> Result<api::CheckResponse, CallError> {
+        let Checked { tenant, principal, action, resource, context, min_revision: _ } = checked;
         let q =
             Query { tenant: &tenant, principal: &principal, action: &action, resource: &resource, context: &context };
-        let (d, hit) = self.decide(&snapshot, &q, now, None)?;
+        let (d, hit) = self.decide(snapshot, &q, now, None)?;
         let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
+        let span = &call.span;
         span.record("rolegate.allowed", d.allowed);
         span.record("rolegate.reason", d.reason.as_str());
         span.record("rolegate.rule", d.rule.as_deref().unwrap_or_default());
         span.record("rolegate.cache_hit", hit);
         span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
-        self.observe(Method::Check, &q, &d, revision, &call);
+        self.observe(Method::Check, &q, &d, revision, call);
         let response = api::CheckResponse { decision: Some(convert::decision(&d)), revision };
         if let Some(shadow) = self.shadow.as_ref().filter(|s| s.sampled()) {
             let live = d.clone();
@@ -266,7 +306,8 @@ impl Authorizer {
         Ok(response)
     }
 
-    async fn check_batch(&self, req: BatchCall, now: When, call: Call) -> Result<api::CheckBatchResponse, CallError> {
+    /// A `CheckBatch` request's fields checked and converted.
+    fn batch_checked(&self, req: BatchCall, call: &Call) -> Result<BatchChecked, CallError> {
         let BatchCall { tenant, principal, context, min_revision, items } = req;
         let l = &self.limits;
         l.id("tenant", &tenant)?;
@@ -282,20 +323,30 @@ impl Authorizer {
             l.check_id(&action).map_err(|m| Invalid { field: format!("items[{i}].action"), message: m })?;
             converted.push((action, l.resource(&|| format!("items[{i}].resource"), resource)?));
         }
-        // One snapshot for the whole batch.
-        let snapshot = self.store.at_least(&tenant, min_revision, self.min_revision_wait).await?;
+        Ok(BatchChecked { tenant, principal, context, min_revision, items: converted })
+    }
+
+    /// Decides a checked `CheckBatch` on `snapshot`: one snapshot for the whole batch.
+    fn check_batch(
+        &self,
+        checked: BatchChecked,
+        snapshot: &Snapshot,
+        now: When,
+        call: &Call,
+    ) -> Result<api::CheckBatchResponse, CallError> {
+        let BatchChecked { tenant, principal, context, min_revision: _, items: converted } = checked;
         let revision = snapshot.tenant(&tenant).map_or(0, |t| t.revision);
         call.span.record("rolegate.revision", i64::try_from(revision).unwrap_or(i64::MAX));
         let mut decided = Vec::with_capacity(converted.len());
         for (i, (action, resource)) in converted.iter().enumerate() {
             let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
-            decided.push(self.decide(&snapshot, &q, now, Some(i))?.0);
+            decided.push(self.decide(snapshot, &q, now, Some(i))?.0);
         }
         // Counted and logged only once the whole batch is known to be valid.
         let mut decisions = Vec::with_capacity(decided.len());
         for ((action, resource), d) in converted.iter().zip(&decided) {
             let q = Query { tenant: &tenant, principal: &principal, action, resource, context: &context };
-            self.observe(Method::CheckBatch, &q, d, revision, &call);
+            self.observe(Method::CheckBatch, &q, d, revision, call);
             decisions.push(convert::decision(d));
         }
         if let Some(shadow) = &self.shadow {
@@ -339,17 +390,53 @@ impl Authorizer {
         Ok(rolegate_api::plan::response(&p, revision))
     }
 
-    /// `Check`, traced.
-    async fn check_call(&self, request: Request<CheckCall>) -> Result<Response<api::CheckResponse>, Status> {
+    /// `Check`, traced, answered on the spot when its snapshot needs no wait; else the
+    /// request comes back for [`Authorizer::check_call`].
+    pub(crate) fn check_now(&self, request: Request<CheckCall>) -> Now<api::CheckResponse, CheckCall> {
+        let r = request.get_ref();
+        let Some(snapshot) = self.store.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
         let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
-        self.traced(Method::Check, span, request, |req, now, call| Authorizer::check(self, req, now, call)).await
+        Now::Done(self.traced_now(Method::Check, span, request, |req, now, call| {
+            let checked = self.checked(req, call)?;
+            self.check(checked, &*snapshot?, now, call)
+        }))
     }
 
-    /// `CheckBatch`, traced.
-    async fn batch_call(&self, request: Request<BatchCall>) -> Result<Response<api::CheckBatchResponse>, Status> {
+    /// `Check`, traced, waiting for its snapshot.
+    pub(crate) async fn check_call(&self, request: Request<CheckCall>) -> Result<Response<api::CheckResponse>, Status> {
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
+        self.traced(Method::Check, span, request, |req, now, call| async move {
+            let checked = self.checked(req, &call)?;
+            let snapshot = self.store.at_least(&checked.tenant, checked.min_revision, self.min_revision_wait).await?;
+            self.check(checked, &snapshot, now, &call)
+        })
+        .await
+    }
+
+    /// `CheckBatch`, traced, answered on the spot when its snapshot needs no wait; else the
+    /// request comes back for [`Authorizer::batch_call`].
+    pub(crate) fn batch_now(&self, request: Request<BatchCall>) -> Now<api::CheckBatchResponse, BatchCall> {
+        let r = request.get_ref();
+        let Some(snapshot) = self.store.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
         let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
-        self.traced(Method::CheckBatch, span, request, |req, now, call| Authorizer::check_batch(self, req, now, call))
-            .await
+        Now::Done(self.traced_now(Method::CheckBatch, span, request, |req, now, call| {
+            let checked = self.batch_checked(req, call)?;
+            self.check_batch(checked, &*snapshot?, now, call)
+        }))
+    }
+
+    /// `CheckBatch`, traced, waiting for its snapshot.
+    pub(crate) async fn batch_call(
+        &self,
+        request: Request<BatchCall>,
+    ) -> Result<Response<api::CheckBatchResponse>, Status> {
+        let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
+        self.traced(Method::CheckBatch, span, request, |req, now, call| async move {
+            let checked = self.batch_checked(req, &call)?;
+            let snapshot = self.store.at_least(&checked.tenant, checked.min_revision, self.min_revision_wait).await?;
+            self.check_batch(checked, &snapshot, now, &call)
+        })
+        .await
     }
 
     /// Runs one call inside its span, with the caller's trace context as parent, and records
@@ -365,25 +452,60 @@ impl Authorizer {
         F: Future<Output = Result<Resp, CallError>>,
     {
         let start = Instant::now();
-        let span = match otel::sample(request.metadata()) {
+        let span = self.span(make_span, &request);
+        let result = match self.call(&request, &span) {
+            Ok((now, call)) => run(request.into_inner(), now, call).instrument(span.clone()).await,
+            Err(e) => Err(e),
+        };
+        self.finish(method, start, &span, result)
+    }
+
+    /// [`Authorizer::traced`] for a call that needs no wait: no future at all.
+    fn traced_now<Req, Resp>(
+        &self,
+        method: Method,
+        make_span: fn() -> tracing::Span,
+        request: Request<Req>,
+        run: impl FnOnce(Req, When, &Call) -> Result<Resp, CallError>,
+    ) -> Result<Response<Resp>, Status> {
+        let start = Instant::now();
+        let span = self.span(make_span, &request);
+        let result = match self.call(&request, &span) {
+            Ok((now, call)) => span.in_scope(|| run(request.into_inner(), now, &call)),
+            Err(e) => Err(e),
+        };
+        self.finish(method, start, &span, result)
+    }
+
+    /// The call's span: a child of the caller's trace context when it is sampled, else none.
+    fn span<Req>(&self, make_span: fn() -> tracing::Span, request: &Request<Req>) -> tracing::Span {
+        match otel::sample(request.metadata()) {
             Some(parent) => {
                 let span = make_span();
                 let _ = span.set_parent(parent);
                 span
             }
             None => tracing::Span::none(),
-        };
+        }
+    }
+
+    /// The call's decision instant and its facts for telemetry.
+    fn call<Req>(&self, request: &Request<Req>, span: &tracing::Span) -> Result<(When, Call), CallError> {
         let trace_id = self.telemetry.decision_log.as_ref().and_then(|_| otel::trace_id(request.metadata()));
-        let result = match self.now(&request) {
-            Ok(now) => {
-                let clock = if now.is_clock { now.at } else { Timestamp::now() };
-                let call = Call { span: span.clone(), trace_id, clock };
-                run(request.into_inner(), now, call).instrument(span.clone()).await
-            }
-            Err(e) => Err(e),
-        };
-        let m = &self.telemetry.metrics;
-        m.latency(method, start.elapsed());
+        let now = self.now(request)?;
+        let clock = if now.is_clock { now.at } else { Timestamp::now() };
+        Ok((now, Call { span: span.clone(), trace_id, clock }))
+    }
+
+    /// Records a call's latency and, for an error, its status on the span.
+    fn finish<Resp>(
+        &self,
+        method: Method,
+        start: Instant,
+        span: &tracing::Span,
+        result: Result<Resp, CallError>,
+    ) -> Result<Response<Resp>, Status> {
+        self.telemetry.metrics.latency(method, start.elapsed());
         match result {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => {
@@ -403,14 +525,20 @@ impl authorizer_server::Authorizer for Authorizer {
     // `AuthorizerService` serves these two with requests read by `convert::wire`; these are the
     // same calls for whoever serves the generated service alone.
     async fn check(&self, request: Request<api::CheckRequest>) -> Result<Response<api::CheckResponse>, Status> {
-        self.check_call(request.map(CheckCall::from)).await
+        match self.check_now(request.map(CheckCall::from)) {
+            Now::Done(answer) => answer,
+            Now::Wait(request) => self.check_call(request).await,
+        }
     }
 
     async fn check_batch(
         &self,
         request: Request<api::CheckBatchRequest>,
     ) -> Result<Response<api::CheckBatchResponse>, Status> {
-        self.batch_call(request.map(BatchCall::from)).await
+        match self.batch_now(request.map(BatchCall::from)) {
+            Now::Done(answer) => answer,
+            Now::Wait(request) => self.batch_call(request).await,
+        }
     }
 
     async fn plan(&self, request: Request<api::PlanRequest>) -> Result<Response<api::PlanResponse>, Status> {

@@ -173,6 +173,17 @@ impl Store {
         }
     }
 
+    /// The answer of [`Store::at_least`] when it is known without waiting or loading — the
+    /// tenant is at `min_revision` or none is asked, and tenants are not loaded on demand —
+    /// else `None`, and the caller goes through `at_least`. Lets a call that needs no wait be
+    /// answered without a future.
+    pub fn ready(&self, tenant: &str, min_revision: u64) -> Option<Result<Arc<Snapshot>, NotReady>> {
+        if self.on_demand.is_some() {
+            return None;
+        }
+        self.ready_now(tenant, min_revision)
+    }
+
     /// The answer of [`Store::at_least`] when it needs no wait: the snapshot when `tenant` is at
     /// `min_revision` (or none is asked), no snapshot at all when none is asked; else `None`.
     fn ready_now(&self, tenant: &str, min_revision: u64) -> Option<Result<Arc<Snapshot>, NotReady>> {

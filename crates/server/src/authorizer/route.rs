@@ -4,6 +4,8 @@
 //! compression, decoding errors `INTERNAL`: what the generated service does.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +14,7 @@ use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::Authorizer;
+use super::{Authorizer, Now};
 use crate::convert::wire::{BatchCall, CheckCall, FromWire, WireCodec};
 use rolegate_api::{self as api, authorizer_server::AuthorizerServer};
 
@@ -84,11 +86,16 @@ struct CheckMethod(Arc<Authorizer>);
 
 impl UnaryService<CheckCall> for CheckMethod {
     type Response = api::CheckResponse;
-    type Future = BoxFuture<Response<api::CheckResponse>, Status>;
+    type Future = Answer<api::CheckResponse>;
 
     fn call(&mut self, request: Request<CheckCall>) -> Self::Future {
-        let authorizer = self.0.clone();
-        Box::pin(async move { authorizer.check_call(request).await })
+        match self.0.check_now(request) {
+            Now::Done(answer) => Answer::Ready(Some(answer)),
+            Now::Wait(request) => {
+                let authorizer = self.0.clone();
+                Answer::Waiting(Box::pin(async move { authorizer.check_call(request).await }))
+            }
+        }
     }
 }
 
@@ -96,10 +103,38 @@ struct BatchMethod(Arc<Authorizer>);
 
 impl UnaryService<BatchCall> for BatchMethod {
     type Response = api::CheckBatchResponse;
-    type Future = BoxFuture<Response<api::CheckBatchResponse>, Status>;
+    type Future = Answer<api::CheckBatchResponse>;
 
     fn call(&mut self, request: Request<BatchCall>) -> Self::Future {
-        let authorizer = self.0.clone();
-        Box::pin(async move { authorizer.batch_call(request).await })
+        match self.0.batch_now(request) {
+            Now::Done(answer) => Answer::Ready(Some(answer)),
+            Now::Wait(request) => {
+                let authorizer = self.0.clone();
+                Answer::Waiting(Box::pin(async move { authorizer.batch_call(request).await }))
+            }
+        }
+    }
+}
+
+/// The answer to a `Check` or `CheckBatch`: made on the spot for every call that needs no wait
+/// (no future is allocated, and the call's state is not copied from one future into the next),
+/// a boxed future for the few that wait for a snapshot.
+enum Answer<T> {
+    /// Made; taken by the first poll.
+    Ready(Option<Result<Response<T>, Status>>),
+    /// Waiting for a snapshot.
+    Waiting(BoxFuture<Response<T>, Status>),
+}
+
+impl<T: Unpin> Future for Answer<T> {
+    type Output = Result<Response<T>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Ready(answer) => {
+                Poll::Ready(answer.take().unwrap_or_else(|| Err(Status::internal("answer polled after it was taken"))))
+            }
+            Answer::Waiting(future) => future.as_mut().poll(cx),
+        }
     }
 }
