@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 
 use prost::DecodeError;
 use prost::bytes::Buf;
-use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, merge_loop, skip_field};
+use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint, merge_loop, skip_field};
 use prost::encoding::{bool as flag, double, int64, string, uint64};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
@@ -101,9 +101,9 @@ pub trait FromWire: Sized + Default {
 impl FromWire for CheckCall {
     fn field(&mut self, tag: u32, wt: WireType, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
         match tag {
-            1 => string::merge(wt, &mut self.tenant, buf, ctx),
-            2 => string::merge(wt, &mut self.principal, buf, ctx),
-            3 => string::merge(wt, &mut self.action, buf, ctx),
+            1 => text(wt, &mut self.tenant, buf, ctx),
+            2 => text(wt, &mut self.principal, buf, ctx),
+            3 => text(wt, &mut self.action, buf, ctx),
             4 => message(wt, self.resource.get_or_insert_default(), buf, ctx, resource),
             5 => message(wt, self.context.get_or_insert_default(), buf, ctx, context),
             6 => uint64::merge(wt, &mut self.min_revision, buf, ctx),
@@ -115,8 +115,8 @@ impl FromWire for CheckCall {
 impl FromWire for BatchCall {
     fn field(&mut self, tag: u32, wt: WireType, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
         match tag {
-            1 => string::merge(wt, &mut self.tenant, buf, ctx),
-            2 => string::merge(wt, &mut self.principal, buf, ctx),
+            1 => text(wt, &mut self.tenant, buf, ctx),
+            2 => text(wt, &mut self.principal, buf, ctx),
             3 => message(wt, self.context.get_or_insert_default(), buf, ctx, context),
             4 => uint64::merge(wt, &mut self.min_revision, buf, ctx),
             5 => {
@@ -154,9 +154,9 @@ fn resource(
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     match tag {
-        1 => string::merge(wt, &mut r.kind, buf, ctx),
-        2 => string::merge(wt, &mut r.id, buf, ctx),
-        3 => string::merge(wt, &mut r.unit, buf, ctx),
+        1 => text(wt, &mut r.kind, buf, ctx),
+        2 => text(wt, &mut r.id, buf, ctx),
+        3 => text(wt, &mut r.unit, buf, ctx),
         4 => attr_entry(wt, &mut r.attrs, buf, ctx),
         _ => skip_field(wt, tag, buf, ctx),
     }
@@ -164,7 +164,7 @@ fn resource(
 
 fn context(c: &mut RawContext, tag: u32, wt: WireType, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
     match tag {
-        1 => string::merge(wt, &mut c.client_ip, buf, ctx),
+        1 => text(wt, &mut c.client_ip, buf, ctx),
         2 => attr_entry(wt, &mut c.attrs, buf, ctx),
         _ => skip_field(wt, tag, buf, ctx),
     }
@@ -178,7 +178,7 @@ fn batch_item(
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     match tag {
-        1 => string::merge(wt, action, buf, ctx),
+        1 => text(wt, action, buf, ctx),
         2 => message(wt, resource.get_or_insert_default(), buf, ctx, self::resource),
         _ => skip_field(wt, tag, buf, ctx),
     }
@@ -191,7 +191,7 @@ fn attr_entry(wt: WireType, attrs: &mut RawAttrs, buf: &mut &[u8], ctx: DecodeCo
     merge_loop(&mut entry, buf, ctx, |(name, value), buf, ctx| {
         let (tag, wt) = decode_key(buf)?;
         match tag {
-            1 => string::merge(wt, name, buf, ctx),
+            1 => text(wt, name, buf, ctx),
             // An entry without a value holds an `AttrValue` with nothing set: `None`.
             2 => message(wt, value, buf, ctx, attr_value),
             _ => skip_field(wt, tag, buf, ctx),
@@ -213,7 +213,7 @@ fn attr_value(
     match tag {
         1 => {
             let mut t = String::new();
-            string::merge(wt, &mut t, buf, ctx)?;
+            text(wt, &mut t, buf, ctx)?;
             *v = Some(Value::Text(t));
         }
         2 => {
@@ -252,9 +252,33 @@ fn string_list(
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     match tag {
-        1 => string::merge_repeated(wt, values, buf, ctx),
+        1 => {
+            let mut value = String::new();
+            text(wt, &mut value, buf, ctx)?;
+            values.push(value);
+            Ok(())
+        }
         _ => skip_field(wt, tag, buf, ctx),
     }
+}
+
+/// A string field, as `string::merge` reads it: the usual case — the whole value in the
+/// buffer and valid UTF-8 — straight from the slice (prost goes through its `Buf` adapters
+/// byte run by byte run), anything else through prost itself, for the same error.
+fn text(wt: WireType, value: &mut String, buf: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+    if wt == WireType::LengthDelimited {
+        let mut rest = *buf;
+        let whole = decode_varint(&mut rest).ok().and_then(|len| rest.split_at_checked(usize::try_from(len).ok()?));
+        if let Some((bytes, rest)) = whole
+            && let Ok(s) = std::str::from_utf8(bytes)
+        {
+            value.clear();
+            value.push_str(s);
+            *buf = rest;
+            return Ok(());
+        }
+    }
+    string::merge(wt, value, buf, ctx)
 }
 
 /// The codec of a call whose request is read by [`FromWire`] and whose answer is a prost
