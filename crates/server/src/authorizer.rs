@@ -131,7 +131,9 @@ impl std::ops::Deref for Decided {
 /// Per-call facts for telemetry.
 struct Call {
     span: tracing::Span,
-    trace_id: Option<String>,
+    /// The request's metadata: the decision log reads the caller's trace id from it only for
+    /// a line it writes.
+    metadata: tonic::metadata::MetadataMap,
     /// The wall clock when the call began (not a `rolegate-now` instant): the decision log's time.
     clock: Timestamp,
 }
@@ -257,9 +259,12 @@ impl Authorizer {
     /// Counts a decision and logs it when the decision log asks for it.
     fn observe(&self, method: Method, q: &Query<'_>, d: &Decision, revision: u64, call: &Call) {
         self.telemetry.metrics.decision(method, d.reason);
-        if let Some(log) = &self.telemetry.decision_log {
-            let trace_id = call.trace_id.as_deref();
-            log.record(&decision_log::Entry { query: q, decision: d, revision, trace_id, time: call.clock });
+        if let Some(log) = &self.telemetry.decision_log
+            && log.wants(d)
+        {
+            let trace_id = otel::trace_id(&call.metadata);
+            let trace_id = trace_id.as_deref();
+            log.write(&decision_log::Entry { query: q, decision: d, revision, trace_id, time: call.clock });
         }
     }
 
@@ -453,8 +458,8 @@ impl Authorizer {
     {
         let start = Instant::now();
         let span = self.span(make_span, &request);
-        let result = match self.call(&request, &span) {
-            Ok((now, call)) => run(request.into_inner(), now, call).instrument(span.clone()).await,
+        let result = match self.call(request, &span) {
+            Ok((req, now, call)) => run(req, now, call).instrument(span.clone()).await,
             Err(e) => Err(e),
         };
         self.finish(method, start, &span, result)
@@ -470,8 +475,8 @@ impl Authorizer {
     ) -> Result<Response<Resp>, Status> {
         let start = Instant::now();
         let span = self.span(make_span, &request);
-        let result = match self.call(&request, &span) {
-            Ok((now, call)) => span.in_scope(|| run(request.into_inner(), now, &call)),
+        let result = match self.call(request, &span) {
+            Ok((req, now, call)) => span.in_scope(|| run(req, now, &call)),
             Err(e) => Err(e),
         };
         self.finish(method, start, &span, result)
@@ -489,12 +494,12 @@ impl Authorizer {
         }
     }
 
-    /// The call's decision instant and its facts for telemetry.
-    fn call<Req>(&self, request: &Request<Req>, span: &tracing::Span) -> Result<(When, Call), CallError> {
-        let trace_id = self.telemetry.decision_log.as_ref().and_then(|_| otel::trace_id(request.metadata()));
-        let now = self.now(request)?;
+    /// The call's message, its decision instant and its facts for telemetry.
+    fn call<Req>(&self, request: Request<Req>, span: &tracing::Span) -> Result<(Req, When, Call), CallError> {
+        let now = self.now(&request)?;
         let clock = if now.is_clock { now.at } else { Timestamp::now() };
-        Ok((now, Call { span: span.clone(), trace_id, clock }))
+        let (metadata, _, message) = request.into_parts();
+        Ok((message, now, Call { span: span.clone(), metadata, clock }))
     }
 
     /// Records a call's latency and, for an error, its status on the span.

@@ -197,10 +197,19 @@ impl DecisionLog {
 
     /// Logs the decision when the policy says so: every deny and alert, sampled allows.
     pub fn record(&self, e: &Entry<'_>) {
-        let d = e.decision;
-        if d.allowed && !d.alert && !sampled(self.allow_rate) {
-            return;
+        if self.wants(e.decision) {
+            self.write(e);
         }
+    }
+
+    /// Whether the policy logs this decision: every deny and alert, sampled allows (each call
+    /// draws again). A caller asks before gathering what only a line needs.
+    pub fn wants(&self, d: &Decision) -> bool {
+        !d.allowed || d.alert || sampled(self.allow_rate)
+    }
+
+    /// Logs the decision, or drops and counts the line when the queue is full.
+    pub fn write(&self, e: &Entry<'_>) {
         let Some(mut p) = self.room() else { return };
         let Pending { bytes, lines, second } = &mut *p;
         write_line(bytes, second, e.time, e);
@@ -356,12 +365,15 @@ fn write_time(out: &mut Vec<u8>, second: &mut Option<(i64, String)>, time: jiff:
     };
     out.extend_from_slice(prefix.as_bytes());
     if nanos > 0 {
+        // Nine digits: eight two at a time, then the first.
         let mut digits = *b".000000000";
-        let mut n = nanos as u32;
-        for d in digits[1..].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
+        let mut n = nanos as usize;
+        for at in [8, 6, 4, 2] {
+            let pair = n % 100 * 2;
+            n /= 100;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
         }
+        digits[1] = b'0' + n as u8;
         let len = digits.iter().rposition(|&b| b != b'0').map_or(0, |i| i + 1);
         out.extend_from_slice(&digits[..len]);
     }
@@ -377,17 +389,22 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// A JSON string: `"` and `\` escaped, control characters as `\u00XX` (or their short
 /// forms), everything else — UTF-8 included — copied as it is.
+#[inline]
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     // Ids and names almost never need escaping: checked eight bytes at a time, copied whole.
-    if !needs_escape(bytes) {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+    if needs_escape(bytes) {
+        return write_escaped(out, bytes);
     }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -415,6 +432,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// True when `bytes` holds a control character, `"` or `\\`. Eight bytes at a time: a byte of a
 /// word is below `n` (for `n` up to 128) exactly when `(w - n·ONES) & !w & HIGH` is not zero,
 /// and equal to `c` when the word XOR `c·ONES` has a zero byte (below 1).
+#[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
@@ -436,13 +454,15 @@ fn needs_escape(bytes: &[u8]) -> bool {
     special(u64::from_le_bytes(w))
 }
 
+/// Every number below 100 as two digits, for printing two digits a step.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     // Two digits a step: a revision (microseconds since 1970) has 16.
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839\
-        4041424344454647484950515253545556575859\
-        6061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     while n >= 100 {
