@@ -174,6 +174,13 @@ async fn caller_errors_are_invalid_argument_naming_the_field() {
     let mut r = reply("rep", 0);
     r.tenant.clear();
     cases.push((r, "tenant: must not be empty"));
+    // An oversize tenant id is refused by its size, never looked up: also when it asks for a
+    // revision (the path that could wait).
+    for min_revision in [0, 1 << 40] {
+        let mut r = reply("rep", min_revision);
+        r.tenant = "t".repeat(5000);
+        cases.push((r, "tenant: is 5000 bytes, the limit is 1024"));
+    }
     let mut r = reply("rep", 0);
     r.principal.clear();
     cases.push((r, "principal: must not be empty"));
@@ -232,6 +239,10 @@ async fn caller_errors_are_invalid_argument_naming_the_field() {
         min_revision: 0,
         items: vec![api::BatchItem { action: "conversation.view".into(), resource: reply("rep", 0).resource }; 3],
     };
+    let huge_tenant = api::CheckBatchRequest { tenant: "t".repeat(5000), ..bad_item.clone() };
+    let err = client.check_batch(huge_tenant).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.message(), "tenant: is 5000 bytes, the limit is 1024");
     bad_item.items[2].action = "conversation.nope".into();
     let err = client.check_batch(bad_item).await.unwrap_err();
     assert!(err.message().starts_with("items[2].action: unknown action"), "{}", err.message());

@@ -395,11 +395,21 @@ impl Authorizer {
         Ok(rolegate_api::plan::response(&p, revision))
     }
 
+    /// [`Store::ready`] for a call's tenant. An id over the size limit is not looked up (a
+    /// hostile 4 MiB id would be hashed for nothing): the call's checks refuse it before the
+    /// snapshot is used.
+    fn ready(&self, tenant: &str, min_revision: u64) -> Option<Result<Arc<Snapshot>, NotReady>> {
+        if tenant.len() > self.limits.max_string_bytes {
+            return Some(Err(NotReady::NoSnapshot));
+        }
+        self.store.ready(tenant, min_revision)
+    }
+
     /// `Check`, traced, answered on the spot when its snapshot needs no wait; else the
     /// request comes back for [`Authorizer::check_call`].
     pub(crate) fn check_now(&self, request: Request<CheckCall>) -> Now<api::CheckResponse, CheckCall> {
         let r = request.get_ref();
-        let Some(snapshot) = self.store.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
+        let Some(snapshot) = self.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
         let span = || call_span!(grpc "rolegate.v1.Authorizer" / "Check");
         Now::Done(self.traced_now(Method::Check, span, request, |req, now, call| {
             let checked = self.checked(req, call)?;
@@ -422,7 +432,7 @@ impl Authorizer {
     /// request comes back for [`Authorizer::batch_call`].
     pub(crate) fn batch_now(&self, request: Request<BatchCall>) -> Now<api::CheckBatchResponse, BatchCall> {
         let r = request.get_ref();
-        let Some(snapshot) = self.store.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
+        let Some(snapshot) = self.ready(&r.tenant, r.min_revision) else { return Now::Wait(request) };
         let span = || call_span!(grpc "rolegate.v1.Authorizer" / "CheckBatch");
         Now::Done(self.traced_now(Method::CheckBatch, span, request, |req, now, call| {
             let checked = self.batch_checked(req, call)?;
