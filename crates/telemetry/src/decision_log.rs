@@ -195,13 +195,6 @@ impl DecisionLog {
         p.lines += 1;
     }
 
-    /// Logs the decision when the policy says so: every deny and alert, sampled allows.
-    pub fn record(&self, e: &Entry<'_>) {
-        if self.wants(e.decision) {
-            self.write(e);
-        }
-    }
-
     /// Whether the policy logs this decision: every deny and alert, sampled allows (each call
     /// draws again). A caller asks before gathering what only a line needs.
     pub fn wants(&self, d: &Decision) -> bool {
@@ -543,13 +536,16 @@ mod tests {
             (Resource { kind: "conversation".into(), id: "c1".into(), ..Resource::default() }, Context::default());
         let query =
             Query { tenant: "acme", principal, action: "conversation.view", resource: &resource, context: &context };
-        log.record(&Entry {
-            query: &query,
-            decision: &Decision::deny(Reason::NoGrant),
-            revision: 7,
-            trace_id: None,
-            time: jiff::Timestamp::now(),
-        });
+        let decision = Decision::deny(Reason::NoGrant);
+        if log.wants(&decision) {
+            log.write(&Entry {
+                query: &query,
+                decision: &decision,
+                revision: 7,
+                trace_id: None,
+                time: jiff::Timestamp::now(),
+            });
+        }
     }
 
     /// The line as serde_json would write the same fields.
