@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
+# A full disk shows up as a linker crash (bus error) deep in the build: say how much there was.
+echo "== free disk where the build goes: $(df -h --output=avail "${CARGO_TARGET_DIR:-.}" 2>/dev/null | tail -n1 | tr -d ' ')"
 
 echo "== PostgreSQL for the source tests (scripts/pg.sh: private port and data directory)"
 scripts/pg.sh start >/dev/null
