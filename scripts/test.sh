@@ -58,3 +58,6 @@ scripts/bench.sh --quick
 
 echo "== AuthZEN beside gRPC, quick mode: proves the harness works, judges no timing"
 scripts/bench-authzen.sh --quick
+
+echo "== two builds side by side, quick mode: one build against itself, judges no timing"
+scripts/bench-ab.sh --quick
