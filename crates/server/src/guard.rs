@@ -33,7 +33,7 @@ pub struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -42,12 +42,12 @@ impl Shared {
     /// but itself, so a compare-and-swap is all it takes (a semaphore's release would also lock
     /// its queue of waiters, and nothing here ever waits).
     fn take(self: &Arc<Self>) -> Option<Slot> {
-        let mut n = self.in_flight.load(Ordering::Acquire);
+        let mut n = self.in_flight.load(Ordering::Relaxed);
         loop {
             if n >= self.limit {
                 return None;
             }
-            match self.in_flight.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self.in_flight.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return Some(Slot(self.clone())),
                 Err(seen) => n = seen,
             }
@@ -142,8 +142,8 @@ where
             GuardedProj::Shed { answer } => Poll::Ready(Ok(answer.take().unwrap_or_default())),
             GuardedProj::Admitted { call, slot, method } => {
                 let resp = ready!(call.poll(cx));
-                let slot = slot.take();
-                if let (Ok(resp), Some(m), Some(slot)) = (&resp, *method, &slot)
+                // The slot is given back here, whatever the answer.
+                if let (Some(slot), Ok(resp), Some(m)) = (slot.take(), &resp, *method)
                     && let Some(code) = status_of(resp)
                 {
                     slot.0.metrics.error(m, code);
@@ -201,7 +201,7 @@ mod tests {
         let c = layer.try_admit().expect("the slot given back");
         assert!(layer.try_admit().is_none());
         drop((b, c));
-        assert_eq!(layer.shared.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(layer.shared.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(GuardLayer::new(0, Arc::default()).limit(), 1, "a limit is at least one call");
     }
 }
