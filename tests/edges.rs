@@ -104,6 +104,167 @@ async fn undecodable_and_over_size_messages_are_counted_as_errors() {
     assert_eq!(metric(&text, "rolegate_rpc_errors_total{method=\"Check\",code=\"other\"}"), 0.0);
 }
 
+/// A frame of a request body sent by hand: a piece of its bytes, or its trailers.
+type BodyFrame = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>;
+
+/// Opens an HTTP/2 call to `Check` on `conn` whose body the caller writes frame by frame with
+/// the returned sender (and ends by dropping it); `encoding` sets `grpc-encoding`.
+async fn check_by_hand(
+    conn: &mut hyper::client::conn::http2::SendRequest<
+        http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<BodyFrame>>,
+    >,
+    addr: &str,
+    encoding: Option<&str>,
+) -> (tokio::sync::mpsc::Sender<BodyFrame>, tokio::task::JoinHandle<hyper::Response<hyper::body::Incoming>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut req = hyper::Request::post(format!("http://{addr}/rolegate.v1.Authorizer/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(e) = encoding {
+        req = req.header("grpc-encoding", e);
+    }
+    let req = req.body(http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx))).unwrap();
+    conn.ready().await.unwrap();
+    let answer = conn.send_request(req);
+    (tx, tokio::spawn(async move { answer.await.unwrap() }))
+}
+
+fn data(bytes: &[u8]) -> BodyFrame {
+    Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(bytes)))
+}
+
+/// A message with its gRPC prefix.
+fn prefixed(message: &impl prost::Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut out = vec![0];
+    out.extend(u32::try_from(body.len()).unwrap().to_be_bytes());
+    out.extend(body);
+    out
+}
+
+/// A `grpc-message` as written, its `%XX` escapes undone.
+fn percent_decoded(mut bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    while let Some((&b, rest)) = bytes.split_first() {
+        match (b, rest) {
+            (b'%', [hi, lo, rest @ ..]) => {
+                out.push(u8::from_str_radix(std::str::from_utf8(&[*hi, *lo]).unwrap(), 16).unwrap());
+                bytes = rest;
+            }
+            _ => {
+                out.push(b);
+                bytes = rest;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The status of an answer, from its headers (an error) or its trailers, with the message when
+/// there was one.
+async fn answered(answer: hyper::Response<hyper::body::Incoming>) -> (String, Option<api::CheckResponse>) {
+    use http_body_util::BodyExt as _;
+    use prost::Message as _;
+    let (parts, body) = answer.into_parts();
+    assert_eq!(parts.status, 200);
+    if let Some(status) = parts.headers.get("grpc-status") {
+        let message = parts.headers.get("grpc-message").map(|m| percent_decoded(m.as_bytes())).unwrap_or_default();
+        return (format!("{} {message}", status.to_str().unwrap()), None);
+    }
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers after the message");
+    let bytes = collected.to_bytes();
+    let message = api::CheckResponse::decode(&bytes[5..]).unwrap();
+    (trailers["grpc-status"].to_str().unwrap().to_owned(), Some(message))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_calls_are_read_in_any_pieces_and_refused_as_soon_as_they_are_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path(), "active");
+    let server = Server::start(dir.path(), &[]);
+    let expected = server.client().await.check(reply("rep", 0)).await.unwrap().into_inner().decision.unwrap();
+    assert!(expected.allowed);
+    let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let (mut conn, driver) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(driver);
+    let message = prefixed(&reply("rep", 0));
+    let decision = |answer: Option<api::CheckResponse>| {
+        let d = answer.expect("a message").decision.unwrap();
+        (d.allowed, d.reason, d.rule)
+    };
+    let expected = (expected.allowed, expected.reason, expected.rule);
+
+    // Cut inside the prefix and inside the message, with trailers after it: one message.
+    let (tx, answer) = check_by_hand(&mut conn, &server.addr, None).await;
+    for piece in [&message[..3], &message[3..11], &message[11..]] {
+        tx.send(data(piece)).await.unwrap();
+    }
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("x-note", "after".parse().unwrap());
+    tx.send(Ok(hyper::body::Frame::trailers(trailers))).await.unwrap();
+    drop(tx);
+    let (status, answer) = answered(answer.await.unwrap()).await;
+    assert_eq!((status.as_str(), decision(answer)), ("0", expected.clone()));
+
+    // A second message is read and dropped: the first one is answered.
+    let (tx, answer) = check_by_hand(&mut conn, &server.addr, None).await;
+    let mut two = message.clone();
+    two.extend(prefixed(&reply("nobody", 0)));
+    tx.send(data(&two)).await.unwrap();
+    drop(tx);
+    let (status, answer) = answered(answer.await.unwrap()).await;
+    assert_eq!((status.as_str(), decision(answer)), ("0", expected));
+
+    // A length over the limit is refused once its prefix is in, while the body is still open.
+    let (tx, answer) = check_by_hand(&mut conn, &server.addr, None).await;
+    tx.send(data(&[0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3])).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("refused before the body ends");
+    let (status, _) = answered(answer.unwrap()).await;
+    assert_eq!(
+        status,
+        "11 Error, decoded message length too large: found 2147483647 bytes, the limit is: 4194304 bytes"
+    );
+    drop(tx);
+
+    let refused = [
+        (
+            None,
+            vec![1, 0, 0, 0, 1, 0],
+            "13 protocol error: received message with compressed-flag but no grpc-encoding was specified",
+        ),
+        (
+            None,
+            vec![7, 0, 0, 0, 0],
+            "13 protocol error: received message with invalid compression flag: 7 (valid flags are 0 and 1), while sending request",
+        ),
+        (None, message[..message.len() - 1].to_vec(), "13 Unexpected EOF decoding stream."),
+        (None, vec![0, 0, 0], "13 Unexpected EOF decoding stream."),
+        (None, vec![], "13 Missing request message."),
+        // Any other encoding goes to tonic's codec, which offers none.
+        (Some("gzip"), message.clone(), "12 Content is compressed with `gzip` which isn't supported"),
+    ];
+    for (encoding, body, expected) in refused {
+        let (tx, answer) = check_by_hand(&mut conn, &server.addr, encoding).await;
+        if !body.is_empty() {
+            tx.send(data(&body)).await.unwrap();
+        }
+        drop(tx);
+        let (status, _) = answered(answer.await.unwrap()).await;
+        assert_eq!(status, expected, "{encoding:?} {body:?}");
+    }
+    // `identity` is no encoding.
+    let (tx, answer) = check_by_hand(&mut conn, &server.addr, Some("identity")).await;
+    tx.send(data(&message)).await.unwrap();
+    drop(tx);
+    assert_eq!(answered(answer.await.unwrap()).await.0, "0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_attribute_names_and_client_ips_get_a_short_invalid_argument() {
     let dir = tempfile::tempdir().unwrap();

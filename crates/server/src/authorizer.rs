@@ -62,6 +62,7 @@ pub use evaluations::{ActionSearch, Actions, Evaluated, Evaluations, Item, Seman
 mod inspect;
 mod route;
 pub use route::AuthorizerService;
+mod unary;
 
 /// Why a call failed; turned into a gRPC status in exactly one place.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::{Authorizer, Now};
+use super::{Authorizer, Now, unary};
 use crate::convert::wire::{BatchCall, CheckCall, FromWire, WireCodec};
 use rolegate_api::{self as api, authorizer_server::AuthorizerServer};
 
@@ -39,7 +39,9 @@ impl AuthorizerService {
         AuthorizerService { authorizer, generated, max_message_bytes }
     }
 
-    fn unary<S, D, E, B>(&self, method: S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, Infallible>
+    /// A plain call (see [`unary::is_plain`]) read and answered whole; any other through tonic's
+    /// codec, which refuses what it cannot read.
+    fn unary<S, D, E, B>(&self, mut method: S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, Infallible>
     where
         S: UnaryService<D, Response = E> + Send + 'static,
         S::Future: Send,
@@ -48,7 +50,17 @@ impl AuthorizerService {
         B: tonic::codegen::Body + Send + 'static,
         B::Error: Into<StdError> + Send + 'static,
     {
-        let max = Some(self.max_message_bytes);
+        let max = self.max_message_bytes;
+        if unary::is_plain(&req) {
+            return Box::pin(async move {
+                let answer = match unary::read::<D, B>(req, max).await {
+                    Ok(request) => method.call(request).await,
+                    Err(status) => Err(status),
+                };
+                Ok(unary::respond(answer, max))
+            });
+        }
+        let max = Some(max);
         Box::pin(async move {
             let mut grpc = Grpc::new(WireCodec::<D, E>::default()).apply_max_message_size_config(max, max);
             Ok(grpc.unary(method, req).await)
