@@ -1,7 +1,8 @@
 //! `rolegate.v1.Authorizer` as served: `Check` and `CheckBatch` take requests read straight from
 //! the wire by [`rolegate_api::convert::wire`] (no hash map per attribute set, no second
-//! conversion), and the generated service serves the rest. Same message size limits, no
-//! compression, decoding errors `INTERNAL`: what the generated service does.
+//! conversion), each call's body read and answered whole by [`super::unary`]; the generated
+//! service serves the rest, and any call with a `grpc-encoding` (refused, as no compression is
+//! offered). Same message size limits and statuses either way.
 
 use std::convert::Infallible;
 use std::future::Future;

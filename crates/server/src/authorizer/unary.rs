@@ -213,3 +213,71 @@ impl HttpBody for OneMessage {
         self.data.is_none() && !self.end
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::wire::CheckCall;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    fn framed(messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in messages {
+            out.push(0);
+            out.extend(u32::try_from(m.len()).unwrap().to_be_bytes());
+            out.extend(m);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_read_or_refused_without_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = messages::<CheckCall>(&bytes, 40);
+        }
+
+        #[test]
+        fn the_first_of_any_messages_is_the_one_read(tenants in proptest::collection::vec("[a-z]{0,12}", 1..4)) {
+            let encoded: Vec<Vec<u8>> = tenants
+                .iter()
+                .map(|t| rolegate_api::CheckRequest { tenant: t.clone(), ..Default::default() }.encode_to_vec())
+                .collect();
+            let read = messages::<CheckCall>(&framed(&encoded), 1024).unwrap();
+            prop_assert_eq!(&read.tenant, &tenants[0]);
+        }
+
+        #[test]
+        fn a_body_in_any_pieces_is_the_same_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+            cuts in proptest::collection::vec(0usize..40, 0..4),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut gathered = Gathered::default();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                gathered.push(Bytes::copy_from_slice(&bytes[from..cut]));
+                from = cut;
+                prop_assert_eq!(gathered.prefix(), bytes[..from].get(..PREFIX));
+            }
+            prop_assert_eq!(gathered.len(), bytes.len());
+            prop_assert_eq!(&gathered.into_bytes()[..], &bytes[..]);
+        }
+    }
+
+    #[test]
+    fn lengths_over_the_limit_and_bad_flags_are_refused_with_tonics_words() {
+        let over = length(&[0, 0, 0, 0, 41], 40).unwrap_err();
+        assert_eq!(over.code(), Code::OutOfRange);
+        assert_eq!(over.message(), "Error, decoded message length too large: found 41 bytes, the limit is: 40 bytes");
+        assert_eq!(length(&[0, 0, 0, 0, 40], 40).unwrap(), 40);
+        assert_eq!(length(&[1, 0, 0, 0, 1], 40).unwrap_err().code(), Code::Internal);
+        assert_eq!(length(&[2, 0, 0, 0, 1], 40).unwrap_err().code(), Code::Internal);
+        assert_eq!(messages::<CheckCall>(&[], 40).unwrap_err().message(), "Missing request message.");
+        assert_eq!(
+            messages::<CheckCall>(&[0, 0, 0, 0, 3, 1], 40).unwrap_err().message(),
+            "Unexpected EOF decoding stream."
+        );
+    }
+}
