@@ -160,6 +160,12 @@ impl DirSource {
     /// rescan that defers nothing always publishes, so a load that finds nothing is still told
     /// apart from none.
     pub fn reload(&mut self, store: &Store) -> ReloadReport {
+        self.reload_with(store, &mut crate::sched::ShortSlices::default())
+    }
+
+    /// [`DirSource::reload`] with the request threads' short slices held by the caller: given
+    /// here once a changed file is found, if the caller has not already given them.
+    pub fn reload_with(&mut self, store: &Store, slices: &mut crate::sched::ShortSlices) -> ReloadReport {
         let mut report = ReloadReport::default();
         let listing = match files::scan(&self.root) {
             Ok(l) => l,
@@ -173,9 +179,7 @@ impl DirSource {
         };
         self.report_unreadable(&listing, &mut report);
         let mut round = Round::default();
-        // Held to the end of the reload: the request threads' short slices, from the first change.
-        let mut slices = crate::sched::ShortSlices::default();
-        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents, &mut round, &mut slices);
+        let (mut parsed, mut fresh_files) = self.parse_changed(&listing.documents, &mut round, slices);
         let served = store.load();
         let mut fresh = self.apply_spliced(&mut parsed, &mut round, served.as_deref(), &mut report);
         self.spliced = round.spliced_files.len();

@@ -10,10 +10,12 @@
 //! (`sched_setattr`'s `sched_runtime`, at least 100 µs), and a thread with a shorter slice gets
 //! the core as soon as it wakes.
 //!
-//! The request threads register themselves ([`register_request_thread`]); while a reload that
-//! found a changed file runs ([`ShortSlices`]) they are given [`REQUEST_SLICE`], and the default
-//! again after it. Only then: a short slice costs about 3% of a core's `Check` capacity at full
-//! load, and a periodic rescan that finds nothing changed touches no thread. Nothing is
+//! The request threads register themselves ([`register_request_thread`]); from the first
+//! filesystem event of a burst (the watcher's threads wake for each write of a file) or from a
+//! reload's first changed file, until that reload is done ([`ShortSlices`]), they are given
+//! [`REQUEST_SLICE`], and the default again after it. Only then: a short slice costs about 3% of
+//! a core's `Check` capacity at full load, and a periodic rescan that finds nothing changed
+//! touches no thread. Nothing is
 //! taken from the reload thread: it keeps its normal priority and its share of the core, so a
 //! revocation applies as fast under load as before. Older kernels ignore the request; a thread
 //! with a policy other than the normal ones (real-time, set by an operator) is left as it is,
@@ -27,6 +29,11 @@ pub const REQUEST_SLICE: Duration = Duration::from_micros(100);
 
 /// The request threads, by thread id.
 static REQUEST_THREADS: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// Held by the tests that give the short slices, so that the one that checks them sees no
+/// other's.
+#[cfg(test)]
+pub(crate) static TESTS_GIVING_SLICES: Mutex<()> = Mutex::new(());
 
 /// Records the calling thread as one that answers calls; for
 /// `tokio::runtime::Builder::on_thread_start`.
@@ -45,8 +52,9 @@ pub fn unregister_request_thread() {
 }
 
 /// The request threads' short slices for one reload: given at the first [`ShortSlices::begin`],
-/// once the reload knows it has a changed file to parse and compile, and taken back when this is
-/// dropped (also if the reload panics). Until then no thread is touched.
+/// once a burst of events begins or the reload knows it has a changed file to parse and compile,
+/// and taken back when this is dropped (also if the reload panics). Until then no thread is
+/// touched.
 #[derive(Debug, Default)]
 pub struct ShortSlices {
     given: bool,
@@ -59,6 +67,11 @@ impl ShortSlices {
             set_request_slices(Some(REQUEST_SLICE));
             self.given = true;
         }
+    }
+
+    /// Whether the short slices were given.
+    pub fn given(&self) -> bool {
+        self.given
     }
 }
 
@@ -166,6 +179,7 @@ mod tests {
     /// end, and its nice value never changes; a thread that stopped is no longer touched.
     #[test]
     fn request_threads_have_a_short_slice_only_while_a_reload_runs() {
+        let _alone = TESTS_GIVING_SLICES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (tx, rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {

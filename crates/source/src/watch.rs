@@ -2,13 +2,19 @@
 //! the symlink swap of a Kubernetes ConfigMap update) are debounced, and a periodic rescan backs
 //! up missed events. Reloads run on their own thread, so they never slow `Check`.
 //!
+//! A writer raises an event for every `write` it makes (a 1 MB document written in 64 KiB
+//! pieces is sixteen), and a sidecar's reload thread shares its core with the request threads.
+//! So events wait in an [`Inbox`] and the reload thread is woken by the first of a burst only,
+//! then looks again once per debounce interval; and from that first event until the burst's
+//! reload is done, the request threads have their short slices ([`crate::sched`]), so a call
+//! that comes meanwhile is not held behind the watcher's threads.
+//!
 //! Bounds: a reload follows the first event of a burst after at most [`max_wait`], however
 //! often files keep changing, and the periodic rescan runs every `poll` whatever the events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,6 +23,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::ReloadReport;
 use super::dir::DirSource;
+use crate::sched::ShortSlices;
 use crate::store::Store;
 
 /// How the watcher behaves.
@@ -80,10 +87,11 @@ pub fn spawn(
     store: Arc<Store>,
     on_reload: impl Fn(&ReloadReport) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
-    let (tx, rx) = mpsc::channel::<Note>();
+    let inbox = Arc::new(Inbox::default());
+    let posted = inbox.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Some(n) = res.ok().and_then(note) {
-            let _ = tx.send(n);
+            posted.post(n);
         }
     })
     .map_err(std::io::Error::other)?;
@@ -95,11 +103,13 @@ pub fn spawn(
         }
         let max_wait = max_wait(cfg.debounce);
         let mut source = DirSource::new(&cfg.root, cfg.debounce, max_wait);
-        let mut waiter = Waiter { rx, writing: HashMap::new(), debounce: cfg.debounce, max_wait, early: false };
+        let mut waiter = Waiter { inbox, writing: HashMap::new(), debounce: cfg.debounce, max_wait, early: false };
+        // Given when a burst of events begins or the reload finds a change, taken back after it.
+        let mut slices = ShortSlices::default();
         loop {
             source.set_writing(waiter.writing());
-            // Once it finds a change, calls that come meanwhile get the core at once (see `sched`).
-            let report = source.reload(&store);
+            let report = source.reload_with(&store, &mut slices);
+            slices = ShortSlices::default();
             on_reload(&report);
             // Files still changing are looked at again after a debounce interval.
             let next = if source.deferred() > 0 { cfg.debounce.min(cfg.poll) } else { cfg.poll };
@@ -111,14 +121,65 @@ pub fn spawn(
             {
                 source.trim();
             }
-            waiter.wait(rescan_at);
+            waiter.wait(rescan_at, &mut slices);
         }
     })
 }
 
+/// The notes the watcher's thread posts for the reload thread, which it wakes only when the
+/// first one arrives.
+#[derive(Default)]
+struct Inbox {
+    pending: Mutex<Pending>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    notes: Vec<Note>,
+    /// When the last note was posted.
+    last: Option<Instant>,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn post(&self, note: Note) {
+        let mut p = self.lock();
+        let first = p.notes.is_empty();
+        p.notes.push(note);
+        p.last = Some(Instant::now());
+        drop(p);
+        if first {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// Waits until a note is pending or `deadline` passes; true when one is.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut p = self.lock();
+        while p.notes.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = self.arrived.wait_timeout(p, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+
+    /// The pending notes, and when the last one was posted.
+    fn take(&self) -> (Vec<Note>, Option<Instant>) {
+        let mut p = self.lock();
+        (std::mem::take(&mut p.notes), p.last)
+    }
+}
+
 /// Waits for the next reload and tracks which files writers hold open.
 struct Waiter {
-    rx: mpsc::Receiver<Note>,
+    inbox: Arc<Inbox>,
     /// Files modified and not closed since, with when that was first seen.
     writing: HashMap<PathBuf, Instant>,
     debounce: Duration,
@@ -158,38 +219,100 @@ impl Waiter {
     /// Waits until `deadline` for an event; true when none came. An event that came is kept
     /// for [`Waiter::wait`].
     fn quiet_until(&mut self, deadline: Instant) -> bool {
-        match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(n) => {
-                self.track(n);
-                self.early = true;
-                false
-            }
-            Err(_) => true,
+        if self.inbox.wait_until(deadline) {
+            self.early = true;
+            return false;
         }
+        true
     }
 
     /// Returns at `rescan_at`, or once events have been quiet for the debounce interval, or
-    /// `max_wait` after the first event, whichever comes first.
-    fn wait(&mut self, rescan_at: Instant) {
-        let left = rescan_at.saturating_duration_since(Instant::now());
-        if !std::mem::take(&mut self.early) {
-            match self.rx.recv_timeout(left) {
-                Ok(n) => self.track(n),
-                Err(mpsc::RecvTimeoutError::Timeout) => return,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return std::thread::sleep(left),
-            }
+    /// `max_wait` after the first event, whichever comes first. When events came, the request
+    /// threads have their short slices from the first one on.
+    fn wait(&mut self, rescan_at: Instant, slices: &mut ShortSlices) {
+        if !std::mem::take(&mut self.early) && !self.inbox.wait_until(rescan_at) {
+            return;
         }
+        slices.begin();
         let first = Instant::now();
         let deadline = (first + self.max_wait).min(rescan_at);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Events that come while this thread sleeps do not wake it: it looks once a
+            // debounce interval has passed since the last one it knows of.
+            let (notes, last) = self.inbox.take();
+            for n in notes {
+                self.track(n);
+            }
+            let quiet = (last.unwrap_or(first) + self.debounce).min(deadline);
+            let left = quiet.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            match self.rx.recv_timeout(self.debounce.min(left)) {
-                Ok(n) => self.track(n),
-                Err(_) => return,
-            }
+            std::thread::sleep(left);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_waited_out_until_quiet_and_every_note_is_tracked() {
+        let _alone = crate::sched::TESTS_GIVING_SLICES.lock().unwrap_or_else(PoisonError::into_inner);
+        let inbox = Arc::new(Inbox::default());
+        let debounce = Duration::from_millis(30);
+        let mut waiter = Waiter {
+            inbox: inbox.clone(),
+            writing: HashMap::new(),
+            debounce,
+            max_wait: Duration::from_secs(5),
+            early: false,
+        };
+        let file = PathBuf::from("desk.yaml");
+        let posted = {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                // A writer's 20 writes, 5 ms apart, then its close.
+                for _ in 0..20 {
+                    inbox.post(Note::Changed { paths: vec![file.clone()], writing: true });
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let before = Instant::now();
+                inbox.post(Note::Closed(vec![file]));
+                before
+            })
+        };
+        let start = Instant::now();
+        let mut slices = ShortSlices::default();
+        waiter.wait(start + Duration::from_secs(10), &mut slices);
+        let returned = Instant::now();
+        assert!(slices.given(), "the request threads have short slices from the first event");
+        drop(slices);
+        let last = posted.join().unwrap();
+        assert!(
+            returned >= last + debounce,
+            "returned {:?} after the last note",
+            returned.checked_duration_since(last)
+        );
+        assert!(returned - start < Duration::from_secs(4), "waited {:?}", returned - start);
+        assert!(waiter.writing().is_empty(), "the close was tracked");
+        assert!(waiter.inbox.take().0.is_empty(), "every note was taken");
+    }
+
+    #[test]
+    fn with_no_event_the_wait_ends_at_the_rescan() {
+        let mut waiter = Waiter {
+            inbox: Arc::new(Inbox::default()),
+            writing: HashMap::new(),
+            debounce: Duration::from_millis(10),
+            max_wait: Duration::from_secs(1),
+            early: false,
+        };
+        let start = Instant::now();
+        let mut slices = ShortSlices::default();
+        waiter.wait(start + Duration::from_millis(50), &mut slices);
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(!slices.given(), "no event, no short slices");
     }
 }
