@@ -61,3 +61,6 @@ scripts/bench-authzen.sh --quick
 
 echo "== two builds side by side, quick mode: one build against itself, judges no timing"
 scripts/bench-ab.sh --quick
+
+echo "== two builds under reloads, quick mode: one build against itself, judges no timing"
+scripts/bench-reload-ab.sh --quick
