@@ -93,7 +93,10 @@ taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 
   --reload-debounce 20ms --decision-log off >"$RUN/rolegate.log" 2>&1 &
 ROLEGATE_PID=$!
 PIDS+=("$ROLEGATE_PID")
-taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$POLICIES" --listen 127.0.0.1:0 \
+# The twin reads its own copy of the policies: the reload step rewrites the measured server's
+# directory, and a second server reloading it on the same core would be a load no sidecar has.
+cp -r "$POLICIES" "$RUN/policies-decision-log"
+taskset -c "$SERVER_CPUS" "$BIN/rolegate" serve --policies "$RUN/policies-decision-log" --listen 127.0.0.1:0 \
   >"$RUN/decision-log.jsonl" 2>"$RUN/rolegate-decision-log.log" &
 ROLEGATE_LOG_PID=$!
 PIDS+=("$ROLEGATE_LOG_PID")
