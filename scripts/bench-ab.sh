@@ -28,21 +28,16 @@ case "${1:-}" in
     ROUNDS="${BENCH_AB_ROUNDS:-8}" DURATION="${BENCH_AB_DURATION:-4}" MEMBERS=5000 POOL=4096
     ;;
 esac
-for dir in "$A" "$B"; do
-  for bin in rolegate rolegate-baseline rolegate-loadgen; do
-    [[ -x $dir/$bin ]] || die "no $bin in $dir"
-  done
-done
-command -v taskset >/dev/null || die "taskset (util-linux) is needed"
-NPROC="$(nproc)"
-SERVER_CPUS="${BENCH_SERVER_CPUS:-$((NPROC > 1 ? NPROC - 1 : 0))}" CLIENT_CPUS="${BENCH_CLIENT_CPUS:-0}"
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
+need_bins "$A" rolegate rolegate-baseline rolegate-loadgen
+need_bins "$B" rolegate rolegate-baseline rolegate-loadgen
+bench_cpus
 
 OUT="$PWD/bench-out/ab"
 rm -rf "$OUT" && mkdir -p "$OUT"
 "$A/rolegate-loadgen" tenant --members "$MEMBERS" --out "$OUT/policies" 2>/dev/null
 
-# shellcheck source=scripts/bench/serve.sh
-source scripts/bench/serve.sh
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 NAMES=(rolegate-a baseline-a rolegate-b baseline-b)

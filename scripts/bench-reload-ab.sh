@@ -30,14 +30,11 @@ case "${1:-}" in
     RATE="${BENCH_RELOAD_RATE:-1000}"
     ;;
 esac
-for dir in "$A" "$B"; do
-  for bin in rolegate rolegate-loadgen; do
-    [[ -x $dir/$bin ]] || die "no $bin in $dir"
-  done
-done
-command -v taskset >/dev/null || die "taskset (util-linux) is needed"
-NPROC="$(nproc)"
-SERVER_CPUS="${BENCH_SERVER_CPUS:-$((NPROC > 1 ? NPROC - 1 : 0))}" CLIENT_CPUS="${BENCH_CLIENT_CPUS:-0}"
+# shellcheck source=scripts/bench/serve.sh
+source scripts/bench/serve.sh
+need_bins "$A" rolegate rolegate-loadgen
+need_bins "$B" rolegate rolegate-loadgen
+bench_cpus
 
 OUT="$PWD/bench-out/reload-ab"
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -45,8 +42,6 @@ DOC=meiqia-service-desk.yaml
 "$A/rolegate-loadgen" tenant --members "$MEMBERS" --out "$OUT/variant-0" 2>/dev/null
 "$A/rolegate-loadgen" tenant --members "$MEMBERS" --out "$OUT/variant-1" --variant 1 2>/dev/null
 
-# shellcheck source=scripts/bench/serve.sh
-source scripts/bench/serve.sh
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 declare -A ADDR PID
