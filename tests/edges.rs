@@ -142,24 +142,6 @@ fn prefixed(message: &impl prost::Message) -> Vec<u8> {
     out
 }
 
-/// A `grpc-message` as written, its `%XX` escapes undone.
-fn percent_decoded(mut bytes: &[u8]) -> String {
-    let mut out = Vec::new();
-    while let Some((&b, rest)) = bytes.split_first() {
-        match (b, rest) {
-            (b'%', [hi, lo, rest @ ..]) => {
-                out.push(u8::from_str_radix(std::str::from_utf8(&[*hi, *lo]).unwrap(), 16).unwrap());
-                bytes = rest;
-            }
-            _ => {
-                out.push(b);
-                bytes = rest;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
 /// The status of an answer, from its headers (an error) or its trailers, with the message when
 /// there was one.
 async fn answered(answer: hyper::Response<hyper::body::Incoming>) -> (String, Option<api::CheckResponse>) {
@@ -167,9 +149,8 @@ async fn answered(answer: hyper::Response<hyper::body::Incoming>) -> (String, Op
     use prost::Message as _;
     let (parts, body) = answer.into_parts();
     assert_eq!(parts.status, 200);
-    if let Some(status) = parts.headers.get("grpc-status") {
-        let message = parts.headers.get("grpc-message").map(|m| percent_decoded(m.as_bytes())).unwrap_or_default();
-        return (format!("{} {message}", status.to_str().unwrap()), None);
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        return (format!("{} {}", status.code() as i32, status.message()), None);
     }
     let collected = body.collect().await.unwrap();
     let trailers = collected.trailers().cloned().expect("trailers after the message");

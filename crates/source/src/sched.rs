@@ -70,7 +70,8 @@ impl ShortSlices {
     }
 
     /// Whether the short slices were given.
-    pub fn given(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn given(&self) -> bool {
         self.given
     }
 }
