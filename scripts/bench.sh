@@ -260,6 +260,9 @@ for ((r = 0; r < REPEATS; r++)); do
 done
 sed 's/^/  /' "$RUN/rewrite.log"
 grep -c "tenant loaded" "$RUN/rolegate.log" | sed 's/^/  rolegate reloads logged: /'
+# Only the measured server may reload: the twin loaded its copy once, at start.
+twin_loads="$(grep -c "tenant loaded" "$RUN/rolegate-decision-log.log" || true)"
+[[ $twin_loads == 1 ]] || die "the decision-log twin logged $twin_loads tenant loads; it must not see the reload step's rewrites"
 
 # --- h2load, an independent client --------------------------------------------------------------
 echo "bench: h2load"
